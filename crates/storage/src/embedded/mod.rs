@@ -1,0 +1,231 @@
+//! The embedded backend (the default): one redb file in a data directory.
+//!
+//! - One global revision, advanced by one per successful write ([`writer`]).
+//! - Writes are group-committed: concurrent writers share one fsynced transaction, and none is
+//!   acknowledged before the commit is durable.
+//! - History (old versions and the event log) is kept until [`Store::compact`], so ranges at
+//!   past revisions and watches from past revisions work like etcd's.
+//! - Watches replay the durable log, then follow commits live ([`watch`]).
+
+mod tables;
+mod watch;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use self::tables::{db_err, Snapshot};
+use self::writer::{Op, Request, Shared, Written};
+use crate::{
+    validate_key, GetResponse, KeyValue, RangeRequest, RangeResponse, Result, Revision,
+    StorageError, Store, WatchStream,
+};
+
+/// The file inside the data directory.
+pub const DB_FILE: &str = "store.redb";
+
+/// Tuning for the embedded backend.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// redb's page cache; the OS page cache sits behind it, so it need not hold everything.
+    pub cache_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            cache_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The embedded store. Cheap to clone; all clones share one database and one writer thread.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<redb::Database>,
+    shared: Arc<Shared>,
+    writes: mpsc::Sender<Request>,
+    path: PathBuf,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `dir`, creating the directory if needed. Must be called
+    /// inside a tokio runtime.
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Self> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StorageError::Unavailable(format!("creating data directory {}: {e}", dir.display()))
+        })?;
+        let path = dir.join(DB_FILE);
+        let db = redb::Builder::new()
+            .set_cache_size(options.cache_bytes)
+            .create(&path)
+            .map_err(db_err)?;
+        let db = Arc::new(db);
+        ensure_tables(&db)?;
+        let snap = Snapshot::begin(&db)?;
+        let (events, _) = broadcast::channel(4096);
+        let shared = Arc::new(Shared {
+            revision: AtomicI64::new(snap.revision()?),
+            compacted: AtomicI64::new(snap.compacted()?),
+            events,
+        });
+        drop(snap);
+        let (writes, rx) = mpsc::channel(8192);
+        let (db2, shared2) = (db.clone(), shared.clone());
+        std::thread::Builder::new()
+            .name("embedded-writer".into())
+            .spawn(move || writer::run(db2, shared2, rx))
+            .map_err(|e| StorageError::Unavailable(format!("starting writer thread: {e}")))?;
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                db,
+                shared,
+                writes,
+                path,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn submit(&self, op: Op) -> Result<Written> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .writes
+            .send(Request { op, reply })
+            .await
+            .map_err(|_| StorageError::Unavailable("embedded store writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StorageError::Unavailable("embedded store writer stopped".into()))?
+    }
+
+    /// Runs a read against one snapshot on the blocking pool (redb reads are synchronous).
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Snapshot) -> Result<T> + Send + 'static,
+    {
+        let db = self.inner.db.clone();
+        tokio::task::spawn_blocking(move || f(&Snapshot::begin(&db)?))
+            .await
+            .map_err(|e| StorageError::Unavailable(format!("read task failed: {e}")))?
+    }
+}
+
+fn ensure_tables(db: &redb::Database) -> Result<()> {
+    let txn = db.begin_write().map_err(db_err)?;
+    txn.open_table(tables::LATEST).map_err(db_err)?;
+    txn.open_table(tables::VERSIONS).map_err(db_err)?;
+    txn.open_table(tables::LOG).map_err(db_err)?;
+    txn.open_table(tables::META).map_err(db_err)?;
+    txn.commit().map_err(db_err)
+}
+
+#[async_trait::async_trait]
+impl Store for EmbeddedStore {
+    async fn get(&self, key: &str) -> Result<GetResponse> {
+        validate_key(key)?;
+        let key = key.to_string();
+        self.read(move |snap| {
+            Ok(GetResponse {
+                kv: snap.get(&key)?,
+                revision: snap.revision()?,
+            })
+        })
+        .await
+    }
+
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
+        self.read(move |snap| {
+            let current = snap.revision()?;
+            match req.revision {
+                None => snap.range_latest(&req),
+                Some(r) if r == current || r == 0 => snap.range_latest(&req),
+                Some(r) if r > current => Err(StorageError::FutureRevision {
+                    requested: r,
+                    current,
+                }),
+                Some(r) => {
+                    let compacted = snap.compacted()?;
+                    if r < compacted {
+                        return Err(StorageError::Compacted {
+                            requested: r,
+                            compacted,
+                        });
+                    }
+                    snap.range_at(&req, r)
+                }
+            }
+        })
+        .await
+    }
+
+    async fn create(&self, key: &str, value: Bytes) -> Result<Revision> {
+        validate_key(key)?;
+        let op = Op::Create {
+            key: key.to_string(),
+            value,
+        };
+        Ok(self.submit(op).await?.revision)
+    }
+
+    async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<Revision> {
+        validate_key(key)?;
+        let op = Op::Update {
+            key: key.to_string(),
+            value,
+            expected,
+        };
+        Ok(self.submit(op).await?.revision)
+    }
+
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(Revision, KeyValue)> {
+        validate_key(key)?;
+        let op = Op::Delete {
+            key: key.to_string(),
+            expected,
+        };
+        let written = self.submit(op).await?;
+        let prev = written.prev.ok_or_else(|| StorageError::Corrupt {
+            key: key.to_string(),
+            reason: "delete returned no previous value".to_string(),
+        })?;
+        Ok((written.revision, prev))
+    }
+
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
+        let compacted = self.inner.shared.compacted.load(Ordering::Acquire);
+        if after + 1 < compacted {
+            return Err(StorageError::Compacted {
+                requested: after + 1,
+                compacted,
+            });
+        }
+        Ok(watch::start(
+            self.inner.db.clone(),
+            self.inner.shared.clone(),
+            prefix.to_string(),
+            after,
+        ))
+    }
+
+    async fn current_revision(&self) -> Result<Revision> {
+        Ok(self.inner.shared.revision.load(Ordering::Acquire))
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<()> {
+        self.submit(Op::Compact { revision }).await.map(|_| ())
+    }
+}

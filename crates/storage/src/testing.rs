@@ -1,0 +1,138 @@
+//! Test support shared by this crate's tests, the black-box tests and the benchmarks: a real
+//! etcd process on a free loopback port, and free-port discovery.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (the listener is closed before returning, so a tiny race with
+/// other processes remains; the callers retry startup on failure).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0")
+}
+
+/// A throwaway etcd server (Debian's `etcd-server`), killed and wiped on drop.
+pub struct EtcdProcess {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub endpoint: String,
+    pub data_dir: PathBuf,
+    client_port: u16,
+    peer_port: u16,
+}
+
+impl EtcdProcess {
+    /// Starts etcd and waits until it answers. Panics with the reason when it cannot: tests
+    /// that need etcd must not silently skip.
+    pub fn start() -> EtcdProcess {
+        let binary = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".to_string());
+        let dir = tempfile::Builder::new()
+            .prefix("image-apiserver-etcd-")
+            .tempdir()
+            .expect("creating a temp dir for etcd");
+        let data_dir = dir.path().join("data");
+        for attempt in 0..5 {
+            let (client_port, peer_port) = (free_port(), free_port());
+            let mut child = spawn_etcd(&binary, &data_dir, client_port, peer_port);
+            let endpoint = format!("http://127.0.0.1:{client_port}");
+            if wait_healthy(&mut child, client_port, Duration::from_secs(20)) {
+                return EtcdProcess {
+                    child,
+                    _dir: dir,
+                    endpoint,
+                    data_dir,
+                    client_port,
+                    peer_port,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&data_dir);
+            eprintln!("etcd did not start (attempt {attempt}); retrying on other ports");
+        }
+        panic!("could not start {binary}: is etcd-server installed? (hack/test installs it)");
+    }
+
+    /// Kills etcd (SIGKILL) and starts it again on the same ports and data, for restart tests.
+    pub fn restart(&mut self) {
+        self.stop();
+        let binary = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".to_string());
+        self.child = spawn_etcd(&binary, &self.data_dir, self.client_port, self.peer_port);
+        assert!(
+            wait_healthy(&mut self.child, self.client_port, Duration::from_secs(20)),
+            "etcd did not come back after a restart"
+        );
+    }
+
+    /// Kills etcd, keeping its data.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts etcd again after [`EtcdProcess::stop`] without waiting for it.
+    pub fn start_again(&mut self) {
+        let binary = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".to_string());
+        self.child = spawn_etcd(&binary, &self.data_dir, self.client_port, self.peer_port);
+    }
+}
+
+impl Drop for EtcdProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spawn_etcd(binary: &str, data_dir: &std::path::Path, client: u16, peer: u16) -> Child {
+    let client_url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    Command::new(binary)
+        .arg("--name=test")
+        .arg(format!("--data-dir={}", data_dir.display()))
+        .arg(format!("--listen-client-urls={client_url}"))
+        .arg(format!("--advertise-client-urls={client_url}"))
+        .arg(format!("--listen-peer-urls={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .arg(format!("--initial-cluster=test={peer_url}"))
+        .arg("--log-level=error")
+        .arg("--logger=zap")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {binary}: {e} (is etcd-server installed?)"))
+}
+
+fn wait_healthy(child: &mut Child, port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if health_ok(port) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// etcd's `/health` over plain HTTP/1.1 (no client library needed).
+fn health_ok(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    let req = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if conn.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut body = String::new();
+    let _ = conn.read_to_string(&mut body);
+    body.contains("\"health\":\"true\"")
+}
