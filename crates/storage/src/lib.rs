@@ -28,7 +28,7 @@ pub mod etcd;
 pub mod testing;
 mod watch;
 
-pub use watch::{WatchMessage, WatchStream};
+pub use watch::{ProgressRequester, WatchMessage, WatchStream};
 
 /// A store revision. Revision 0 means "no revision" (an absent key, an empty store).
 pub type Revision = i64;

@@ -46,8 +46,24 @@ impl WatchStream {
     /// Asks the backend to send a [`WatchMessage::Progress`] soon. Best effort: an etcd older
     /// than 3.4.25 may never answer, so callers bound their wait.
     pub fn request_progress(&self) {
+        self.progress_requester().request();
+    }
+
+    /// A handle that asks for progress without borrowing the stream, for code that does not
+    /// own it (the watch cache's readers).
+    pub fn progress_requester(&self) -> ProgressRequester {
+        ProgressRequester(self.progress.clone())
+    }
+}
+
+/// Asks a [`WatchStream`]'s backend for a progress notification.
+#[derive(Clone, Debug)]
+pub struct ProgressRequester(mpsc::Sender<()>);
+
+impl ProgressRequester {
+    pub fn request(&self) {
         // A request already pending is as good as a second one.
-        let _ = self.progress.try_send(());
+        let _ = self.0.try_send(());
     }
 }
 

@@ -1,1 +1,590 @@
+//! The watch cache: kube-apiserver's cacher, per resource, on top of any [`Store`]
+//! (spec `k8s-apiserver-semantics.md` §5.4).
+//!
+//! - One upstream watch per resource prefix feeds an in-memory copy of every object (as served
+//!   JSON) and a bounded window of recent events ([`state`]).
+//! - Gets and lists are served from memory at a consistent revision: a consistent read first
+//!   learns the store's current revision and waits (asking the store for watch progress) until
+//!   the cache has caught up; if it does not within [`CacheConfig::consistent_read_timeout`]
+//!   (Debian's etcd 3.4.23 predates reliable progress requests), it reads the store instead.
+//! - Any number of watchers share the one upstream watch. Each event is encoded once per view
+//!   and the bytes are shared; each watcher has a bounded buffer and is evicted when it is full.
+//! - Watches start from a snapshot (initial ADDED events, optionally closed by the watch-list
+//!   end bookmark) or from a revision inside the window; older revisions are "too old" (410).
 
+pub mod codec;
+mod reflector;
+pub mod state;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+pub use self::codec::{watch_frame, Codec, CodecError, Decoded, JsonCodec};
+pub use self::state::{CachedEvent, CachedObject, EventType, Filter, Selection, View, WatchItem};
+use self::state::{StartError, State, WatcherSlot};
+use crate::{ProgressRequester, RangeRequest, Revision, StorageError, Store};
+
+/// Tuning for one watch cache.
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// Events kept for watches that start from a past revision.
+    pub history_capacity: usize,
+    /// Items buffered per watcher before it is evicted as too slow.
+    pub watcher_buffer: usize,
+    /// How long a consistent read waits for the cache before reading the store.
+    pub consistent_read_timeout: Duration,
+    /// How long a read "not older than N" waits for the cache before failing (kube: 3 s).
+    pub fresh_read_timeout: Duration,
+    /// How often watchers that asked for bookmarks get one (kube: about a minute).
+    pub bookmark_interval: Duration,
+    /// Keys per page when the cache (re)loads from the store.
+    pub list_page_size: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            history_capacity: 10_000,
+            watcher_buffer: 1024,
+            consistent_read_timeout: Duration::from_millis(500),
+            fresh_read_timeout: Duration::from_secs(3),
+            bookmark_interval: Duration::from_secs(60),
+            list_page_size: 10_000,
+        }
+    }
+}
+
+/// Which revision a read must reflect (the API's resourceVersion / resourceVersionMatch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadRevision {
+    /// The latest state of the store (resourceVersion unset).
+    Consistent,
+    /// Whatever the cache holds (resourceVersion "0").
+    Any,
+    /// At least this revision (resourceVersion "N", NotOlderThan).
+    NotOlderThan(Revision),
+    /// Exactly this revision (resourceVersionMatch=Exact, or continue tokens).
+    Exact(Revision),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// A watch asked for events older than the window (kube: `too old resource version: N (M)`).
+    #[error("too old resource version: {requested} ({oldest})")]
+    TooOld {
+        requested: Revision,
+        oldest: Revision,
+    },
+    /// A read asked for a revision the cache did not reach in time (kube: 504, `Too large
+    /// resource version`).
+    #[error("Too large resource version: {requested}, current: {current}")]
+    TooLarge {
+        requested: Revision,
+        current: Revision,
+    },
+}
+
+pub type CacheResult<T> = Result<T, CacheError>;
+
+/// Which objects a list returns and where it starts.
+pub struct ListRequest<A> {
+    pub selection: Selection<A>,
+    /// Start at this key (inclusive); continue tokens carry it.
+    pub start: Option<String>,
+    /// At most this many items; 0 means all.
+    pub limit: usize,
+    pub revision: ReadRevision,
+}
+
+/// Where a read was answered from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Cache,
+    Store,
+}
+
+pub struct ListResult<A> {
+    pub items: Vec<(String, Arc<CachedObject<A>>)>,
+    pub revision: Revision,
+    /// Keys in range after this page (exact only without a filter).
+    pub remaining: u64,
+    /// More matching items follow: the caller issues a continue token.
+    pub more: bool,
+    pub source: Source,
+}
+
+/// How a watch starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchStart {
+    /// Only changes after this revision ("start at exact").
+    After(Revision),
+    /// The current state as ADDED events, then changes ("get state and start").
+    Snapshot(ReadRevision),
+}
+
+pub struct WatchRequest<A> {
+    pub selection: Selection<A>,
+    pub start: WatchStart,
+    /// Periodic bookmarks (allowWatchBookmarks).
+    pub bookmarks: bool,
+    /// Close the initial state with [`WatchItem::InitialEventsEnd`] (watch-list).
+    pub initial_events_end: bool,
+}
+
+/// The watch cache for one resource. Cheap to clone; the upstream watch stops when the last
+/// clone is dropped.
+pub struct WatchCache<C: Codec> {
+    inner: Arc<Inner<C>>,
+    _reflector: Arc<AbortOnDrop>,
+}
+
+impl<C: Codec> Clone for WatchCache<C> {
+    fn clone(&self) -> Self {
+        WatchCache {
+            inner: self.inner.clone(),
+            _reflector: self._reflector.clone(),
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub(crate) struct Inner<C: Codec> {
+    store: Arc<dyn Store>,
+    codec: C,
+    prefix: String,
+    config: CacheConfig,
+    state: RwLock<State<C::Attrs>>,
+    /// The applied revision, published for readers waiting to be fresh.
+    applied: watch::Sender<Revision>,
+    progress: std::sync::Mutex<Option<ProgressRequester>>,
+    next_watcher: AtomicU64,
+}
+
+impl<C: Codec> WatchCache<C> {
+    /// Starts caching every key under `prefix`. Must be called inside a tokio runtime.
+    pub fn new(
+        store: Arc<dyn Store>,
+        prefix: impl Into<String>,
+        codec: C,
+        config: CacheConfig,
+    ) -> Self {
+        let inner = Arc::new(Inner {
+            store,
+            codec,
+            prefix: prefix.into(),
+            state: RwLock::new(State::new(config.history_capacity)),
+            config,
+            applied: watch::channel(0).0,
+            progress: std::sync::Mutex::new(None),
+            next_watcher: AtomicU64::new(1),
+        });
+        let task = tokio::spawn(reflector::run(inner.clone()));
+        WatchCache {
+            inner,
+            _reflector: Arc::new(AbortOnDrop(task)),
+        }
+    }
+
+    pub fn codec(&self) -> &C {
+        &self.inner.codec
+    }
+
+    /// The revision the cache has applied up to (0 before its first list).
+    pub fn revision(&self) -> Revision {
+        self.inner.read_state().revision
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.inner.read_state().ready
+    }
+
+    /// Number of cached objects.
+    pub fn len(&self) -> usize {
+        self.inner.read_state().objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits until the first list is loaded, up to `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let mut rx = self.inner.applied.subscribe();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.is_ready() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return self.is_ready();
+            }
+        }
+    }
+
+    /// Reads one object.
+    pub async fn get(
+        &self,
+        key: &str,
+        revision: ReadRevision,
+    ) -> CacheResult<(Option<Arc<CachedObject<C::Attrs>>>, Revision, Source)> {
+        match self.inner.freshness(revision).await? {
+            Freshness::Cache => {
+                let state = self.inner.read_state();
+                Ok((
+                    state.objects.get(key).cloned(),
+                    state.revision,
+                    Source::Cache,
+                ))
+            }
+            Freshness::Store(_) => {
+                let got = self.inner.store.get(key).await?;
+                let object = got
+                    .kv
+                    .map(|kv| self.inner.decode(&kv.key, &kv.value, kv.mod_revision))
+                    .transpose()?;
+                Ok((object, got.revision, Source::Store))
+            }
+        }
+    }
+
+    /// Lists objects in key order, one page at a time.
+    pub async fn list(&self, req: ListRequest<C::Attrs>) -> CacheResult<ListResult<C::Attrs>> {
+        match self.inner.freshness(req.revision).await? {
+            Freshness::Cache => Ok(self.inner.list_from_cache(&req)),
+            Freshness::Store(at) => self.inner.list_from_store(&req, at).await,
+        }
+    }
+
+    /// Starts a watch.
+    pub async fn watch(&self, req: WatchRequest<C::Attrs>) -> CacheResult<CacheWatcher<C>> {
+        let after = match req.start {
+            WatchStart::After(r) => {
+                self.inner
+                    .wait_until(r, self.inner.config.fresh_read_timeout)
+                    .await?;
+                Some(r)
+            }
+            WatchStart::Snapshot(revision) => {
+                // A watch cannot be served from the store, so a consistent start that the cache
+                // does not reach in time starts from the cache's own (slightly older) state.
+                if let Freshness::Store(_) = self.inner.freshness(revision).await? {
+                    tracing::debug!(prefix = %self.inner.prefix, "watch starts from a cache that is behind the store");
+                }
+                None
+            }
+        };
+        let (tx, rx) = mpsc::channel(self.inner.config.watcher_buffer.max(1));
+        let evicted = Arc::new(AtomicBool::new(false));
+        let id = self.inner.next_watcher.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.inner.write_state();
+        let mut initial = match after {
+            Some(after) => state.events_after(after, &req.selection).map_err(
+                |StartError::TooOld { oldest }| CacheError::TooOld {
+                    requested: after,
+                    oldest,
+                },
+            )?,
+            None => state.snapshot(&req.selection),
+        };
+        if after.is_none() && req.initial_events_end {
+            initial.push(WatchItem::InitialEventsEnd(state.revision));
+        }
+        state.watchers.push(WatcherSlot {
+            id,
+            selection: req.selection,
+            tx,
+            evicted: evicted.clone(),
+            bookmarks: req.bookmarks,
+        });
+        drop(state);
+        Ok(CacheWatcher {
+            cache: self.clone(),
+            id,
+            initial: initial.into(),
+            rx,
+            evicted,
+        })
+    }
+
+    /// The wire frame of one watch item for a JSON watch stream; bookmarks are the caller's to
+    /// encode (they carry the resource's kind). Event frames are encoded once and shared.
+    pub fn frame(&self, item: &WatchItem<C::Attrs>) -> CacheResult<Option<Bytes>> {
+        match item {
+            WatchItem::Initial(object) => Ok(Some(watch_frame("ADDED", &object.json))),
+            WatchItem::Event(event, view) => self.event_frame(event, *view).map(Some),
+            WatchItem::Bookmark(_) | WatchItem::InitialEventsEnd(_) => Ok(None),
+        }
+    }
+
+    fn event_frame(&self, event: &CachedEvent<C::Attrs>, view: View) -> CacheResult<Bytes> {
+        let slot = &event.frames[view.index()];
+        if let Some(frame) = slot.get() {
+            return Ok(frame.clone());
+        }
+        let json = match (view, &event.prev) {
+            (View::DeletedPrev, Some(prev)) => {
+                self.inner
+                    .codec
+                    .with_revision(&event.key, &prev.json, event.revision)?
+            }
+            _ => event.object.json.clone(),
+        };
+        let frame = watch_frame(view.event_type().as_str(), &json);
+        Ok(slot.get_or_init(|| frame).clone())
+    }
+}
+
+/// How a read will be answered.
+enum Freshness {
+    Cache,
+    /// From the store, at this revision (None: the latest).
+    Store(Option<Revision>),
+}
+
+impl<C: Codec> Inner<C> {
+    fn read_state(&self) -> RwLockReadGuard<'_, State<C::Attrs>> {
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, State<C::Attrs>> {
+        self.state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn decode(
+        &self,
+        key: &str,
+        value: &[u8],
+        revision: Revision,
+    ) -> CacheResult<Arc<CachedObject<C::Attrs>>> {
+        let decoded = self.codec.decode(key, value, revision)?;
+        Ok(Arc::new(CachedObject {
+            revision,
+            json: decoded.json,
+            attrs: decoded.attrs,
+        }))
+    }
+
+    async fn freshness(&self, revision: ReadRevision) -> CacheResult<Freshness> {
+        match revision {
+            ReadRevision::Any => {
+                if self.read_state().ready {
+                    Ok(Freshness::Cache)
+                } else {
+                    Ok(Freshness::Store(None))
+                }
+            }
+            ReadRevision::NotOlderThan(r) => {
+                self.wait_until(r, self.config.fresh_read_timeout).await?;
+                Ok(Freshness::Cache)
+            }
+            ReadRevision::Consistent => {
+                let current = self.store.current_revision().await?;
+                if self
+                    .wait_fresh(current, self.config.consistent_read_timeout)
+                    .await
+                {
+                    Ok(Freshness::Cache)
+                } else {
+                    tracing::debug!(prefix = %self.prefix, current, "cache behind; reading the store");
+                    Ok(Freshness::Store(None))
+                }
+            }
+            ReadRevision::Exact(r) => {
+                let state = self.read_state();
+                if state.ready && state.revision == r {
+                    Ok(Freshness::Cache)
+                } else {
+                    Ok(Freshness::Store(Some(r)))
+                }
+            }
+        }
+    }
+
+    /// Waits until the cache has applied `target`, or fails with TooLarge after `timeout`.
+    async fn wait_until(&self, target: Revision, timeout: Duration) -> CacheResult<()> {
+        if self.wait_fresh(target, timeout).await {
+            Ok(())
+        } else {
+            Err(CacheError::TooLarge {
+                requested: target,
+                current: self.read_state().revision,
+            })
+        }
+    }
+
+    /// Waits until the cache is ready and has applied `target`, asking the store for watch
+    /// progress while it waits. False after `timeout`.
+    async fn wait_fresh(&self, target: Revision, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut applied = self.applied.subscribe();
+        loop {
+            {
+                let state = self.read_state();
+                if state.ready && state.revision >= target {
+                    return true;
+                }
+            }
+            if let Some(p) = self
+                .progress
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                p.request();
+            }
+            let step = Instant::now() + Duration::from_millis(50);
+            match tokio::time::timeout_at(deadline.min(step), applied.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return false,
+                Err(_) if Instant::now() >= deadline => return false,
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn list_from_cache(&self, req: &ListRequest<C::Attrs>) -> ListResult<C::Attrs> {
+        let state = self.read_state();
+        let prefix = &req.selection.prefix;
+        let start = match &req.start {
+            Some(s) if s > prefix => s.clone(),
+            _ => prefix.clone(),
+        };
+        let mut items = Vec::new();
+        let mut remaining = 0u64;
+        let mut more = false;
+        for (key, object) in state
+            .objects
+            .range(start..)
+            .take_while(|(k, _)| k.starts_with(prefix.as_str()))
+        {
+            if req.limit > 0 && items.len() == req.limit {
+                remaining += 1;
+                if req.selection.filter.is_some() {
+                    // With a filter the count is not meaningful; one more match is enough.
+                    if req.selection.matches(key, &object.attrs) {
+                        more = true;
+                        break;
+                    }
+                } else {
+                    more = true;
+                }
+                continue;
+            }
+            if req.selection.matches(key, &object.attrs) {
+                items.push((key.clone(), object.clone()));
+            }
+        }
+        ListResult {
+            items,
+            revision: state.revision,
+            remaining: if req.selection.filter.is_some() {
+                0
+            } else {
+                remaining
+            },
+            more,
+            source: Source::Cache,
+        }
+    }
+
+    async fn list_from_store(
+        &self,
+        req: &ListRequest<C::Attrs>,
+        at: Option<Revision>,
+    ) -> CacheResult<ListResult<C::Attrs>> {
+        // With a filter, read everything after `start` and cut after filtering, so a page is
+        // never short of matches that exist.
+        let filtered = req.selection.filter.is_some();
+        let resp = self
+            .store
+            .range(RangeRequest {
+                prefix: req.selection.prefix.clone(),
+                start: req.start.clone(),
+                revision: at,
+                limit: if filtered { 0 } else { req.limit },
+            })
+            .await?;
+        let mut items = Vec::new();
+        let mut more = resp.more;
+        for kv in resp.kvs {
+            let object = self.decode(&kv.key, &kv.value, kv.mod_revision)?;
+            if !req.selection.matches(&kv.key, &object.attrs) {
+                continue;
+            }
+            if req.limit > 0 && items.len() == req.limit {
+                more = true;
+                break;
+            }
+            items.push((kv.key, object));
+        }
+        Ok(ListResult {
+            items,
+            revision: resp.revision,
+            remaining: if filtered { 0 } else { resp.remaining },
+            more,
+            source: Source::Store,
+        })
+    }
+
+    fn remove_watcher(&self, id: u64) {
+        self.write_state().watchers.retain(|w| w.id != id);
+    }
+}
+
+/// One watcher of the cache: its initial items first, then live ones. Dropping it unregisters.
+pub struct CacheWatcher<C: Codec> {
+    cache: WatchCache<C>,
+    id: u64,
+    initial: std::collections::VecDeque<WatchItem<C::Attrs>>,
+    rx: mpsc::Receiver<WatchItem<C::Attrs>>,
+    evicted: Arc<AtomicBool>,
+}
+
+impl<C: Codec> CacheWatcher<C> {
+    /// The next item; `None` when the watch has ended (evicted as too slow, or the cache
+    /// relisted): the client re-watches from its last revision.
+    pub async fn next(&mut self) -> Option<WatchItem<C::Attrs>> {
+        if let Some(item) = self.initial.pop_front() {
+            return Some(item);
+        }
+        self.rx.recv().await
+    }
+
+    /// True once the cache dropped this watcher for not keeping up.
+    pub fn was_evicted(&self) -> bool {
+        self.evicted.load(Ordering::Acquire)
+    }
+
+    pub fn cache(&self) -> &WatchCache<C> {
+        &self.cache
+    }
+}
+
+impl<C: Codec> Drop for CacheWatcher<C> {
+    fn drop(&mut self) {
+        self.cache.inner.remove_watcher(self.id);
+    }
+}

@@ -1,0 +1,177 @@
+//! How the watch cache turns stored values into what it serves.
+//!
+//! The cache keeps each object as its wire JSON (with `metadata.resourceVersion` filled in,
+//! since storage never holds it) plus whatever attributes the resource filters on (labels,
+//! selectable fields). The resource layer supplies a [`Codec`]; [`JsonCodec`] is the generic one.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::Value;
+
+use crate::Revision;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("decoding stored object {key}: {source}")]
+    Json {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("stored object {key} is not a JSON object with metadata")]
+    NotAnObject { key: String },
+}
+
+/// A stored value made ready to serve.
+pub struct Decoded<A> {
+    /// The wire JSON, resourceVersion included.
+    pub json: Bytes,
+    pub attrs: A,
+}
+
+pub trait Codec: Send + Sync + 'static {
+    /// What watchers and lists filter on, computed once per object version.
+    type Attrs: Clone + Send + Sync + 'static;
+
+    /// Turns a stored value, last written at `revision`, into its served form.
+    fn decode(
+        &self,
+        key: &str,
+        value: &[u8],
+        revision: Revision,
+    ) -> Result<Decoded<Self::Attrs>, CodecError>;
+
+    /// The same served JSON with another resourceVersion (a DELETED event carries the last
+    /// state of the object at the deletion revision).
+    fn with_revision(
+        &self,
+        key: &str,
+        json: &[u8],
+        revision: Revision,
+    ) -> Result<Bytes, CodecError>;
+}
+
+/// The generic codec: values are JSON objects with a `metadata` object; no attributes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JsonCodec;
+
+impl Codec for JsonCodec {
+    type Attrs = ();
+
+    fn decode(
+        &self,
+        key: &str,
+        value: &[u8],
+        revision: Revision,
+    ) -> Result<Decoded<()>, CodecError> {
+        Ok(Decoded {
+            json: set_resource_version(key, value, revision)?,
+            attrs: (),
+        })
+    }
+
+    fn with_revision(
+        &self,
+        key: &str,
+        json: &[u8],
+        revision: Revision,
+    ) -> Result<Bytes, CodecError> {
+        set_resource_version(key, json, revision)
+    }
+}
+
+/// Sets `metadata.resourceVersion` (a decimal string, as Kubernetes sends it) in a JSON object,
+/// keeping the order of every other field.
+pub fn set_resource_version(
+    key: &str,
+    json: &[u8],
+    revision: Revision,
+) -> Result<Bytes, CodecError> {
+    let mut value: Value = serde_json::from_slice(json).map_err(|source| CodecError::Json {
+        key: key.to_string(),
+        source,
+    })?;
+    let metadata = value
+        .as_object_mut()
+        .map(|o| {
+            o.entry("metadata")
+                .or_insert_with(|| Value::Object(Default::default()))
+        })
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| CodecError::NotAnObject {
+            key: key.to_string(),
+        })?;
+    metadata.insert(
+        "resourceVersion".into(),
+        Value::String(revision.to_string()),
+    );
+    let mut out = BytesMut::with_capacity(json.len() + 32).writer();
+    serde_json::to_writer(&mut out, &value).map_err(|source| CodecError::Json {
+        key: key.to_string(),
+        source,
+    })?;
+    Ok(out.into_inner().freeze())
+}
+
+/// One line of a Kubernetes JSON watch stream: `{"type":"MODIFIED","object":{...}}\n`.
+pub fn watch_frame(event_type: &str, object_json: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(object_json.len() + event_type.len() + 24);
+    out.put_slice(b"{\"type\":\"");
+    out.put_slice(event_type.as_bytes());
+    out.put_slice(b"\",\"object\":");
+    out.put_slice(object_json);
+    out.put_slice(b"}\n");
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_resource_version_and_keeps_field_order() {
+        let cases: [(&str, Revision, &str); 3] = [
+            (
+                r#"{"kind":"ImageStream","metadata":{"name":"a","namespace":"n"},"spec":{}}"#,
+                42,
+                r#"{"kind":"ImageStream","metadata":{"name":"a","namespace":"n","resourceVersion":"42"},"spec":{}}"#,
+            ),
+            (
+                r#"{"metadata":{"resourceVersion":"1"}}"#,
+                7,
+                r#"{"metadata":{"resourceVersion":"7"}}"#,
+            ),
+            (
+                r#"{"kind":"X"}"#,
+                3,
+                r#"{"kind":"X","metadata":{"resourceVersion":"3"}}"#,
+            ),
+        ];
+        for (input, rv, want) in cases {
+            let got = set_resource_version("k", input.as_bytes(), rv).expect("valid");
+            assert_eq!(
+                std::str::from_utf8(&got).expect("utf8"),
+                want,
+                "input {input}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_non_objects() {
+        for input in ["[]", "3", r#"{"metadata":5}"#] {
+            let err = set_resource_version("k", input.as_bytes(), 1).expect_err(input);
+            assert!(
+                matches!(err, CodecError::NotAnObject { .. }),
+                "{input}: {err}"
+            );
+        }
+        let err = set_resource_version("k", b"{", 1).expect_err("truncated");
+        assert!(matches!(err, CodecError::Json { .. }));
+    }
+
+    #[test]
+    fn frames_watch_events() {
+        let f = watch_frame("ADDED", br#"{"a":1}"#);
+        assert_eq!(&f[..], &b"{\"type\":\"ADDED\",\"object\":{\"a\":1}}\n"[..]);
+    }
+}
