@@ -136,3 +136,28 @@ fn health_ok(port: u16) -> bool {
     let _ = conn.read_to_string(&mut body);
     body.contains("\"health\":\"true\"")
 }
+
+/// Values the crash test writes and checks: large enough to span pages, self-describing so a
+/// torn or misplaced value is detected.
+pub mod crash {
+    use bytes::Bytes;
+
+    /// `key` repeated to about 2 KiB, inside a JSON object.
+    pub fn payload(key: &str) -> Bytes {
+        let body = key.repeat(2048 / key.len().max(1) + 1);
+        Bytes::from(format!("{{\"key\":\"{key}\",\"body\":\"{body}\"}}"))
+    }
+
+    pub fn counter_value(n: u64) -> Bytes {
+        Bytes::from(format!("{{\"count\":{n}}}"))
+    }
+
+    /// The count of a counter value; panics on anything else (a torn value).
+    pub fn parse_counter(value: &[u8]) -> u64 {
+        let text = std::str::from_utf8(value).expect("counter is UTF-8");
+        text.strip_prefix("{\"count\":")
+            .and_then(|t| t.strip_suffix('}'))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("torn counter value {text:?}"))
+    }
+}

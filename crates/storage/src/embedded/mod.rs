@@ -53,6 +53,7 @@ struct Inner {
     db: Arc<redb::Database>,
     shared: Arc<Shared>,
     writes: mpsc::Sender<Request>,
+    writer: std::thread::JoinHandle<()>,
     path: PathBuf,
 }
 
@@ -81,7 +82,7 @@ impl EmbeddedStore {
         drop(snap);
         let (writes, rx) = mpsc::channel(8192);
         let (db2, shared2) = (db.clone(), shared.clone());
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("embedded-writer".into())
             .spawn(move || writer::run(db2, shared2, rx))
             .map_err(|e| StorageError::Unavailable(format!("starting writer thread: {e}")))?;
@@ -90,9 +91,46 @@ impl EmbeddedStore {
                 db,
                 shared,
                 writes,
+                writer,
                 path,
             }),
         })
+    }
+
+    /// Finishes the writes in flight and releases the database file, so another process (or a
+    /// new [`EmbeddedStore::open`]) can open it. Fails if other clones of this store are still
+    /// alive; waits up to `timeout` for watches to let go of the file.
+    pub async fn close(self, timeout: std::time::Duration) -> Result<()> {
+        let inner = Arc::try_unwrap(self.inner)
+            .map_err(|_| StorageError::Unavailable("store is still shared; cannot close".into()))?;
+        let Inner {
+            db, writes, writer, ..
+        } = inner;
+        drop(writes);
+        tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .map_err(|e| StorageError::Unavailable(format!("joining writer: {e}")))?
+            .map_err(|_| StorageError::Unavailable("writer thread panicked".into()))?;
+        // Watch tasks hold the database until they notice their consumer is gone.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut db = db;
+        loop {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    drop(db);
+                    return Ok(());
+                }
+                Err(shared) if tokio::time::Instant::now() < deadline => {
+                    db = shared;
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(_) => {
+                    return Err(StorageError::Unavailable(
+                        "watches still hold the database".into(),
+                    ))
+                }
+            }
+        }
     }
 
     /// The database file.
