@@ -10,9 +10,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Txn, TxnOp,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KvClient, Txn, TxnOp,
     TxnOpResponse, WatchOptions,
 };
+
+/// gRPC's default 4 MiB response limit is too small for a page of large objects; kube-apiserver
+/// lifts it to the maximum too.
+const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
 
 use crate::watch::WatchFeeder;
 use crate::{
@@ -46,6 +50,8 @@ impl EtcdConfig {
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
+    /// A KV client that accepts responses as large as etcd sends (lists of large objects).
+    kv: KvClient,
     /// `/openshift.io`: no trailing slash; keys from the trait start with `/`.
     prefix: String,
 }
@@ -59,7 +65,11 @@ impl EtcdStore {
         let client = Client::connect(&config.endpoints, Some(options))
             .await
             .map_err(unavailable)?;
+        let kv = client
+            .kv_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES);
         let store = EtcdStore {
+            kv,
             client,
             prefix: normalize_prefix(&config.prefix),
         };
@@ -145,8 +155,8 @@ impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<GetResponse> {
         validate_key(key)?;
         let resp = self
-            .client
-            .kv_client()
+            .kv
+            .clone()
             .get(self.full(key), None)
             .await
             .map_err(unavailable)?;
@@ -170,8 +180,8 @@ impl Store for EtcdStore {
             options = options.with_revision(r);
         }
         let resp = self
-            .client
-            .kv_client()
+            .kv
+            .clone()
             .get(start, Some(options))
             .await
             .map_err(|e| range_error(e, req.revision.unwrap_or(0)))?;
@@ -198,12 +208,7 @@ impl Store for EtcdStore {
         let txn = Txn::new()
             .when([Compare::mod_revision(full.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(full, value.to_vec(), None)]);
-        let resp = self
-            .client
-            .kv_client()
-            .txn(txn)
-            .await
-            .map_err(unavailable)?;
+        let resp = self.kv.clone().txn(txn).await.map_err(unavailable)?;
         if !resp.succeeded() {
             return Err(StorageError::AlreadyExists {
                 key: key.to_string(),
@@ -223,12 +228,7 @@ impl Store for EtcdStore {
             )])
             .and_then([TxnOp::put(full.clone(), value.to_vec(), None)])
             .or_else([TxnOp::get(full, None)]);
-        let resp = self
-            .client
-            .kv_client()
-            .txn(txn)
-            .await
-            .map_err(unavailable)?;
+        let resp = self.kv.clone().txn(txn).await.map_err(unavailable)?;
         if resp.succeeded() {
             return Ok(revision_of(resp.header()));
         }
@@ -255,12 +255,7 @@ impl Store for EtcdStore {
                 .or_else([TxnOp::get(full, None)]),
             None => Txn::new().and_then([delete]),
         };
-        let resp = self
-            .client
-            .kv_client()
-            .txn(txn)
-            .await
-            .map_err(unavailable)?;
+        let resp = self.kv.clone().txn(txn).await.map_err(unavailable)?;
         let not_found = || StorageError::NotFound {
             key: key.to_string(),
         };
@@ -306,8 +301,8 @@ impl Store for EtcdStore {
             self.prefix.clone()
         };
         let resp = self
-            .client
-            .kv_client()
+            .kv
+            .clone()
             .get(key, Some(GetOptions::new().with_count_only()))
             .await
             .map_err(unavailable)?;
@@ -360,6 +355,7 @@ impl EtcdWatch {
             .store
             .client
             .watch_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
             .watch(self.full_prefix.clone(), Some(options))
             .await
             .map_err(unavailable)?;
@@ -481,9 +477,7 @@ impl EtcdWatch {
                 }
             }
         }
-        let Some(last) = events.last().map(Event::revision) else {
-            return None;
-        };
+        let last = events.last().map(Event::revision)?;
         self.sent = last;
         let ok = self.feeder.send(Ok(WatchMessage::Events(events))).await;
         (!ok).then_some(StreamEnd::Closed)

@@ -54,7 +54,7 @@ impl Default for CacheConfig {
             consistent_read_timeout: Duration::from_millis(500),
             fresh_read_timeout: Duration::from_secs(3),
             bookmark_interval: Duration::from_secs(60),
-            list_page_size: 10_000,
+            list_page_size: 1_000,
         }
     }
 }

@@ -109,55 +109,56 @@ async fn follow<C: Codec>(inner: &Inner<C>, mut stream: WatchStream) -> Phase {
     }
 }
 
+/// One store event, decoded outside the cache lock.
+struct Change<A> {
+    key: String,
+    deleted: bool,
+    /// The new state; for a delete, the last state stamped with the deletion revision.
+    object: Arc<CachedObject<A>>,
+}
+
 fn apply_events<C: Codec>(inner: &Inner<C>, events: Vec<Event>) {
-    let converted: Vec<_> = events
+    let changes: Vec<_> = events
         .into_iter()
-        .filter_map(|e| convert(inner, e))
+        .filter_map(|e| decode_change(inner, e))
         .collect();
     let mut state = inner.write_state();
-    for event in converted {
-        let prev = state.objects.get(&event.0).cloned();
-        let (key, kind, object) = event;
-        let cached = match kind {
-            EventType::Modified | EventType::Added => {
-                let kind = if prev.is_some() {
-                    EventType::Modified
-                } else {
-                    EventType::Added
-                };
-                CachedEvent::new(kind, key, object, prev)
-            }
-            EventType::Deleted => CachedEvent::new(EventType::Deleted, key, object, prev),
+    for change in changes {
+        let prev = state.objects.get(&change.key).cloned();
+        let kind = match (change.deleted, prev.is_some()) {
+            (true, _) => EventType::Deleted,
+            (false, true) => EventType::Modified,
+            (false, false) => EventType::Added,
         };
-        state.apply(cached);
+        state.apply(CachedEvent::new(kind, change.key, change.object, prev));
     }
     drop(state);
     publish(inner);
 }
 
-/// Decodes a store event into (key, type, served object) outside the lock.
-fn convert<C: Codec>(
-    inner: &Inner<C>,
-    event: Event,
-) -> Option<(String, EventType, Arc<CachedObject<C::Attrs>>)> {
+fn decode_change<C: Codec>(inner: &Inner<C>, event: Event) -> Option<Change<C::Attrs>> {
     let revision = event.revision();
-    let result = match event.kind {
-        EventKind::Put => inner
-            .decode(&event.kv.key, &event.kv.value, revision)
-            .map(|o| (event.kv.key, EventType::Modified, o)),
-        EventKind::Delete => {
-            let Some(prev) = event.prev else {
-                tracing::error!(key = %event.kv.key, "delete event without a previous value");
-                return None;
-            };
-            inner
-                .decode(&event.kv.key, &prev.value, revision)
-                .map(|o| (event.kv.key, EventType::Deleted, o))
-        }
+    let deleted = event.kind == EventKind::Delete;
+    let value = if deleted {
+        let Some(prev) = event.prev else {
+            tracing::error!(key = %event.kv.key, "delete event without a previous value");
+            return None;
+        };
+        prev.value
+    } else {
+        event.kv.value
     };
-    result
-        .map_err(|e| tracing::error!(revision, error = %e, "skipping undecodable event"))
-        .ok()
+    match inner.decode(&event.kv.key, &value, revision) {
+        Ok(object) => Some(Change {
+            key: event.kv.key,
+            deleted,
+            object,
+        }),
+        Err(e) => {
+            tracing::error!(revision, error = %e, "skipping undecodable event");
+            None
+        }
+    }
 }
 
 fn publish<C: Codec>(inner: &Inner<C>) {

@@ -98,11 +98,11 @@ impl EmbeddedStore {
     }
 
     /// Finishes the writes in flight and releases the database file, so another process (or a
-    /// new [`EmbeddedStore::open`]) can open it. Fails if other clones of this store are still
-    /// alive; waits up to `timeout` for watches to let go of the file.
+    /// new [`EmbeddedStore::open`]) can open it. Waits up to `timeout` for other clones of this
+    /// store and its watches to go away (tasks being cancelled let go asynchronously).
     pub async fn close(self, timeout: std::time::Duration) -> Result<()> {
-        let inner = Arc::try_unwrap(self.inner)
-            .map_err(|_| StorageError::Unavailable("store is still shared; cannot close".into()))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let inner = wait_unshared(self.inner, deadline).await?;
         let Inner {
             db, writes, writer, ..
         } = inner;
@@ -111,26 +111,8 @@ impl EmbeddedStore {
             .await
             .map_err(|e| StorageError::Unavailable(format!("joining writer: {e}")))?
             .map_err(|_| StorageError::Unavailable("writer thread panicked".into()))?;
-        // Watch tasks hold the database until they notice their consumer is gone.
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut db = db;
-        loop {
-            match Arc::try_unwrap(db) {
-                Ok(db) => {
-                    drop(db);
-                    return Ok(());
-                }
-                Err(shared) if tokio::time::Instant::now() < deadline => {
-                    db = shared;
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-                Err(_) => {
-                    return Err(StorageError::Unavailable(
-                        "watches still hold the database".into(),
-                    ))
-                }
-            }
-        }
+        drop(wait_unshared(db, deadline).await?);
+        Ok(())
     }
 
     /// The database file.
@@ -159,6 +141,24 @@ impl EmbeddedStore {
         tokio::task::spawn_blocking(move || f(&Snapshot::begin(&db)?))
             .await
             .map_err(|e| StorageError::Unavailable(format!("read task failed: {e}")))?
+    }
+}
+
+/// Takes sole ownership of an `Arc`, waiting for its other holders until `deadline`.
+async fn wait_unshared<T>(mut shared: Arc<T>, deadline: tokio::time::Instant) -> Result<T> {
+    loop {
+        match Arc::try_unwrap(shared) {
+            Ok(owned) => return Ok(owned),
+            Err(still) if tokio::time::Instant::now() < deadline => {
+                shared = still;
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(_) => {
+                return Err(StorageError::Unavailable(
+                    "embedded store is still in use; cannot close".into(),
+                ))
+            }
+        }
     }
 }
 
