@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
@@ -42,6 +43,44 @@ pub struct ServerConfig {
     /// The etcd key prefix: objects live at /<prefix>/imagestreams/<ns>/<name>.
     #[arg(long, default_value = "openshift.io")]
     pub etcd_prefix: String,
+
+    /// How often to compact storage history (Go duration: 5m, 90s, 1h30m). 0 disables it, as
+    /// when kube-apiserver compacts a shared etcd. Applies to both backends.
+    #[arg(long, default_value = "5m", value_parser = parse_go_duration)]
+    pub etcd_compaction_interval: Duration,
+}
+
+/// Parses the Go `time.Duration` strings kube's flags take: `0`, `300ms`, `90s`, `5m0s`, `1h30m`.
+pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let invalid = || format!("invalid duration {text:?}: want e.g. 5m, 90s, 1h30m");
+    if text.is_empty() {
+        return Err(invalid());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(invalid)?;
+        let value: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "h" => Duration::from_secs(3600),
+            "m" => Duration::from_secs(60),
+            "s" => Duration::from_secs(1),
+            "ms" => Duration::from_millis(1),
+            _ => return Err(invalid()),
+        };
+        total += unit * u32::try_from(value).map_err(|_| invalid())?;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -55,6 +94,28 @@ mod tests {
         assert_eq!(config.bind_address.to_string(), "127.0.0.1");
         assert_eq!(config.secure_port, 8443);
         assert_eq!(config.etcd_prefix, "openshift.io");
+    }
+
+    #[test]
+    fn go_durations() {
+        let ok = [
+            ("0", 0),
+            ("300ms", 300),
+            ("90s", 90_000),
+            ("5m", 300_000),
+            ("5m0s", 300_000),
+            ("1h30m", 5_400_000),
+        ];
+        for (text, millis) in ok {
+            assert_eq!(
+                parse_go_duration(text),
+                Ok(Duration::from_millis(millis)),
+                "{text}"
+            );
+        }
+        for bad in ["", "5", "m", "5x", "-5m", "1.5h"] {
+            assert!(parse_go_duration(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

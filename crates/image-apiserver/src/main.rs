@@ -99,6 +99,10 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
             (Arc::new(store), None)
         }
     };
+    let compactor = tokio::spawn(storage::compactor::run(
+        store.clone(),
+        config.etcd_compaction_interval,
+    ));
     let caches: Vec<_> = RESOURCES
         .iter()
         .map(|r| {
@@ -132,6 +136,7 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
         .await
         .map_err(StartError::Serve)?;
     drop(state);
+    compactor.abort();
     if let Some(store) = embedded {
         // Let in-flight writes finish and release the data directory.
         if let Err(e) = store.close(Duration::from_secs(5)).await {

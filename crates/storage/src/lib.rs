@@ -20,6 +20,7 @@ use std::fmt;
 use bytes::Bytes;
 
 pub mod cache;
+pub mod compactor;
 #[cfg(feature = "testing")]
 pub mod conformance;
 pub mod embedded;
