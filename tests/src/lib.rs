@@ -15,6 +15,16 @@ pub fn server_binary() -> PathBuf {
     if let Ok(path) = std::env::var("IMAGE_APISERVER_BIN") {
         return PathBuf::from(path);
     }
+    // Test executables live in <target>/<profile>/deps, next to the binaries' directory.
+    if let Some(profile_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().and_then(Path::parent).map(Path::to_path_buf))
+    {
+        let candidate = profile_dir.join("image-apiserver");
+        if candidate.exists() {
+            return candidate;
+        }
+    }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)

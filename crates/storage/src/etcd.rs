@@ -33,6 +33,9 @@ pub struct EtcdConfig {
     pub prefix: String,
     pub dial_timeout: Duration,
     pub request_timeout: Duration,
+    /// Trust etcd's watch progress notifications (etcd ≥ 3.4.25 / 3.5.8). Off by default:
+    /// Debian's etcd 3.4.23 can report progress ahead of events it has not sent yet.
+    pub reliable_progress: bool,
 }
 
 impl EtcdConfig {
@@ -42,6 +45,7 @@ impl EtcdConfig {
             prefix: prefix.into(),
             dial_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            reliable_progress: false,
         }
     }
 }
@@ -54,6 +58,7 @@ pub struct EtcdStore {
     kv: KvClient,
     /// `/openshift.io`: no trailing slash; keys from the trait start with `/`.
     prefix: String,
+    reliable_progress: bool,
 }
 
 impl EtcdStore {
@@ -72,6 +77,7 @@ impl EtcdStore {
             kv,
             client,
             prefix: normalize_prefix(&config.prefix),
+            reliable_progress: config.reliable_progress,
         };
         // Fail at startup, not on the first request, when etcd is not there.
         store.current_revision().await?;
@@ -286,6 +292,7 @@ impl Store for EtcdStore {
             store: self.clone(),
             full_prefix: self.full(prefix),
             sent: after,
+            progressed: after,
             feeder,
         };
         // Open the first watch here so a compacted start revision fails the call itself.
@@ -318,14 +325,22 @@ impl Store for EtcdStore {
             .map(|_| ())
             .map_err(|e| range_error(e, revision))
     }
+
+    fn reliable_progress(&self) -> bool {
+        self.reliable_progress
+    }
 }
 
 /// One logical watch: survives etcd restarts by re-watching from the last delivered revision.
 struct EtcdWatch {
     store: EtcdStore,
     full_prefix: String,
-    /// Every change up to this revision has been delivered.
+    /// The revision of the last event delivered: events at or below it are duplicates, and a
+    /// broken stream resumes after it. Progress notifications never move it, because etcd
+    /// before 3.4.25 may report progress ahead of events it still has to send.
     sent: Revision,
+    /// The highest revision reported as progress (never below `sent`).
+    progressed: Revision,
     feeder: WatchFeeder,
 }
 
@@ -457,12 +472,10 @@ impl EtcdWatch {
         if resp.events().is_empty() {
             // A progress notification: nothing under the prefix changed up to this revision.
             let revision = revision_of(resp.header());
-            if revision > self.sent {
-                self.sent = revision;
-            }
+            self.progressed = self.progressed.max(revision).max(self.sent);
             let ok = self
                 .feeder
-                .send(Ok(WatchMessage::Progress(self.sent)))
+                .send(Ok(WatchMessage::Progress(self.progressed)))
                 .await;
             return (!ok).then_some(StreamEnd::Closed);
         }
@@ -479,6 +492,7 @@ impl EtcdWatch {
         }
         let last = events.last().map(Event::revision)?;
         self.sent = last;
+        self.progressed = self.progressed.max(last);
         let ok = self.feeder.send(Ok(WatchMessage::Events(events))).await;
         (!ok).then_some(StreamEnd::Closed)
     }

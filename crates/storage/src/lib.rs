@@ -183,6 +183,13 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets history before `revision`: ranges below it and watches from before it fail
     /// with [`StorageError::Compacted`] afterwards.
     async fn compact(&self, revision: Revision) -> Result<()>;
+
+    /// Whether [`WatchMessage::Progress`] revisions can be trusted: every change up to them has
+    /// been delivered. Etcd before 3.4.25 / 3.5.8 may send progress ahead of events
+    /// (etcd#15220), so readers must not rely on it there.
+    fn reliable_progress(&self) -> bool {
+        true
+    }
 }
 
 /// The exclusive end of the range of keys that start with `prefix` (etcd's `GetPrefixRangeEnd`).

@@ -71,6 +71,18 @@ async fn cache_on(store: Arc<dyn Store>, config: CacheConfig) -> WatchCache<Labe
     cache
 }
 
+/// Waits until the cache has applied `revision` (events arrive asynchronously).
+async fn catch_up(cache: &WatchCache<LabelCodec>, revision: Revision) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while cache.revision() < revision {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cache stuck below {revision}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn parse(json: &[u8]) -> Value {
     serde_json::from_slice(json).expect("served JSON parses")
 }
@@ -149,7 +161,10 @@ async fn loads_existing_objects_and_follows_writes(store: Arc<dyn Store>) {
     let names: Vec<_> = list.items.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(names, ["/things/a", "/things/b"]);
     assert_eq!(list.items[0].1.revision, r2);
-    assert_eq!(list.source, Source::Cache);
+    if store.reliable_progress() {
+        // Only a store whose progress can be trusted lets the cache prove it is current.
+        assert_eq!(list.source, Source::Cache);
+    }
     assert!(list.revision >= r2);
 }
 
@@ -164,14 +179,11 @@ async fn reads_at_exact_and_future_revisions(store: Arc<dyn Store>) {
         .update("/things/a", object("a", "web", 2), r1)
         .await
         .expect("update");
-    store
+    let rb = store
         .create("/things/b", object("b", "web", 1))
         .await
         .expect("create b");
-    cache
-        .get("/things/b", ReadRevision::Consistent)
-        .await
-        .expect("catch up");
+    catch_up(&cache, rb).await;
     // Exact at an older revision comes from the store, with the values of then.
     let old = cache
         .list(ListRequest {
@@ -199,7 +211,9 @@ async fn reads_at_exact_and_future_revisions(store: Arc<dyn Store>) {
         .await
         .expect("fresh get");
     assert!(rev >= now);
-    assert_eq!(source, Source::Cache);
+    if store.reliable_progress() {
+        assert_eq!(source, Source::Cache);
+    }
     assert_eq!(parse(&got.expect("present").json)["spec"]["n"], 2);
 }
 
@@ -430,10 +444,7 @@ async fn too_old_outside_the_window(store: Arc<dyn Store>) {
                 .expect("create"),
         );
     }
-    cache
-        .get("/things/0", ReadRevision::Consistent)
-        .await
-        .expect("catch up");
+    catch_up(&cache, revs[11]).await;
     let request = |after| WatchRequest {
         selection: Selection::prefix("/things/"),
         start: WatchStart::After(after),

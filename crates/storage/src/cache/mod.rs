@@ -166,6 +166,8 @@ impl Drop for AbortOnDrop {
 
 pub(crate) struct Inner<C: Codec> {
     store: Arc<dyn Store>,
+    /// The store's progress notifications can be trusted for freshness.
+    reliable_progress: bool,
     codec: C,
     prefix: String,
     config: CacheConfig,
@@ -185,6 +187,7 @@ impl<C: Codec> WatchCache<C> {
         config: CacheConfig,
     ) -> Self {
         let inner = Arc::new(Inner {
+            reliable_progress: store.reliable_progress(),
             store,
             codec,
             prefix: prefix.into(),
@@ -278,9 +281,7 @@ impl<C: Codec> WatchCache<C> {
     pub async fn watch(&self, req: WatchRequest<C::Attrs>) -> CacheResult<CacheWatcher<C>> {
         let after = match req.start {
             WatchStart::After(r) => {
-                self.inner
-                    .wait_until(r, self.inner.config.fresh_read_timeout)
-                    .await?;
+                self.inner.reach_for_watch(r).await?;
                 Some(r)
             }
             WatchStart::Snapshot(revision) => {
@@ -308,8 +309,10 @@ impl<C: Codec> WatchCache<C> {
         if after.is_none() && req.initial_events_end {
             initial.push(WatchItem::InitialEventsEnd(state.revision));
         }
+        let after = after.unwrap_or(state.revision);
         state.watchers.push(WatcherSlot {
             id,
+            after,
             selection: req.selection,
             tx,
             evicted: evicted.clone(),
@@ -396,16 +399,27 @@ impl<C: Codec> Inner<C> {
                     Ok(Freshness::Store(None))
                 }
             }
-            ReadRevision::NotOlderThan(r) => {
+            ReadRevision::NotOlderThan(r) if self.reliable_progress => {
                 self.wait_until(r, self.config.fresh_read_timeout).await?;
                 Ok(Freshness::Cache)
             }
+            ReadRevision::NotOlderThan(r) => {
+                if self.wait_fresh(r, Duration::ZERO).await {
+                    return Ok(Freshness::Cache);
+                }
+                self.store_reaches(r).await?;
+                Ok(Freshness::Store(None))
+            }
             ReadRevision::Consistent => {
                 let current = self.store.current_revision().await?;
-                if self
-                    .wait_fresh(current, self.config.consistent_read_timeout)
-                    .await
-                {
+                // Without trustworthy progress the cache cannot prove it is current unless it
+                // already is; waiting would only add latency before reading the store.
+                let bound = if self.reliable_progress {
+                    self.config.consistent_read_timeout
+                } else {
+                    Duration::ZERO
+                };
+                if self.wait_fresh(current, bound).await {
                     Ok(Freshness::Cache)
                 } else {
                     tracing::debug!(prefix = %self.prefix, current, "cache behind; reading the store");
@@ -420,6 +434,39 @@ impl<C: Codec> Inner<C> {
                     Ok(Freshness::Store(Some(r)))
                 }
             }
+        }
+    }
+
+    /// Makes sure a watch may start after `target`: the cache has applied it, or (without
+    /// trustworthy progress) the store has reached it, in which case the watcher skips the
+    /// events up to `target` that the cache has yet to apply.
+    async fn reach_for_watch(&self, target: Revision) -> CacheResult<()> {
+        if self.reliable_progress {
+            return self
+                .wait_until(target, self.config.fresh_read_timeout)
+                .await;
+        }
+        if self.wait_fresh(target, Duration::ZERO).await {
+            return Ok(());
+        }
+        self.store_reaches(target).await
+    }
+
+    /// Waits until the store's revision reaches `target`, or fails with TooLarge.
+    async fn store_reaches(&self, target: Revision) -> CacheResult<()> {
+        let deadline = Instant::now() + self.config.fresh_read_timeout;
+        loop {
+            let current = self.store.current_revision().await?;
+            if current >= target {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(CacheError::TooLarge {
+                    requested: target,
+                    current,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

@@ -93,10 +93,12 @@ async fn follow<C: Codec>(inner: &Inner<C>, mut stream: WatchStream) -> Phase {
         tokio::select! {
             msg = stream.next() => match msg {
                 Some(Ok(WatchMessage::Events(events))) => apply_events(inner, events),
-                Some(Ok(WatchMessage::Progress(revision))) => {
+                // Untrusted progress (etcd before 3.4.25) could run ahead of events: ignore it.
+                Some(Ok(WatchMessage::Progress(revision))) if inner.reliable_progress => {
                     inner.write_state().advance(revision);
                     publish(inner);
                 }
+                Some(Ok(WatchMessage::Progress(_))) => {}
                 Some(Err(StorageError::Compacted { .. })) => return Phase::List,
                 Some(Err(e)) => {
                     tracing::warn!(prefix = %inner.prefix, error = %e, "watch cache upstream failed");

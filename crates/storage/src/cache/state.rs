@@ -169,6 +169,8 @@ pub enum WatchItem<A> {
 
 pub(super) struct WatcherSlot<A> {
     pub id: u64,
+    /// Events at or below this revision are not for this watcher (it started after them).
+    pub after: Revision,
     pub selection: Selection<A>,
     pub tx: mpsc::Sender<WatchItem<A>>,
     pub evicted: Arc<AtomicBool>,
@@ -235,6 +237,9 @@ impl<A> State<A> {
         self.revision = self.revision.max(event.revision);
         self.push_history(event.clone());
         self.watchers.retain(|w| {
+            if event.revision <= w.after {
+                return true;
+            }
             let Some(view) = w.selection.view(&event) else {
                 return true;
             };
@@ -419,6 +424,7 @@ mod tests {
         let slow_evicted = Arc::new(AtomicBool::new(false));
         state.watchers.push(WatcherSlot {
             id: 1,
+            after: 0,
             selection: selection("/", None),
             tx: slow_tx,
             evicted: slow_evicted.clone(),
@@ -426,6 +432,7 @@ mod tests {
         });
         state.watchers.push(WatcherSlot {
             id: 2,
+            after: 0,
             selection: selection("/", None),
             tx: fast_tx,
             evicted: Arc::new(AtomicBool::new(false)),
@@ -441,6 +448,29 @@ mod tests {
             got += 1;
         }
         assert_eq!(got, 8);
+    }
+
+    #[test]
+    fn watcher_skips_events_at_or_below_its_start() {
+        let mut state = State::new(10);
+        state.reset(BTreeMap::new(), 1);
+        let (tx, mut rx) = mpsc::channel(10);
+        state.watchers.push(WatcherSlot {
+            id: 1,
+            after: 5,
+            selection: selection("/", None),
+            tx,
+            evicted: Arc::new(AtomicBool::new(false)),
+            bookmarks: false,
+        });
+        for r in [4, 5, 6] {
+            state.apply(added(&format!("/k{r}"), r));
+        }
+        let mut got = Vec::new();
+        while let Ok(WatchItem::Event(e, _)) = rx.try_recv() {
+            got.push(e.revision);
+        }
+        assert_eq!(got, [6]);
     }
 
     #[test]
