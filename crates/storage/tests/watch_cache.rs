@@ -38,15 +38,6 @@ impl Codec for LabelCodec {
             .map(str::to_string);
         Ok(Decoded { json, attrs: app })
     }
-
-    fn with_revision(
-        &self,
-        key: &str,
-        json: &[u8],
-        revision: Revision,
-    ) -> Result<Bytes, CodecError> {
-        storage::cache::codec::set_resource_version(key, json, revision)
-    }
 }
 
 fn object(name: &str, app: &str, n: u64) -> Bytes {

@@ -47,7 +47,9 @@ pub trait Codec: Send + Sync + 'static {
         key: &str,
         json: &[u8],
         revision: Revision,
-    ) -> Result<Bytes, CodecError>;
+    ) -> Result<Bytes, CodecError> {
+        set_resource_version(key, json, revision)
+    }
 }
 
 /// The generic codec: values are JSON objects with a `metadata` object; no attributes.
@@ -67,15 +69,6 @@ impl Codec for JsonCodec {
             json: set_resource_version(key, value, revision)?,
             attrs: (),
         })
-    }
-
-    fn with_revision(
-        &self,
-        key: &str,
-        json: &[u8],
-        revision: Revision,
-    ) -> Result<Bytes, CodecError> {
-        set_resource_version(key, json, revision)
     }
 }
 
