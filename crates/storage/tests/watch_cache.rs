@@ -267,12 +267,7 @@ async fn fans_out_to_many_watchers_in_order(store: Arc<dyn Store>) {
     for _ in 0..200 {
         watchers.push(
             cache
-                .watch(WatchRequest {
-                    selection: Selection::prefix("/things/"),
-                    start: WatchStart::After(start),
-                    bookmarks: false,
-                    initial_events_end: false,
-                })
+                .watch(WatchRequest::after(Selection::prefix("/things/"), start))
                 .await
                 .expect("watch"),
         );
@@ -327,12 +322,7 @@ async fn evicts_a_slow_watcher_without_stalling_others(store: Arc<dyn Store>) {
     };
     let cache = cache_on(store.clone(), config).await;
     let start = cache.revision();
-    let request = || WatchRequest {
-        selection: Selection::prefix("/things/"),
-        start: WatchStart::After(start),
-        bookmarks: false,
-        initial_events_end: false,
-    };
+    let request = || WatchRequest::after(Selection::prefix("/things/"), start);
     let mut slow = cache.watch(request()).await.expect("slow watch");
     let mut fast = cache.watch(request()).await.expect("fast watch");
     let reader = tokio::spawn(async move {
@@ -381,12 +371,7 @@ async fn sends_bookmarks_only_when_asked(store: Arc<dyn Store>) {
         .await
         .expect("watch");
     let mut without = cache
-        .watch(WatchRequest {
-            selection: Selection::prefix("/things/"),
-            start: WatchStart::After(start),
-            bookmarks: false,
-            initial_events_end: false,
-        })
+        .watch(WatchRequest::after(Selection::prefix("/things/"), start))
         .await
         .expect("watch");
     let written = store
@@ -436,12 +421,7 @@ async fn too_old_outside_the_window(store: Arc<dyn Store>) {
         );
     }
     catch_up(&cache, revs[11]).await;
-    let request = |after| WatchRequest {
-        selection: Selection::prefix("/things/"),
-        start: WatchStart::After(after),
-        bookmarks: false,
-        initial_events_end: false,
-    };
+    let request = |after| WatchRequest::after(Selection::prefix("/things/"), after);
     let err = cache
         .watch(request(start))
         .await

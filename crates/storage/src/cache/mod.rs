@@ -140,6 +140,18 @@ pub struct WatchRequest<A> {
     pub initial_events_end: bool,
 }
 
+impl<A> WatchRequest<A> {
+    /// A plain watch of the changes after `revision`: no bookmarks, no initial state.
+    pub fn after(selection: Selection<A>, revision: Revision) -> Self {
+        WatchRequest {
+            selection,
+            start: WatchStart::After(revision),
+            bookmarks: false,
+            initial_events_end: false,
+        }
+    }
+}
+
 /// The watch cache for one resource. Cheap to clone; the upstream watch stops when the last
 /// clone is dropped.
 pub struct WatchCache<C: Codec> {
