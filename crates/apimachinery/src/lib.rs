@@ -6,13 +6,24 @@
 //!   `field.ErrorList` prints them.
 //! - [`errors`]: [`errors::ApiError`], every error a request can end with, and its `Status`.
 //! - [`continue_token`]: kube's continue tokens.
-//!
-//! Still to come (issue "A real Kubernetes API over HTTPS"): label and field selectors, list
-//! options with resourceVersion validation, request info, content negotiation.
+//! - [`labels`], [`fields`]: label and field selectors with Go's grammar and messages.
+//! - [`options`]: query parameters (Go's booleans, list options, write options).
+//! - [`validation`]: names, labels, annotations and object metadata.
+//! - [`negotiate`]: `Accept` headers, Table and PartialObjectMetadata targets.
+//! - [`discovery`], [`table`]: discovery documents and server-side printing.
+//! - [`request`]: request info from the URL path.
 
 pub mod continue_token;
+pub mod discovery;
 pub mod errors;
 pub mod field;
+pub mod fields;
+pub mod labels;
+pub mod negotiate;
+pub mod options;
+pub mod request;
+pub mod table;
+pub mod validation;
 
 /// A group and resource, e.g. `imagestreams.image.openshift.io`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
