@@ -1,0 +1,17 @@
+//! The `image.openshift.io/v1` API: serde types shaped like openshift/api's (field names, which
+//! fields are always emitted), defaulting, validation with field paths, and the pure domain
+//! logic of the spec `openshift-image-behavior.md` (references §2.2, tag history §2.3,
+//! reference policy §2.4). No I/O: this is the crate to unit-test hardest.
+
+pub mod reference;
+pub mod tags;
+pub mod types;
+pub mod validation;
+
+pub use types::*;
+
+pub const GROUP: &str = "image.openshift.io";
+pub const VERSION: &str = "v1";
+pub const API_VERSION: &str = "image.openshift.io/v1";
+/// The tag a bare stream name means.
+pub const DEFAULT_IMAGE_TAG: &str = "latest";

@@ -1,0 +1,489 @@
+//! Validation of images and image streams (spec §3.2, §4.2, §5), with openshift's field paths
+//! and messages. Spec and status tags are addressed by name (`spec.tags[latest]`), as upstream
+//! validates its internal map form.
+
+use apimachinery::field::{BadValue, FieldError, FieldPath};
+use apimachinery::validation::{path_segment_name_errors, validate_object_meta};
+
+use crate::reference::DockerImageReference;
+use crate::{
+    Image, ImageSignature, ImageStream, TagReference, IMPORT_MODE_LEGACY,
+    IMPORT_MODE_PRESERVE_ORIGINAL, REFERENCE_POLICY_LOCAL, REFERENCE_POLICY_SOURCE,
+};
+
+const STREAM_NAME_PATTERN: &str = "[a-z0-9]+(?:[._-][a-z0-9]+)*";
+
+/// `[a-z0-9]+(?:[._-][a-z0-9]+)*`, fully matched.
+fn matches_stream_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !b.is_empty()
+        && s.split(['.', '_', '-'])
+            .all(|part| !part.is_empty() && part.as_bytes().iter().all(alnum))
+}
+
+/// Image stream names (and generateName prefixes, upstream's quirk kept) must be path
+/// segments and match the stream-name pattern.
+pub fn image_stream_name_errors(name: &str, _prefix: bool) -> Vec<String> {
+    let mut errs = path_segment_name_errors(name);
+    if !matches_stream_name(name) {
+        errs.push(format!("must match {STREAM_NAME_PATTERN:?}"));
+    }
+    errs
+}
+
+/// Image names only need to be path segments (`sha256:...` and `image1` are both fine).
+pub fn image_name_errors(name: &str, _prefix: bool) -> Vec<String> {
+    path_segment_name_errors(name)
+}
+
+/// Whether a tag name is a valid container image tag (`[\w][\w.-]{0,127}`). Upstream does not
+/// check tag names at all; we do (design.md).
+pub fn is_valid_tag_name(tag: &str) -> bool {
+    let b = tag.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    !b.is_empty()
+        && b.len() <= 128
+        && word(b[0])
+        && b[1..].iter().all(|&c| word(c) || c == b'.' || c == b'-')
+}
+
+pub fn validate_image_stream(stream: &ImageStream) -> Vec<FieldError> {
+    let mut errs = validate_object_meta(&stream.metadata, true, image_stream_name_errors);
+    let ns = stream.metadata.namespace.as_deref().unwrap_or("");
+    let name = stream.metadata.name.as_deref().unwrap_or("");
+    if ns.len() + 1 + name.len() > 255 {
+        errs.push(FieldError::invalid(
+            &FieldPath::new("metadata").child("name"),
+            name,
+            "'namespace/name' cannot be longer than 255 characters",
+        ));
+    }
+    errs.extend(validate_stream_spec_and_status(stream));
+    errs
+}
+
+/// Everything but the metadata, shared by create, update and status update.
+pub fn validate_stream_spec_and_status(stream: &ImageStream) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let repo = &stream.spec.docker_image_repository;
+    if !repo.is_empty() {
+        let path = FieldPath::new("spec").child("dockerImageRepository");
+        match DockerImageReference::parse(repo) {
+            Err(e) => errs.push(FieldError::invalid(&path, repo.as_str(), e.to_string())),
+            Ok(r) if !r.tag.is_empty() => errs.push(FieldError::invalid(
+                &path,
+                repo.as_str(),
+                "the repository name may not contain a tag",
+            )),
+            Ok(r) if !r.id.is_empty() => errs.push(FieldError::invalid(
+                &path,
+                repo.as_str(),
+                "the repository name may not contain an ID",
+            )),
+            Ok(_) => {}
+        }
+    }
+    let tags_path = FieldPath::new("spec").child("tags");
+    for tag in &stream.spec.tags {
+        let path = tags_path.key(&tag.name);
+        if !is_valid_tag_name(&tag.name) {
+            errs.push(FieldError::invalid(
+                &path.child("name"),
+                tag.name.as_str(),
+                "a tag name must be 1 to 128 letters, digits, '_', '.' or '-', and must not start with '.' or '-'",
+            ));
+        }
+        errs.extend(validate_tag_reference(tag, &path));
+    }
+    errs.extend(validate_status_tags(stream));
+    errs
+}
+
+/// `ValidateImageStreamTagReference` (spec §5.2).
+pub fn validate_tag_reference(tag: &TagReference, path: &FieldPath) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if let Some(from) = &tag.from {
+        let from_path = path.child("from");
+        let name = from.name.as_deref().unwrap_or("");
+        if name.is_empty() {
+            errs.push(FieldError::required(&from_path.child("name"), ""));
+        }
+        match from.kind.as_deref().unwrap_or("") {
+            "DockerImage" => {
+                if !name.is_empty() {
+                    if let Err(e) = DockerImageReference::parse(name) {
+                        errs.push(FieldError::invalid(
+                            &from_path.child("name"),
+                            name,
+                            e.to_string(),
+                        ));
+                    }
+                }
+            }
+            "ImageStreamTag" | "ImageStreamImage" => {
+                if tag.import_policy.scheduled {
+                    errs.push(FieldError::invalid(
+                        &path.child("importPolicy").child("scheduled"),
+                        true,
+                        "only tags pointing to Docker repositories may be scheduled for background import",
+                    ));
+                }
+            }
+            _ => errs.push(FieldError::required(
+                &from_path.child("kind"),
+                "valid values are 'DockerImage', 'ImageStreamImage', 'ImageStreamTag'",
+            )),
+        }
+    }
+    let policy = tag.reference_policy.type_.as_str();
+    if policy != REFERENCE_POLICY_SOURCE && policy != REFERENCE_POLICY_LOCAL {
+        errs.push(FieldError::invalid(
+            &path.child("referencePolicy").child("type"),
+            policy,
+            "valid values are \"Source\", \"Local\"",
+        ));
+    }
+    let mode = tag.import_policy.import_mode.as_str();
+    if !mode.is_empty() && mode != IMPORT_MODE_LEGACY && mode != IMPORT_MODE_PRESERVE_ORIGINAL {
+        errs.push(FieldError::invalid(
+            &path.child("importPolicy").child("importMode"),
+            mode,
+            "invalid import mode, valid modes are '', 'Legacy', 'PreserveOriginal'",
+        ));
+    }
+    errs
+}
+
+fn validate_status_tags(stream: &ImageStream) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let status_path = FieldPath::new("status").child("tags");
+    for list in &stream.status.tags {
+        for (i, item) in list.items.iter().flatten().enumerate() {
+            let path = status_path
+                .key(&list.tag)
+                .child("items")
+                .index(i)
+                .child("dockerImageReference");
+            if let Err(e) = DockerImageReference::parse(&item.docker_image_reference) {
+                errs.push(FieldError::invalid(
+                    &path,
+                    item.docker_image_reference.as_str(),
+                    e.to_string(),
+                ));
+            }
+        }
+    }
+    errs
+}
+
+pub fn validate_image(image: &Image) -> Vec<FieldError> {
+    let mut errs = validate_object_meta(&image.metadata, false, image_name_errors);
+    let path = FieldPath::new("dockerImageReference");
+    if image.docker_image_reference.is_empty() {
+        errs.push(FieldError::required(&path, ""));
+    } else if let Err(e) = DockerImageReference::parse(&image.docker_image_reference) {
+        errs.push(FieldError::invalid(
+            &path,
+            image.docker_image_reference.as_str(),
+            e.to_string(),
+        ));
+    }
+    for (i, sig) in image.signatures.iter().enumerate() {
+        errs.extend(validate_signature(sig, &FieldPath::new("signatures").index(i)));
+    }
+    errs.extend(validate_manifests(image));
+    errs
+}
+
+fn is_oci_digest(d: &str) -> bool {
+    let Some((algo, hex)) = d.split_once(':') else {
+        return false;
+    };
+    let algo_ok = algo.split(['-', '_', '+', '.']).all(|c| {
+        let b = c.as_bytes();
+        !b.is_empty() && b[0].is_ascii_alphabetic() && b.iter().all(u8::is_ascii_alphanumeric)
+    });
+    algo_ok && hex.len() >= 32 && hex.bytes().all(|c| c.is_ascii_hexdigit())
+}
+
+fn is_media_type(m: &str) -> bool {
+    let part = |p: &str| {
+        let b = p.as_bytes();
+        !b.is_empty()
+            && b.len() <= 127
+            && b[0].is_ascii_alphanumeric()
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(c))
+    };
+    m.split_once('/').is_some_and(|(t, s)| part(t) && part(s))
+}
+
+fn validate_manifests(image: &Image) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let base = FieldPath::new("dockerImageManifests");
+    for (i, m) in image.docker_image_manifests.iter().enumerate() {
+        let path = base.index(i);
+        if !is_oci_digest(&m.digest) {
+            errs.push(FieldError::invalid(
+                &path.child("digest"),
+                m.digest.as_str(),
+                "digest does not conform with OCI image specification",
+            ));
+        }
+        if !is_media_type(&m.media_type) {
+            errs.push(FieldError::invalid(
+                &path.child("mediaType"),
+                m.media_type.as_str(),
+                "media type does not conform to RFC6838",
+            ));
+        }
+        if m.architecture.is_empty() {
+            errs.push(FieldError::required(&path.child("architecture"), ""));
+        }
+        if m.os.is_empty() {
+            errs.push(FieldError::required(&path.child("os"), ""));
+        }
+        if m.manifest_size < 0 {
+            errs.push(FieldError::invalid(
+                &path.child("size"),
+                m.manifest_size,
+                "manifest size cannot be negative",
+            ));
+        }
+    }
+    if !image.docker_image_manifests.is_empty()
+        && image.docker_image_layers.as_ref().is_some_and(|l| !l.is_empty())
+    {
+        errs.push(FieldError::invalid(
+            &FieldPath::new("dockerImageLayers"),
+            BadValue::Json(serde_json::to_value(&image.docker_image_layers).unwrap_or_default()),
+            "dockerImageLayers should not be set when dockerImageManifests is set",
+        ));
+    }
+    errs
+}
+
+/// `validateImageSignature` (spec §4.2).
+pub fn validate_signature(sig: &ImageSignature, path: &FieldPath) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let meta = path.child("metadata");
+    let name = sig.metadata.name.as_deref().unwrap_or("");
+    if name.is_empty() {
+        errs.push(FieldError::required(&meta.child("name"), ""));
+    } else {
+        for m in path_segment_name_errors(name) {
+            errs.push(FieldError::invalid(&meta.child("name"), name, m));
+        }
+        let parts: Vec<&str> = name.split('@').collect();
+        if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+            errs.push(FieldError::invalid(
+                &meta.child("name"),
+                name,
+                "name must be of format <imageName>@<signatureName>",
+            ));
+        }
+    }
+    if sig.metadata.labels.as_ref().is_some_and(|l| !l.is_empty()) {
+        errs.push(FieldError::forbidden(
+            &meta.child("labels"),
+            "signature labels cannot be set",
+        ));
+    }
+    if sig.metadata.annotations.as_ref().is_some_and(|a| !a.is_empty()) {
+        errs.push(FieldError::forbidden(
+            &meta.child("annotations"),
+            "signature annotations cannot be set",
+        ));
+    }
+    if sig.type_.is_empty() {
+        errs.push(FieldError::required(&path.child("type"), ""));
+    }
+    if sig.content.0.is_empty() {
+        errs.push(FieldError::required(&path.child("content"), ""));
+    }
+    let trusted = sig.conditions.iter().find(|c| c.type_ == "Trusted");
+    let for_image = sig.conditions.iter().any(|c| c.type_ == "ForImage");
+    let conditions = path.child("conditions");
+    match (trusted.is_some(), for_image) {
+        (true, false) => errs.push(FieldError::invalid(
+            &conditions,
+            BadValue::Json(serde_json::to_value(&sig.conditions).unwrap_or_default()),
+            "missing \"ForImage\" condition type",
+        )),
+        (false, true) => errs.push(FieldError::invalid(
+            &conditions,
+            BadValue::Json(serde_json::to_value(&sig.conditions).unwrap_or_default()),
+            "missing \"Trusted\" condition type",
+        )),
+        _ => {}
+    }
+    if trusted.is_none_or(|c| c.status == "Unknown") {
+        let unset = "must be unset for unknown signature state";
+        if !sig.image_identity.is_empty() {
+            errs.push(FieldError::invalid(
+                &path.child("imageIdentity"),
+                sig.image_identity.as_str(),
+                unset,
+            ));
+        }
+        if sig.signed_claims.as_ref().is_some_and(|c| !c.is_empty()) {
+            errs.push(FieldError::invalid(
+                &path.child("signedClaims"),
+                BadValue::Json(serde_json::to_value(&sig.signed_claims).unwrap_or_default()),
+                unset,
+            ));
+        }
+        if sig.issued_by.is_some() {
+            errs.push(FieldError::invalid(
+                &path.child("issuedBy"),
+                BadValue::Json(serde_json::to_value(&sig.issued_by).unwrap_or_default()),
+                unset,
+            ));
+        }
+        if sig.issued_to.is_some() {
+            errs.push(FieldError::invalid(
+                &path.child("issuedTo"),
+                BadValue::Json(serde_json::to_value(&sig.issued_to).unwrap_or_default()),
+                unset,
+            ));
+        }
+    }
+    errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ObjectReference;
+
+    fn stream(name: &str) -> ImageStream {
+        let mut s = ImageStream::default();
+        s.metadata.name = Some(name.into());
+        s.metadata.namespace = Some("ns".into());
+        s
+    }
+
+    fn messages(errs: &[FieldError]) -> Vec<String> {
+        errs.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn stream_names() {
+        for ok in ["a", "a.b", "a_b-c", "foo1"] {
+            assert!(image_stream_name_errors(ok, false).is_empty(), "{ok}");
+        }
+        for bad in ["A", "a..b", "-a", "a-", "a/b", ""] {
+            assert!(!image_stream_name_errors(bad, false).is_empty(), "{bad}");
+        }
+        assert_eq!(
+            messages(&validate_image_stream(&stream("Bad"))),
+            vec!["metadata.name: Invalid value: \"Bad\": must match \"[a-z0-9]+(?:[._-][a-z0-9]+)*\""]
+        );
+        let long = "a".repeat(253);
+        assert_eq!(
+            messages(&validate_image_stream(&stream(&long)))[0],
+            format!("metadata.name: Invalid value: \"{long}\": 'namespace/name' cannot be longer than 255 characters")
+        );
+    }
+
+    #[test]
+    fn tag_references() {
+        let mut s = stream("is");
+        s.spec.tags = vec![
+            TagReference {
+                name: "a".into(),
+                from: Some(ObjectReference {
+                    kind: Some("Bogus".into()),
+                    name: Some("x".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            TagReference {
+                name: "b".into(),
+                from: Some(ObjectReference {
+                    kind: Some("DockerImage".into()),
+                    name: Some("Bad Ref".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ];
+        for t in &mut s.spec.tags {
+            crate::default_tag_reference(t, IMPORT_MODE_LEGACY);
+        }
+        s.spec.tags[1].import_policy.import_mode = "Foo".into();
+        assert_eq!(
+            messages(&validate_image_stream(&s)),
+            vec![
+                "spec.tags[a].from.kind: Required value: valid values are 'DockerImage', 'ImageStreamImage', 'ImageStreamTag'",
+                "spec.tags[b].from.name: Invalid value: \"Bad Ref\": invalid reference format",
+                "spec.tags[b].importPolicy.importMode: Invalid value: \"Foo\": invalid import mode, valid modes are '', 'Legacy', 'PreserveOriginal'",
+            ]
+        );
+    }
+
+    #[test]
+    fn repository_and_status() {
+        let mut s = stream("is");
+        s.spec.docker_image_repository = "quay.io/a/b:tag".into();
+        s.status.tags = vec![crate::NamedTagEventList {
+            tag: "t".into(),
+            items: Some(vec![crate::TagEvent {
+                created: None,
+                docker_image_reference: String::new(),
+                image: String::new(),
+                generation: 1,
+            }]),
+            conditions: vec![],
+        }];
+        assert_eq!(
+            messages(&validate_image_stream(&s)),
+            vec![
+                "spec.dockerImageRepository: Invalid value: \"quay.io/a/b:tag\": the repository name may not contain a tag",
+                "status.tags[t].items[0].dockerImageReference: Invalid value: \"\": repository name must have at least one component",
+            ]
+        );
+    }
+
+    #[test]
+    fn images_and_signatures() {
+        let mut img = Image::default();
+        img.metadata.name = Some("a/b".into());
+        let msgs = messages(&validate_image(&img));
+        assert_eq!(
+            msgs,
+            vec![
+                "metadata.name: Invalid value: \"a/b\": may not contain '/'",
+                "dockerImageReference: Required value",
+            ]
+        );
+        let sig = ImageSignature {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("nosep".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let msgs = messages(&validate_signature(&sig, &FieldPath::new("signatures").index(0)));
+        assert_eq!(
+            msgs,
+            vec![
+                "signatures[0].metadata.name: Invalid value: \"nosep\": name must be of format <imageName>@<signatureName>",
+                "signatures[0].type: Required value",
+                "signatures[0].content: Required value",
+            ]
+        );
+    }
+
+    #[test]
+    fn tag_names() {
+        assert!(is_valid_tag_name("latest"));
+        assert!(is_valid_tag_name("v1.2_3-x"));
+        assert!(!is_valid_tag_name(""));
+        assert!(!is_valid_tag_name(".x"));
+        assert!(!is_valid_tag_name("a b"));
+        assert!(!is_valid_tag_name(&"a".repeat(129)));
+    }
+}
