@@ -48,6 +48,12 @@ pub enum ApiError {
         resource: GroupResource,
         name: String,
     },
+    /// generateName ran out of attempts (KEP-4420): a 409 with `Retry-After: 1`.
+    #[error("{resource} {name:?} already exists, the server was not able to generate a unique name for the object")]
+    AlreadyExistsGenerated {
+        resource: GroupResource,
+        name: String,
+    },
     /// A 409 Conflict: `Operation cannot be fulfilled on <qualified> "<name>": <message>`.
     #[error("Operation cannot be fulfilled on {qualified} {name:?}: {message}")]
     Conflict {
@@ -58,6 +64,12 @@ pub enum ApiError {
         kind: String,
         name: String,
         message: String,
+    },
+    /// A server-side apply conflict: causes are (message, field) pairs.
+    #[error("{message}")]
+    ApplyConflict {
+        message: String,
+        causes: Vec<(String, String)>,
     },
     /// A 410 Expired (too old resource version, expired continue token).
     #[error("{message}")]
@@ -100,6 +112,15 @@ pub enum ApiError {
     },
     #[error("{0}")]
     ServiceUnavailable(String),
+    /// A 422 without field errors (a JSON patch that cannot be applied).
+    #[error("the server rejected our request due to an error in our request")]
+    Unprocessable(String),
+    /// No route for the path (go-restful's miss): 404 with empty details.
+    #[error("the server could not find the requested resource")]
+    RouteNotFound,
+    /// A known path without this method: 405 with empty details.
+    #[error("the server does not allow this method on the requested resource")]
+    RouteMethodNotAllowed,
 }
 
 fn invalid_message(kind: &GroupKind, name: &str, errors: &[FieldError]) -> String {
@@ -149,14 +170,18 @@ impl ApiError {
             ApiError::BadRequest(_) => 400,
             ApiError::Unauthorized => 401,
             ApiError::Forbidden { .. } => 403,
-            ApiError::NotFound { .. } => 404,
+            ApiError::NotFound { .. } | ApiError::RouteNotFound => 404,
+            ApiError::RouteMethodNotAllowed => 405,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::NotAcceptable(_) => 406,
-            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::AlreadyExists { .. }
+            | ApiError::AlreadyExistsGenerated { .. }
+            | ApiError::Conflict { .. }
+            | ApiError::ApplyConflict { .. } => 409,
             ApiError::Expired { .. } => 410,
             ApiError::RequestEntityTooLarge(_) => 413,
             ApiError::UnsupportedMediaType(_) => 415,
-            ApiError::Invalid { .. } => 422,
+            ApiError::Invalid { .. } | ApiError::Unprocessable(_) => 422,
             ApiError::TooManyRequests { .. } => 429,
             ApiError::Internal(_) | ApiError::Unknown(_) | ApiError::ServerTimeout { .. } => 500,
             ApiError::ServiceUnavailable(_) => 503,
@@ -170,15 +195,18 @@ impl ApiError {
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized => "Unauthorized",
             ApiError::Forbidden { .. } => "Forbidden",
-            ApiError::NotFound { .. } => "NotFound",
+            ApiError::NotFound { .. } | ApiError::RouteNotFound => "NotFound",
+            ApiError::RouteMethodNotAllowed => "MethodNotAllowed",
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
             ApiError::NotAcceptable(_) => "NotAcceptable",
-            ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::AlreadyExists { .. } | ApiError::AlreadyExistsGenerated { .. } => {
+                "AlreadyExists"
+            }
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Expired { .. } => "Expired",
             ApiError::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
-            ApiError::Invalid { .. } => "Invalid",
+            ApiError::Invalid { .. } | ApiError::Unprocessable(_) => "Invalid",
             ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::Internal(_) => "InternalError",
             ApiError::Unknown(_) => return None,
@@ -194,6 +222,7 @@ impl ApiError {
             ApiError::TooManyRequests { retry_after, .. }
             | ApiError::ServerTimeout { retry_after, .. } => Some(*retry_after),
             ApiError::Timeout { retry_after, .. } => *retry_after,
+            ApiError::AlreadyExistsGenerated { .. } => Some(1),
             _ => None,
         }
     }
@@ -207,6 +236,10 @@ impl ApiError {
                 set_gr(&mut details, resource, name);
             }
             ApiError::MethodNotAllowed { resource, .. } => set_gr(&mut details, resource, ""),
+            ApiError::AlreadyExistsGenerated { resource, name } => {
+                set_gr(&mut details, resource, name);
+                details.retry_after_seconds = Some(1);
+            }
             ApiError::Forbidden {
                 name,
                 resource: Some(gr),
@@ -234,7 +267,19 @@ impl ApiError {
                         .collect(),
                 );
             }
-            ApiError::Internal(msg) => {
+            ApiError::ApplyConflict { causes, .. } => {
+                details.causes = Some(
+                    causes
+                        .iter()
+                        .map(|(message, field)| StatusCause {
+                            reason: Some("FieldManagerConflict".to_string()),
+                            message: Some(message.clone()),
+                            field: Some(field.clone()),
+                        })
+                        .collect(),
+                );
+            }
+            ApiError::Internal(msg) | ApiError::Unprocessable(msg) => {
                 details.causes = Some(vec![StatusCause {
                     message: Some(msg.clone()),
                     ..Default::default()
@@ -268,6 +313,7 @@ impl ApiError {
             ApiError::TooManyRequests { retry_after, .. } => {
                 details.retry_after_seconds = Some(*retry_after as i32);
             }
+            ApiError::RouteNotFound | ApiError::RouteMethodNotAllowed => {}
             _ => any_detail = false,
         }
         let metadata = match self {

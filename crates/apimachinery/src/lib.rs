@@ -20,6 +20,7 @@ pub mod field;
 pub mod fields;
 pub mod labels;
 pub mod negotiate;
+pub mod object;
 pub mod options;
 pub mod request;
 pub mod table;

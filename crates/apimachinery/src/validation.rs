@@ -215,7 +215,7 @@ pub type NameValidator = fn(name: &str, prefix: bool) -> Vec<String>;
 pub fn validate_object_meta(
     meta: &ObjectMeta,
     namespaced: bool,
-    validate_name: NameValidator,
+    validate_name: impl Fn(&str, bool) -> Vec<String>,
 ) -> Vec<FieldError> {
     let path = FieldPath::new("metadata");
     let mut errs = Vec::new();

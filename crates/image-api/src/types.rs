@@ -26,20 +26,18 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-/// What every object of this API has in common.
-pub trait Object {
-    fn metadata(&self) -> &ObjectMeta;
-    fn metadata_mut(&mut self) -> &mut ObjectMeta;
-}
-
 macro_rules! object {
     ($t:ty) => {
-        impl Object for $t {
+        impl apimachinery::object::ApiObject for $t {
             fn metadata(&self) -> &ObjectMeta {
                 &self.metadata
             }
             fn metadata_mut(&mut self) -> &mut ObjectMeta {
                 &mut self.metadata
+            }
+            fn set_type_meta(&mut self, kind: &str, api_version: &str) {
+                self.kind = kind.to_string();
+                self.api_version = api_version.to_string();
             }
         }
     };

@@ -50,6 +50,13 @@ pub fn is_valid_tag_name(tag: &str) -> bool {
 
 pub fn validate_image_stream(stream: &ImageStream) -> Vec<FieldError> {
     let mut errs = validate_object_meta(&stream.metadata, true, image_stream_name_errors);
+    errs.extend(validate_image_stream_fields(stream));
+    errs
+}
+
+/// What [`validate_image_stream`] checks beyond the generic object metadata rules.
+pub fn validate_image_stream_fields(stream: &ImageStream) -> Vec<FieldError> {
+    let mut errs = Vec::new();
     let ns = stream.metadata.namespace.as_deref().unwrap_or("");
     let name = stream.metadata.name.as_deref().unwrap_or("");
     if ns.len() + 1 + name.len() > 255 {
@@ -179,6 +186,13 @@ fn validate_status_tags(stream: &ImageStream) -> Vec<FieldError> {
 
 pub fn validate_image(image: &Image) -> Vec<FieldError> {
     let mut errs = validate_object_meta(&image.metadata, false, image_name_errors);
+    errs.extend(validate_image_fields(image));
+    errs
+}
+
+/// What [`validate_image`] checks beyond the generic object metadata rules.
+pub fn validate_image_fields(image: &Image) -> Vec<FieldError> {
+    let mut errs = Vec::new();
     let path = FieldPath::new("dockerImageReference");
     if image.docker_image_reference.is_empty() {
         errs.push(FieldError::required(&path, ""));

@@ -48,6 +48,33 @@ pub struct ServerConfig {
     /// when kube-apiserver compacts a shared etcd. Applies to both backends.
     #[arg(long, default_value = "5m", value_parser = parse_go_duration)]
     pub etcd_compaction_interval: Duration,
+
+    /// The serving certificate (PEM). Without it a self-signed CA and certificate are
+    /// generated into --data-dir.
+    #[arg(long, requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The serving certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+
+    /// Bearer tokens, kube's CSV format: token,user,uid,"group1,group2". Without it an admin
+    /// token is generated into --data-dir and written into the admin kubeconfig.
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+
+    /// Extra names (DNS or IP) for the generated serving certificate.
+    #[arg(long, value_delimiter = ',')]
+    pub tls_sans: Vec<String>,
+
+    /// The integrated registry's in-cluster host (imagePolicyConfig.internalRegistryHostname),
+    /// e.g. image-registry.openshift-image-registry.svc:5000.
+    #[arg(long, default_value = "")]
+    pub internal_registry_hostname: String,
+
+    /// The integrated registry's public host (the first of externalRegistryHostnames).
+    #[arg(long, default_value = "")]
+    pub external_registry_hostname: String,
 }
 
 /// Parses the Go `time.Duration` strings kube's flags take: `0`, `300ms`, `90s`, `5m0s`, `1h30m`.

@@ -1,74 +1,66 @@
-//! The image-apiserver binary: flags → storage backend → watch caches → HTTP server.
-//!
-//! This first cut opens the configured store, keeps a watch cache per stored resource
-//! (`imagestreams`, `images`) and serves the health endpoints; the API itself, TLS and
-//! authentication come with the API machinery.
+//! The image-apiserver binary: flags → storage backend → registries (with their watch caches)
+//! → the generic API server over HTTPS.
 
 mod config;
+mod credentials;
+mod openapi;
+mod resources;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
+use apiserver::http::{Api, ApiConfig, Health};
+use apiserver::registry::Registry;
+use apiserver::resource::Resource;
+use apiserver::tls::ServingCerts;
 use clap::Parser;
-use storage::cache::{CacheConfig, JsonCodec, WatchCache};
+use storage::cache::CacheConfig;
 use storage::embedded::{EmbeddedStore, Options};
 use storage::etcd::{EtcdConfig, EtcdStore};
 use storage::Store;
 
 use crate::config::{ServerConfig, StorageBackend};
-
-/// The stored resources and their key prefixes (openshift-apiserver's layout).
-const RESOURCES: [&str; 2] = ["imagestreams", "images"];
+use crate::resources::image::ImageStrategy;
+use crate::resources::imagestream::ImageStreamStrategy;
+use crate::resources::RegistryHosts;
 
 #[derive(Debug, thiserror::Error)]
 enum StartError {
     #[error("opening storage: {0}")]
     Storage(#[from] storage::StorageError),
-    #[error("listening on {addr}: {source}")]
-    Listen {
-        addr: std::net::SocketAddr,
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] apiserver::tls::TlsError),
+    #[error(transparent)]
+    Auth(#[from] apiserver::auth::AuthError),
+    #[error(transparent)]
+    Credentials(#[from] credentials::CredentialsError),
     #[error("serving: {0}")]
     Serve(#[source] std::io::Error),
 }
 
-#[derive(Clone)]
-struct AppState {
+struct ServerHealth {
     store: Arc<dyn Store>,
-    caches: Arc<Vec<WatchCache<JsonCodec>>>,
-    shutting_down: Arc<AtomicBool>,
+    streams: Arc<Registry<ImageStreamStrategy>>,
+    images: Arc<Registry<ImageStrategy>>,
 }
 
-fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/livez", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(state)
-}
+#[async_trait::async_trait]
+impl Health for ServerHealth {
+    async fn storage_ok(&self) -> bool {
+        tokio::time::timeout(Duration::from_secs(2), self.store.current_revision())
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
 
-async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match state.store.current_revision().await {
-        Ok(_) => (StatusCode::OK, "ok"),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage unavailable"),
+    fn caches_ready(&self) -> bool {
+        self.streams.cache().is_ready() && self.images.cache().is_ready()
     }
-}
-
-async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    if state.shutting_down.load(Ordering::Acquire) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "shutting down");
-    }
-    if !state.caches.iter().all(WatchCache::is_ready) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "watch caches loading");
-    }
-    healthz(State(state)).await
 }
 
 #[tokio::main]
@@ -81,12 +73,13 @@ async fn main() {
     let config = ServerConfig::parse();
     if let Err(e) = run(config).await {
         tracing::error!(error = %e, "image-apiserver failed");
+        eprintln!("image-apiserver: {e}");
         std::process::exit(1);
     }
 }
 
-async fn run(config: ServerConfig) -> Result<(), StartError> {
-    let (store, embedded): (Arc<dyn Store>, Option<EmbeddedStore>) = match config.storage_backend {
+async fn open_store(config: &ServerConfig) -> Result<(Arc<dyn Store>, Option<EmbeddedStore>), StartError> {
+    Ok(match config.storage_backend {
         StorageBackend::Embedded => {
             let store = EmbeddedStore::open(&config.data_dir, Options::default())?;
             tracing::info!(path = %store.path().display(), "embedded store open");
@@ -98,45 +91,93 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
             tracing::info!(servers = ?config.etcd_servers, prefix = %config.etcd_prefix, "connected to etcd");
             (Arc::new(store), None)
         }
-    };
+    })
+}
+
+async fn run(config: ServerConfig) -> Result<(), StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let (store, embedded) = open_store(&config).await?;
     let compactor = tokio::spawn(storage::compactor::run(
         store.clone(),
         config.etcd_compaction_interval,
     ));
-    let caches: Vec<_> = RESOURCES
-        .iter()
-        .map(|r| {
-            WatchCache::new(
-                store.clone(),
-                format!("/{r}/"),
-                JsonCodec,
-                CacheConfig::default(),
-            )
-        })
-        .collect();
-    let state = AppState {
-        store,
-        caches: Arc::new(caches),
-        shutting_down: Arc::new(AtomicBool::new(false)),
+    let hosts = RegistryHosts {
+        internal: config.internal_registry_hostname.clone(),
+        external: config.external_registry_hostname.clone(),
+        import_mode: image_api::IMPORT_MODE_LEGACY.to_string(),
     };
+    let streams = Arc::new(Registry::new(
+        ImageStreamStrategy::new(hosts, store.clone()),
+        store.clone(),
+        CacheConfig::default(),
+    ));
+    let images = Arc::new(Registry::new(ImageStrategy::default(), store.clone(), CacheConfig::default()));
+
+    let certs = match (&config.tls_cert_file, &config.tls_private_key_file) {
+        (Some(cert), Some(key)) => ServingCerts::from_files(cert, key)?,
+        _ => {
+            let mut sans = config.tls_sans.clone();
+            sans.push(config.bind_address.to_string());
+            ServingCerts::self_signed(&config.data_dir, &sans)?
+        }
+    };
+    let (auth, admin_token) = credentials::tokens(&config)?;
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let resources: Vec<Arc<dyn Resource>> = vec![images.clone(), streams.clone()];
+    let api = Api::new(ApiConfig {
+        group: image_api::GROUP,
+        version: image_api::VERSION,
+        resources,
+        auth,
+        health: Arc::new(ServerHealth {
+            store: store.clone(),
+            streams: streams.clone(),
+            images: images.clone(),
+        }),
+        openapi: openapi::documents(),
+        shutdown: shutdown_rx,
+    });
+    let app = apiserver::http::router(api);
+
     let addr = std::net::SocketAddr::new(config.bind_address, config.secure_port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Listen { addr, source })?;
-    let local = listener.local_addr().map_err(StartError::Serve)?;
-    tracing::info!(address = %local, "serving");
-    println!("image-apiserver listening on http://{local}");
-    let shutting_down = state.shutting_down.clone();
-    axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            shutting_down.store(true, Ordering::Release);
-            tracing::info!("shutting down");
-        })
-        .await
-        .map_err(StartError::Serve)?;
-    drop(state);
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(certs.server_config()?);
+    let handle = axum_server::Handle::new();
+    let mut server = axum_server::bind_rustls(addr, tls).handle(handle.clone());
+    server
+        .http_builder()
+        .http2()
+        .max_concurrent_streams(1000)
+        .max_frame_size(256 * 1024)
+        .initial_stream_window_size(256 * 1024);
+    let serve = tokio::spawn(server.serve(app.into_make_service()));
+    let Some(local) = handle.listening().await else {
+        let err = match serve.await {
+            Ok(Err(e)) => e,
+            _ => std::io::Error::other("server exited before listening"),
+        };
+        return Err(StartError::Serve(err));
+    };
+    let kubeconfig = credentials::write_kubeconfig(&config, local, &certs.ca_pem, admin_token.as_deref())?;
+    tracing::info!(address = %local, kubeconfig = %kubeconfig.display(), "serving");
+    println!("image-apiserver listening on https://{local}");
+    println!("admin kubeconfig: {}", kubeconfig.display());
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    // readyz turns unready and watches end; in-flight requests get time to finish.
+    let _ = shutdown_tx.send(true);
+    handle.graceful_shutdown(Some(Duration::from_secs(10)));
+    match serve.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(StartError::Serve(e)),
+        Err(e) => tracing::warn!(error = %e, "server task ended abnormally"),
+    }
     compactor.abort();
+    drop((streams, images, store));
     if let Some(store) = embedded {
         // Let in-flight writes finish and release the data directory.
         if let Err(e) = store.close(Duration::from_secs(5)).await {

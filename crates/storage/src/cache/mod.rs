@@ -355,16 +355,20 @@ impl<C: Codec> WatchCache<C> {
         if let Some(frame) = slot.get() {
             return Ok(frame.clone());
         }
-        let json = match (view, &event.prev) {
-            (View::DeletedPrev, Some(prev)) => {
-                self.inner
-                    .codec
-                    .with_revision(&event.key, &prev.json, event.revision)?
-            }
-            _ => event.object.json.clone(),
-        };
+        let json = self.event_object(event, view)?;
         let frame = watch_frame(view.event_type().as_str(), &json);
         Ok(slot.get_or_init(|| frame).clone())
+    }
+
+    /// The object JSON a watcher with this view of `event` receives.
+    pub fn event_object(&self, event: &CachedEvent<C::Attrs>, view: View) -> CacheResult<Bytes> {
+        match (view, &event.prev) {
+            (View::DeletedPrev, Some(prev)) => Ok(self
+                .inner
+                .codec
+                .with_revision(&event.key, &prev.json, event.revision)?),
+            _ => Ok(event.object.json.clone()),
+        }
     }
 }
 

@@ -1,0 +1,24 @@
+//! The generic Kubernetes API server: everything between the wire and the storage that is not
+//! specific to a resource (spec `k8s-apiserver-semantics.md`). Resources plug in through
+//! [`strategy::Strategy`] (stored, served by [`registry::Registry`]) or implement
+//! [`resource::Resource`] directly (virtual). Nothing here knows about images.
+//!
+//! - [`http`]: routing, authentication, negotiation, encoding, discovery, health, OpenAPI.
+//! - [`registry`]: the generic store: get, list, watch, create, update, patch, delete,
+//!   deletecollection over the KV and the watch cache.
+//! - [`decode`], [`patch`], [`apply`], [`managed`], [`delete`]: request bodies, patch types,
+//!   server-side apply, managedFields, DeleteOptions.
+//! - [`tls`], [`auth`], [`metrics`]: serving certificates, bearer tokens, Prometheus metrics.
+
+pub mod apply;
+pub mod auth;
+pub mod decode;
+pub mod delete;
+pub mod http;
+pub mod managed;
+pub mod metrics;
+pub mod patch;
+pub mod registry;
+pub mod resource;
+pub mod strategy;
+pub mod tls;

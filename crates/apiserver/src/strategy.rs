@@ -1,0 +1,191 @@
+//! What a stored resource plugs into the generic registry: k8s.io/apiserver's `Strategy`
+//! (prepare for create/update, validate, status split, selectable fields, table rows), and the
+//! watch-cache codec built from it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use apimachinery::discovery::ResourceInfo;
+use apimachinery::field::FieldError;
+use apimachinery::table::ColumnDefinition;
+use async_trait::async_trait;
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
+use serde_json::Value;
+use storage::cache::{Codec, CodecError, Decoded};
+use storage::Revision;
+
+use crate::resource::UserInfo;
+
+pub use apimachinery::object::ApiObject;
+
+/// What the strategy may need to know about the request.
+pub struct StrategyContext<'a> {
+    pub user: &'a UserInfo,
+    pub namespace: Option<&'a str>,
+}
+
+/// A stored resource's behavior. Every method has the default of a plain resource.
+#[async_trait]
+pub trait Strategy: Send + Sync + 'static {
+    type Object: ApiObject;
+
+    fn info(&self) -> &ResourceInfo;
+
+    /// Defaulting applied to request bodies and to objects read from storage.
+    fn default(&self, _obj: &mut Self::Object) {}
+
+    /// Computed fields filled on every read (and in write responses).
+    fn decorate(&self, _obj: &mut Self::Object) {}
+
+    /// Name validation for `metadata.name` and `metadata.generateName`.
+    fn validate_name(&self, name: &str, prefix: bool) -> Vec<String>;
+
+    fn prepare_for_create(&self, obj: &mut Self::Object);
+
+    /// Validation on create; it may still change the object (upstream's image stream
+    /// validation writes tag events).
+    async fn validate_create(
+        &self,
+        ctx: &StrategyContext<'_>,
+        obj: &mut Self::Object,
+    ) -> Vec<FieldError>;
+
+    fn prepare_for_update(&self, new: &mut Self::Object, old: &Self::Object);
+
+    async fn validate_update(
+        &self,
+        ctx: &StrategyContext<'_>,
+        new: &mut Self::Object,
+        old: &Self::Object,
+    ) -> Vec<FieldError>;
+
+    /// Whether the resource has a `/status` subresource.
+    fn has_status(&self) -> bool {
+        false
+    }
+
+    fn prepare_for_status_update(&self, _new: &mut Self::Object, _old: &Self::Object) {}
+
+    async fn validate_status_update(
+        &self,
+        _ctx: &StrategyContext<'_>,
+        _new: &mut Self::Object,
+        _old: &Self::Object,
+    ) -> Vec<FieldError> {
+        Vec::new()
+    }
+
+    /// Field selector fields beyond `metadata.name` and `metadata.namespace`.
+    fn selectable_fields(&self, _obj: &Self::Object) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
+    /// The names of those fields, for validating selectors.
+    fn selectable_field_names(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Table columns after `Name` (Go's default table has `Created At`).
+    fn table_columns(&self) -> Vec<ColumnDefinition>;
+
+    /// The cells after the name.
+    fn table_cells(&self, obj: &Self::Object) -> Vec<Value>;
+
+    /// Whether deletes honor `propagationPolicy` Foreground/Orphan by adding finalizers
+    /// (Images report GC as unsupported upstream).
+    fn garbage_collection(&self) -> bool {
+        true
+    }
+
+    /// Fields of the object's JSON that the fieldsV1 of managedFields treat as keyed lists:
+    /// (path of the list, key field).
+    fn list_merge_keys(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+}
+
+/// What lists and watches filter on: labels and selectable fields.
+#[derive(Debug, Default)]
+pub struct ObjectAttrs {
+    pub labels: BTreeMap<String, String>,
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl ObjectAttrs {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub fn object_attrs<S: Strategy>(strategy: &S, obj: &S::Object) -> Arc<ObjectAttrs> {
+    let meta = obj.metadata();
+    let mut fields = vec![
+        ("metadata.name", meta.name.clone().unwrap_or_default()),
+        (
+            "metadata.namespace",
+            meta.namespace.clone().unwrap_or_default(),
+        ),
+    ];
+    fields.extend(strategy.selectable_fields(obj));
+    Arc::new(ObjectAttrs {
+        labels: meta.labels.clone().unwrap_or_default(),
+        fields,
+    })
+}
+
+/// The watch-cache codec of a strategy: decodes the stored JSON, applies defaults and
+/// decorations, sets kind, apiVersion and resourceVersion, and extracts the attributes.
+pub struct ObjectCodec<S: Strategy> {
+    pub strategy: Arc<S>,
+}
+
+impl<S: Strategy> ObjectCodec<S> {
+    /// The served form of a stored value.
+    pub fn served(&self, key: &str, value: &[u8], revision: Revision) -> Result<S::Object, CodecError> {
+        let mut obj: S::Object =
+            serde_json::from_slice(value).map_err(|source| CodecError::Json {
+                key: key.to_string(),
+                source,
+            })?;
+        self.prepare_served(&mut obj, revision);
+        Ok(obj)
+    }
+
+    pub fn prepare_served(&self, obj: &mut S::Object, revision: Revision) {
+        let info = self.strategy.info();
+        obj.set_type_meta(info.kind, &info.group_version());
+        self.strategy.default(obj);
+        self.strategy.decorate(obj);
+        obj.metadata_mut().resource_version = (revision > 0).then(|| revision.to_string());
+    }
+}
+
+/// Encodes an object as compact JSON bytes.
+pub fn to_bytes<T: Serialize>(obj: &T) -> Result<Bytes, serde_json::Error> {
+    let mut out = BytesMut::with_capacity(512).writer();
+    serde_json::to_writer(&mut out, obj)?;
+    Ok(out.into_inner().freeze())
+}
+
+impl<S: Strategy> Codec for ObjectCodec<S> {
+    type Attrs = Arc<ObjectAttrs>;
+
+    fn decode(
+        &self,
+        key: &str,
+        value: &[u8],
+        revision: Revision,
+    ) -> Result<Decoded<Self::Attrs>, CodecError> {
+        let obj = self.served(key, value, revision)?;
+        let attrs = object_attrs(self.strategy.as_ref(), &obj);
+        let json = to_bytes(&obj).map_err(|source| CodecError::Json {
+            key: key.to_string(),
+            source,
+        })?;
+        Ok(Decoded { json, attrs })
+    }
+}

@@ -1,0 +1,533 @@
+//! `imagestreams` and `imagestreams/status` (spec §2.5, §2.6, §5, §6): the strategy plugged into
+//! the generic registry.
+
+use std::sync::Arc;
+
+use apimachinery::discovery::{ResourceInfo, SubresourceInfo};
+use apimachinery::field::{FieldError, FieldPath};
+use apimachinery::table::{human_duration, ColumnDefinition};
+use apiserver::registry::now;
+use apiserver::strategy::{Strategy, StrategyContext};
+use async_trait::async_trait;
+use image_api::reference::{digest_or_image_matches, DockerImageReference};
+use image_api::tags::{add_tag_event, latest_tagged_image, new_event, sort_status_tags, update_tracking_tags};
+use image_api::validation::{image_stream_name_errors, validate_image_stream_fields};
+use image_api::{ImageStream, TagEvent, TagReference};
+use serde_json::Value;
+use storage::Store;
+
+use super::RegistryHosts;
+
+pub fn info() -> ResourceInfo {
+    ResourceInfo {
+        group: image_api::GROUP,
+        version: image_api::VERSION,
+        resource: "imagestreams",
+        singular: "imagestream",
+        kind: "ImageStream",
+        namespaced: true,
+        verbs: &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+        short_names: &["is"],
+        categories: &["all"],
+        stored: true,
+        subresources: vec![SubresourceInfo {
+            name: "status",
+            kind: "ImageStream",
+            group_version: None,
+            verbs: &["get", "patch", "update"],
+        }],
+    }
+}
+
+pub struct ImageStreamStrategy {
+    info: ResourceInfo,
+    hosts: RegistryHosts,
+    /// Other streams are read for cross-stream tag references.
+    store: Arc<dyn Store>,
+}
+
+impl ImageStreamStrategy {
+    pub fn new(hosts: RegistryHosts, store: Arc<dyn Store>) -> Self {
+        ImageStreamStrategy {
+            info: info(),
+            hosts,
+            store,
+        }
+    }
+
+    async fn get_stream(&self, namespace: &str, name: &str) -> Result<Option<ImageStream>, String> {
+        let got = self
+            .store
+            .get(&format!("/imagestreams/{namespace}/{name}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        match got.kv {
+            None => Ok(None),
+            Some(kv) => serde_json::from_slice(&kv.value).map(Some).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// `tagsChanged` (spec §6.1c): resolves the tags of `stream` that are new or changed
+    /// against `old` into tag events, then updates tracking tags.
+    async fn tags_changed(&self, old: Option<&ImageStream>, stream: &mut ImageStream) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        let namespace = stream.metadata.namespace.clone().unwrap_or_default();
+        let name = stream.metadata.name.clone().unwrap_or_default();
+        let tags: Vec<TagReference> = stream.spec.tags.clone();
+        let mut changed_tags = Vec::new();
+        for tag in tags {
+            let Some(from) = tag.from.clone() else { continue };
+            let old_tag = old.and_then(|o| o.spec_tag(&tag.name));
+            if old_tag.is_some_and(|o| !tag_ref_changed(o, &tag, &namespace)) {
+                continue;
+            }
+            let path = FieldPath::new("spec").child("tags").key(&tag.name).child("from");
+            let generation = tag.generation.unwrap_or(0);
+            let from_name = from.name.clone().unwrap_or_default();
+            let event = match from.kind.as_deref().unwrap_or("") {
+                "DockerImage" if tag.reference => Some(new_event(&from_name, "", generation, now())),
+                "ImageStreamTag" | "ImageStreamImage" => {
+                    match self.resolve(stream, &namespace, &name, &from, &path).await {
+                        Ok(ev) => ev.map(|mut e| {
+                            e.created = Some(now());
+                            e.generation = generation;
+                            self.rewrite_internal_reference(&mut e, &from, &namespace, &name, tag.reference);
+                            e
+                        }),
+                        Err(e) => {
+                            errs.push(e);
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            if let Some(event) = event {
+                if add_tag_event(stream, &tag.name, event) {
+                    changed_tags.push(tag.name.clone());
+                }
+            }
+        }
+        for t in changed_tags {
+            update_tracking_tags(stream, &t);
+        }
+        errs
+    }
+
+    /// The event an ImageStreamTag or ImageStreamImage reference resolves to.
+    async fn resolve(
+        &self,
+        stream: &ImageStream,
+        namespace: &str,
+        name: &str,
+        from: &k8s_openapi::api::core::v1::ObjectReference,
+        path: &FieldPath,
+    ) -> Result<Option<TagEvent>, FieldError> {
+        let from_name = from.name.clone().unwrap_or_default();
+        let kind = from.kind.as_deref().unwrap_or("");
+        let sep = if kind == "ImageStreamTag" { ':' } else { '@' };
+        let (src_name, part) = match from_name.split_once(sep) {
+            Some((s, p)) => (s.to_string(), p.to_string()),
+            None => (name.to_string(), from_name.clone()),
+        };
+        if part.contains(':') && kind == "ImageStreamTag" || from_name.matches(sep).count() > 1 {
+            return Err(FieldError::invalid(
+                &path.child("name"),
+                from_name.as_str(),
+                "must be of the form <tag>, <repo>:<tag>, <id>, or <repo>@<id>",
+            ));
+        }
+        let src_ns = from.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| namespace.to_string());
+        let fetched;
+        let source = if src_ns == namespace && src_name == name {
+            stream
+        } else {
+            match self.get_stream(&src_ns, &src_name).await {
+                Ok(Some(s)) => {
+                    fetched = s;
+                    &fetched
+                }
+                Ok(None) => return Err(FieldError::not_found(&path.child("name"), from_name.as_str())),
+                Err(e) => {
+                    return Err(FieldError::internal(
+                        &path.child("name"),
+                        format!("unable to retrieve image stream: {e}"),
+                    ))
+                }
+            }
+        };
+        if kind == "ImageStreamTag" {
+            return Ok(latest_tagged_image(source, &part).cloned());
+        }
+        let mut matches: Vec<&TagEvent> = Vec::new();
+        for list in &source.status.tags {
+            for item in list.items.iter().flatten() {
+                if digest_or_image_matches(&item.image, &part) && !matches.iter().any(|m| m.image == item.image) {
+                    matches.push(item);
+                }
+            }
+        }
+        match matches.as_slice() {
+            [one] => Ok(Some((*one).clone())),
+            [] => Err(FieldError::invalid(
+                &path.child("name"),
+                from_name.as_str(),
+                format!("error generating tag event: imagestreamimage.image.openshift.io {part:?} not found"),
+            )),
+            many => {
+                let list: Vec<&str> = many.iter().map(|m| m.image.as_str()).collect();
+                Err(FieldError::invalid(
+                    &path.child("name"),
+                    from_name.as_str(),
+                    format!("error generating tag event: multiple images match the prefix {part:?}: {}", list.join(", ")),
+                ))
+            }
+        }
+    }
+
+    /// Pulls through this stream when the source event points into the integrated registry.
+    fn rewrite_internal_reference(
+        &self,
+        event: &mut TagEvent,
+        from: &k8s_openapi::api::core::v1::ObjectReference,
+        namespace: &str,
+        name: &str,
+        reference: bool,
+    ) {
+        let internal = &self.hosts.internal;
+        if reference || internal.is_empty() {
+            return;
+        }
+        let Ok(mut r) = DockerImageReference::parse(&event.docker_image_reference) else {
+            return;
+        };
+        let src_ns = from.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| namespace.to_string());
+        if r.registry == *internal && r.namespace == src_ns {
+            r.namespace = namespace.to_string();
+            r.name = name.to_string();
+            r.tag.clear();
+            event.docker_image_reference = r.exact();
+        }
+    }
+}
+
+/// `tagRefChanged` (spec §2.6).
+fn tag_ref_changed(old: &TagReference, new: &TagReference, stream_ns: &str) -> bool {
+    let Some(from) = &new.from else { return false };
+    if from.kind.as_deref().unwrap_or("").is_empty() && from.name.as_deref().unwrap_or("").is_empty() {
+        return false;
+    }
+    let ns = |r: &TagReference| {
+        r.from
+            .as_ref()
+            .and_then(|f| f.namespace.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| stream_ns.to_string())
+    };
+    let name = |r: &TagReference| r.from.as_ref().and_then(|f| f.name.clone()).unwrap_or_default();
+    ns(old) != ns(new)
+        || name(old) != name(new)
+        || old.reference != new.reference
+        || old.import_policy.import_mode != new.import_policy.import_mode
+        || matches!((old.generation, new.generation), (Some(o), Some(0)) if o != 0)
+}
+
+/// Spec tags: the last of duplicate names wins, output is sorted by name.
+fn normalize_spec_tags(stream: &mut ImageStream) {
+    let mut tags: Vec<TagReference> = Vec::new();
+    for t in std::mem::take(&mut stream.spec.tags) {
+        tags.retain(|x| x.name != t.name);
+        tags.push(t);
+    }
+    tags.sort_by(|a, b| a.name.cmp(&b.name));
+    stream.spec.tags = tags;
+}
+
+fn spec_equal(a: &ImageStream, b: &ImageStream) -> bool {
+    a.spec == b.spec
+}
+
+#[async_trait]
+impl Strategy for ImageStreamStrategy {
+    type Object = ImageStream;
+
+    fn info(&self) -> &ResourceInfo {
+        &self.info
+    }
+
+    fn default(&self, obj: &mut ImageStream) {
+        obj.apply_defaults(&self.hosts.import_mode);
+        normalize_spec_tags(obj);
+        sort_status_tags(obj);
+    }
+
+    fn decorate(&self, obj: &mut ImageStream) {
+        let ns = obj.metadata.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into());
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        obj.status.docker_image_repository = if self.hosts.internal.is_empty() {
+            obj.spec.docker_image_repository.clone()
+        } else {
+            format!("{}/{ns}/{name}", self.hosts.internal)
+        };
+        obj.status.public_docker_image_repository = if self.hosts.external.is_empty() {
+            String::new()
+        } else {
+            format!("{}/{ns}/{name}", self.hosts.external)
+        };
+        if let Ok(r) = DockerImageReference::parse(&obj.spec.docker_image_repository) {
+            if !r.tag.is_empty() || !r.id.is_empty() {
+                obj.spec.docker_image_repository = r.repository();
+            }
+        }
+    }
+
+    fn validate_name(&self, name: &str, prefix: bool) -> Vec<String> {
+        // design.md: a generateName ending in `-` is accepted.
+        if prefix {
+            return image_stream_name_errors(name.trim_end_matches(['-', '.', '_']), prefix);
+        }
+        image_stream_name_errors(name, prefix)
+    }
+
+    fn prepare_for_create(&self, obj: &mut ImageStream) {
+        obj.status = Default::default();
+        obj.metadata.generation = Some(1);
+        for t in &mut obj.spec.tags {
+            t.generation = Some(1);
+        }
+        self.decorate(obj);
+    }
+
+    async fn validate_create(&self, _ctx: &StrategyContext<'_>, obj: &mut ImageStream) -> Vec<FieldError> {
+        let mut errs = self.tags_changed(None, obj).await;
+        errs.extend(validate_image_stream_fields(obj));
+        errs
+    }
+
+    fn prepare_for_update(&self, new: &mut ImageStream, old: &ImageStream) {
+        new.status = old.status.clone();
+        let old_gen = old.metadata.generation.unwrap_or(0);
+        for t in &mut new.spec.tags {
+            if t.generation != Some(0) {
+                t.generation = old.spec_tag(&t.name).and_then(|o| o.generation);
+            }
+        }
+        let spec_changed = !spec_equal(new, old) || old_gen == 0;
+        let new_gen = if spec_changed { old_gen + 1 } else { old_gen };
+        new.metadata.generation = Some(new_gen);
+        let ns = new.metadata.namespace.clone().unwrap_or_default();
+        for t in &mut new.spec.tags {
+            let changed = match old.spec_tag(&t.name) {
+                None => true,
+                Some(o) => tag_ref_changed(o, t, &ns),
+            };
+            if changed || t.generation.is_none_or(|g| g == 0) {
+                t.generation = Some(new_gen);
+            }
+        }
+        self.decorate(new);
+    }
+
+    async fn validate_update(
+        &self,
+        _ctx: &StrategyContext<'_>,
+        new: &mut ImageStream,
+        old: &ImageStream,
+    ) -> Vec<FieldError> {
+        let mut errs = self.tags_changed(Some(old), new).await;
+        errs.extend(validate_image_stream_fields(new));
+        errs
+    }
+
+    fn has_status(&self) -> bool {
+        true
+    }
+
+    fn prepare_for_status_update(&self, new: &mut ImageStream, old: &ImageStream) {
+        // design.md: the status endpoint changes status only.
+        new.spec = old.spec.clone();
+        new.metadata.labels = old.metadata.labels.clone();
+        new.metadata.annotations = old.metadata.annotations.clone();
+        let generation = old.metadata.generation.unwrap_or(0);
+        let spec_tags = new.spec.tags.clone();
+        for list in &mut new.status.tags {
+            let Some(first) = list.items.as_mut().and_then(|i| i.first_mut()) else { continue };
+            if first.generation != 0 {
+                continue;
+            }
+            let old_first = old.status_tag(&list.tag).and_then(|l| l.items.as_ref()).and_then(|i| i.first());
+            let unchanged = old_first.is_none_or(|o| {
+                o.image == first.image && o.docker_image_reference == first.docker_image_reference && o.generation <= first.generation
+            });
+            let spec_gen = spec_tags.iter().find(|t| t.name == list.tag).and_then(|t| t.generation);
+            first.generation = match (unchanged, spec_gen) {
+                (true, _) | (false, None) => generation,
+                (false, Some(g)) => g,
+            };
+        }
+        sort_status_tags(new);
+    }
+
+    async fn validate_status_update(
+        &self,
+        _ctx: &StrategyContext<'_>,
+        new: &mut ImageStream,
+        old: &ImageStream,
+    ) -> Vec<FieldError> {
+        let path = FieldPath::new("status").child("tags");
+        let mut errs = Vec::new();
+        for list in &new.status.tags {
+            for (i, item) in list.items.iter().flatten().enumerate() {
+                let known = old.status.tags.iter().flat_map(|l| l.items.iter().flatten()).any(|o| o.docker_image_reference == item.docker_image_reference);
+                if known {
+                    continue;
+                }
+                if let Err(e) = DockerImageReference::parse(&item.docker_image_reference) {
+                    errs.push(FieldError::invalid(
+                        &path.key(&list.tag).child("items").index(i).child("dockerImageReference"),
+                        item.docker_image_reference.as_str(),
+                        e.to_string(),
+                    ));
+                }
+            }
+        }
+        errs
+    }
+
+    fn selectable_fields(&self, obj: &ImageStream) -> Vec<(&'static str, String)> {
+        vec![
+            ("spec.dockerImageRepository", obj.spec.docker_image_repository.clone()),
+            ("status.dockerImageRepository", obj.status.docker_image_repository.clone()),
+        ]
+    }
+
+    fn selectable_field_names(&self) -> &'static [&'static str] {
+        &["spec.dockerImageRepository", "status.dockerImageRepository"]
+    }
+
+    fn table_columns(&self) -> Vec<ColumnDefinition> {
+        vec![
+            ColumnDefinition::new("Image Repository", "string", "Image repository"),
+            ColumnDefinition::new("Tags", "string", "Tags in the image stream, most recently updated first"),
+            ColumnDefinition::new("Updated", "string", "Time of the most recent tag update"),
+        ]
+    }
+
+    fn table_cells(&self, obj: &ImageStream) -> Vec<Value> {
+        let repo = [
+            &obj.status.public_docker_image_repository,
+            &obj.spec.docker_image_repository,
+            &obj.status.docker_image_repository,
+        ]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_default();
+        let (tags, latest) = tags_column(obj);
+        let updated = latest
+            .map(|t| {
+                let age = jiff::Timestamp::now().as_second() - t;
+                format!("{} ago", human_duration(age))
+            })
+            .unwrap_or_default();
+        vec![Value::from(repo), Value::from(tags), Value::from(updated)]
+    }
+
+    fn list_merge_keys(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("spec.tags", "name"),
+            ("status.tags", "tag"),
+            ("metadata.ownerReferences", "uid"),
+        ]
+    }
+}
+
+/// The TAGS column of `oc get is` (spec §6.6) and the newest update time.
+fn tags_column(obj: &ImageStream) -> (String, Option<i64>) {
+    let mut tags: Vec<(i64, &str)> = obj
+        .status
+        .tags
+        .iter()
+        .filter_map(|l| {
+            let first = l.items.as_ref()?.first()?;
+            let t = first.created.as_ref().map(|c| c.0.as_second()).unwrap_or(0);
+            Some((t, l.tag.as_str()))
+        })
+        .collect();
+    tags.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    let latest = tags.first().map(|(t, _)| *t);
+    const WIDTH: usize = 40;
+    let mut shown: Vec<&str> = Vec::new();
+    let mut used = 0usize;
+    for (i, (_, tag)) in tags.iter().enumerate() {
+        let cost = tag.len() + 1;
+        let remaining = WIDTH.saturating_sub(used);
+        let fits = used + cost <= WIDTH;
+        let margin_ok = remaining * 4 > WIDTH && used + cost <= WIDTH * 5 / 4;
+        if i == 0 || fits || margin_ok {
+            shown.push(tag);
+            used += cost;
+        } else {
+            break;
+        }
+    }
+    let hidden = tags.len() - shown.len();
+    let mut out = shown.join(",");
+    if hidden > 0 {
+        out = format!("{out} + {hidden} more...");
+    }
+    (out, latest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image_api::NamedTagEventList;
+
+    fn stream_with_tags(tags: &[(&str, i64)]) -> ImageStream {
+        let mut s = ImageStream::default();
+        for (t, created) in tags {
+            s.status.tags.push(NamedTagEventList {
+                tag: t.to_string(),
+                items: Some(vec![TagEvent {
+                    created: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        jiff::Timestamp::from_second(*created).expect("ts"),
+                    )),
+                    docker_image_reference: "r".into(),
+                    image: "i".into(),
+                    generation: 1,
+                }]),
+                conditions: vec![],
+            });
+        }
+        s
+    }
+
+    #[test]
+    fn tags_column_orders_newest_first_and_summarizes() {
+        let s = stream_with_tags(&[("a", 10), ("b", 30), ("c", 20)]);
+        assert_eq!(tags_column(&s), ("b,c,a".to_string(), Some(30)));
+        let many: Vec<(String, i64)> = (0..20).map(|i| (format!("tag-number-{i:02}"), 100 - i)).collect();
+        let refs: Vec<(&str, i64)> = many.iter().map(|(t, c)| (t.as_str(), *c)).collect();
+        let (col, _) = tags_column(&stream_with_tags(&refs));
+        assert!(col.starts_with("tag-number-00,tag-number-01,tag-number-02"), "{col}");
+        assert!(col.ends_with(" + 17 more..."), "{col}");
+    }
+
+    #[test]
+    fn tag_ref_changes() {
+        let t = |name: &str, gen: Option<i64>| TagReference {
+            name: "t".into(),
+            from: Some(k8s_openapi::api::core::v1::ObjectReference {
+                kind: Some("DockerImage".into()),
+                name: Some(name.into()),
+                ..Default::default()
+            }),
+            generation: gen,
+            ..Default::default()
+        };
+        assert!(!tag_ref_changed(&t("a", Some(1)), &t("a", Some(1)), "ns"));
+        assert!(tag_ref_changed(&t("a", Some(1)), &t("b", Some(1)), "ns"));
+        assert!(tag_ref_changed(&t("a", Some(1)), &t("a", Some(0)), "ns"));
+    }
+}

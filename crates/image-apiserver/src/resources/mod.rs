@@ -1,0 +1,12 @@
+//! The image resources, one module each, plugged into the generic machinery.
+
+pub mod image;
+pub mod imagestream;
+
+/// The integrated registry's names and the import mode tags default to (imagePolicyConfig).
+#[derive(Clone, Debug, Default)]
+pub struct RegistryHosts {
+    pub internal: String,
+    pub external: String,
+    pub import_mode: String,
+}
