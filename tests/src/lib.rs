@@ -1,12 +1,16 @@
 //! Harness for the black-box tests: starts the built `image-apiserver` binary on a free
-//! loopback port with its own data directory, and stops it (SIGTERM, then SIGKILL) on drop.
+//! loopback port with its own data directory, talks to it over HTTPS with the CA and admin
+//! token it generated, and stops it (SIGTERM, then SIGKILL) on drop.
 //!
 //! The binary is found at `$IMAGE_APISERVER_BIN`, or in the workspace's target directory
 //! (`hack/test` builds it before running the tests).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+pub mod api;
 
 pub use storage::testing::{free_port, EtcdProcess};
 
@@ -42,9 +46,53 @@ pub fn server_binary() -> PathBuf {
 pub struct Server {
     child: Option<Child>,
     pub port: u16,
+    /// `https://127.0.0.1:<port>`.
     pub base: String,
     data_dir: PathBuf,
     _dir: Option<tempfile::TempDir>,
+}
+
+/// An HTTPS client that trusts the CA the server generated in `data_dir`.
+pub fn https_client(data_dir: &Path, token: Option<&str>) -> reqwest::Client {
+    use rustls::pki_types::pem::PemObject;
+    let ca = std::fs::read(data_dir.join("ca.crt")).expect("server CA");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.expect("CA PEM")).expect("add CA");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {t}").parse().expect("header"),
+        );
+    }
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_backend_preconfigured(tls)
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// The admin token the server generated in `data_dir`.
+pub fn admin_token(data_dir: &Path) -> String {
+    let text = std::fs::read_to_string(data_dir.join("tokens.csv")).expect("tokens.csv");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let mut parts = l.split(',');
+            let token = parts.next()?;
+            (parts.next()? == "admin").then(|| token.to_string())
+        })
+        .expect("admin token")
 }
 
 impl Server {
@@ -94,7 +142,7 @@ impl Server {
         let server = Server {
             child: Some(child),
             port,
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("https://127.0.0.1:{port}"),
             data_dir: data_dir.to_path_buf(),
             _dir: None,
         };
@@ -106,24 +154,63 @@ impl Server {
         &self.data_dir
     }
 
+    /// The admin kubeconfig the server wrote.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir.join("admin.kubeconfig")
+    }
+
+    /// A client authenticated as the generated admin.
+    pub fn client(&self) -> api::Client {
+        api::Client::new(
+            &self.base,
+            https_client(&self.data_dir, Some(&admin_token(&self.data_dir))),
+        )
+    }
+
+    /// A client without credentials.
+    pub fn anonymous(&self) -> api::Client {
+        api::Client::new(&self.base, https_client(&self.data_dir, None))
+    }
+
     fn wait_ready(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
-                use std::io::{Read, Write};
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-                let req = "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-                let mut resp = String::new();
-                if conn.write_all(req.as_bytes()).is_ok()
-                    && conn.read_to_string(&mut resp).is_ok()
-                    && resp.starts_with("HTTP/1.1 200")
-                {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        // The kubeconfig is written once the server listens.
+        while !self.kubeconfig().exists() {
+            assert!(
+                Instant::now() < deadline,
+                "image-apiserver on port {} did not start within {timeout:?}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
-        panic!(
+        // Polled from a thread of its own, so that callers may be async or not.
+        let client = https_client(&self.data_dir, None);
+        let url = format!("{}/readyz", self.base);
+        let ready = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            while Instant::now() < deadline {
+                let ok = runtime.block_on(async {
+                    client
+                        .get(&url)
+                        .timeout(Duration::from_secs(2))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().as_u16() == 200)
+                });
+                if ok {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            false
+        })
+        .join()
+        .unwrap_or(false);
+        assert!(
+            ready,
             "image-apiserver on port {} was not ready within {timeout:?}",
             self.port
         );
@@ -157,4 +244,66 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
+}
+
+/// Starts a server on the embedded store (from async tests).
+pub async fn start_embedded(extra: &[&str]) -> Server {
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::Builder::new()
+            .prefix("image-apiserver-test-")
+            .tempdir()
+            .expect("temp dir");
+        let mut server = Server::start_with(&dir.path().join("data"), &extra);
+        server._dir = Some(dir);
+        server
+    })
+    .await
+    .expect("start server")
+}
+
+/// Starts etcd and a server on it (from async tests). Drop the server before etcd.
+pub async fn start_etcd(extra: &[&str]) -> (EtcdProcess, Server) {
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let etcd = EtcdProcess::start();
+        let dir = tempfile::Builder::new()
+            .prefix("image-apiserver-test-")
+            .tempdir()
+            .expect("temp dir");
+        let mut args = vec![
+            "--storage-backend=etcd".to_string(),
+            format!("--etcd-servers={}", etcd.endpoint),
+            "--etcd-prefix=openshift.io".to_string(),
+        ];
+        args.extend(extra);
+        let mut server = Server::start_with(&dir.path().join("data"), &args);
+        server._dir = Some(dir);
+        (etcd, server)
+    })
+    .await
+    .expect("start etcd and server")
+}
+
+/// Runs each listed `async fn(&Server, &[&str])`-style test on the embedded store and on etcd:
+/// `both_backends!([flags], test_a, test_b)` makes modules `test_a::{embedded, etcd}`.
+#[macro_export]
+macro_rules! both_backends {
+    ($flags:tt, $($name:ident),* $(,)?) => { $(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                let server = $crate::start_embedded(&$flags).await;
+                super::$name(&server).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn etcd() {
+                let (etcd, server) = $crate::start_etcd(&$flags).await;
+                super::$name(&server).await;
+                drop(server);
+                drop(etcd);
+            }
+        }
+    )* };
 }

@@ -5,12 +5,9 @@ use std::time::Duration;
 
 use blackbox::{EtcdProcess, Server};
 
-async fn status(base: &str, path: &str) -> (u16, String) {
-    let resp = reqwest::get(format!("{base}{path}"))
-        .await
-        .expect("request");
-    let code = resp.status().as_u16();
-    (code, resp.text().await.expect("body"))
+async fn status(server: &Server, path: &str) -> (u16, String) {
+    let resp = server.anonymous().get(path).await;
+    (resp.status, resp.text())
 }
 
 #[tokio::test]
@@ -20,7 +17,7 @@ async fn embedded_server_serves_health_and_stops_on_sigterm() {
         .expect("start");
     for path in ["/healthz", "/livez", "/readyz"] {
         assert_eq!(
-            status(&server.base, path).await,
+            status(&server, path).await,
             (200, "ok".to_string()),
             "{path}"
         );
@@ -37,7 +34,7 @@ async fn embedded_server_serves_health_and_stops_on_sigterm() {
     let again = tokio::task::spawn_blocking(move || Server::start_with(&data, &[]))
         .await
         .expect("restart");
-    assert_eq!(status(&again.base, "/readyz").await.0, 200);
+    assert_eq!(status(&again, "/readyz").await.0, 200);
     drop(exit.1);
 }
 
@@ -47,14 +44,14 @@ async fn etcd_server_health_follows_etcd() {
         .await
         .expect("etcd");
     let server = Server::etcd(&etcd, "openshift.io");
-    assert_eq!(status(&server.base, "/readyz").await.0, 200);
+    assert_eq!(status(&server, "/readyz").await.0, 200);
     etcd = tokio::task::spawn_blocking(move || {
         etcd.stop();
         etcd
     })
     .await
     .expect("stop etcd");
-    let (code, _) = status(&server.base, "/healthz").await;
+    let (code, _) = status(&server, "/healthz").await;
     assert_eq!(code, 500, "healthz stayed green with etcd down");
     drop(etcd);
 }

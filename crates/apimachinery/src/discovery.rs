@@ -110,7 +110,10 @@ pub fn api_resource_list(group_version: &str, resources: &[ResourceInfo]) -> API
                 namespaced: r.namespaced,
                 kind: s.kind.to_string(),
                 verbs: strings(s.verbs),
-                group: s.group_version.map(|(g, _)| g.to_string()).filter(|g| !g.is_empty()),
+                group: s
+                    .group_version
+                    .map(|(g, _)| g.to_string())
+                    .filter(|g| !g.is_empty()),
                 version: s.group_version.map(|(_, v)| v.to_string()),
                 short_names: None,
                 categories: None,
@@ -197,7 +200,11 @@ struct GroupVersionKind {
 }
 
 /// `/apis` as aggregated discovery v2 for one group/version.
-pub fn aggregated_discovery(group: &str, version: &str, resources: &[ResourceInfo]) -> GroupDiscoveryList {
+pub fn aggregated_discovery(
+    group: &str,
+    version: &str,
+    resources: &[ResourceInfo],
+) -> GroupDiscoveryList {
     let resources = resources
         .iter()
         .map(|r| ResourceDiscovery {
@@ -207,7 +214,11 @@ pub fn aggregated_discovery(group: &str, version: &str, resources: &[ResourceInf
                 version: r.version.to_string(),
                 kind: r.kind.to_string(),
             },
-            scope: if r.namespaced { "Namespaced" } else { "Cluster" },
+            scope: if r.namespaced {
+                "Namespaced"
+            } else {
+                "Cluster"
+            },
             singular_resource: r.singular.to_string(),
             verbs: strings(r.verbs),
             short_names: strings(r.short_names),

@@ -166,7 +166,10 @@ impl Lexer<'_> {
         match best {
             Some((tok, at)) => {
                 self.pos = at;
-                (tok, String::from_utf8_lossy(&self.input[start..at]).into_owned())
+                (
+                    tok,
+                    String::from_utf8_lossy(&self.input[start..at]).into_owned(),
+                )
             }
             None => {
                 self.pos = end;
@@ -237,7 +240,9 @@ impl Parser {
                         Token::Comma => {
                             let (t2, l2) = self.peek(Context::Values);
                             if t2 != Token::Identifier && t2 != Token::Bang {
-                                return Err(format!("found '{l2}', expected: identifier after ','"));
+                                return Err(format!(
+                                    "found '{l2}', expected: identifier after ','"
+                                ));
                             }
                         }
                         _ => return Err(format!("found '{l}', expected: ',' or 'end of string'")),
@@ -410,7 +415,9 @@ fn new_requirement(key: String, op: Operator, values: Vec<String>) -> Result<Req
             ))
         }
         Operator::Equals | Operator::DoubleEquals | Operator::NotEquals if values.len() != 1 => {
-            return Err(count_error("exact-match compatibility requires one single value"))
+            return Err(count_error(
+                "exact-match compatibility requires one single value",
+            ))
         }
         Operator::GreaterThan | Operator::LessThan => {
             if values.len() != 1 {
@@ -571,8 +578,9 @@ mod tests {
         );
         let err = parse("-k=v").expect_err("key");
         assert!(
-            err.0
-                .starts_with("unable to parse requirement: key: Invalid value: \"-k\": name part must"),
+            err.0.starts_with(
+                "unable to parse requirement: key: Invalid value: \"-k\": name part must"
+            ),
             "{err}"
         );
     }
@@ -582,7 +590,10 @@ mod tests {
         let s = parse("k in ()").expect("empty set");
         assert_eq!(s.requirements[0].values, vec![String::new()]);
         let s = parse("k in (,a)").expect("leading comma");
-        assert_eq!(s.requirements[0].values, vec![String::new(), "a".to_string()]);
+        assert_eq!(
+            s.requirements[0].values,
+            vec![String::new(), "a".to_string()]
+        );
         let s = parse("k in (b,a,b)").expect("dedup");
         assert_eq!(s.requirements[0].values, vec!["a".to_string(), "b".into()]);
         assert_eq!(parse("k=v").expect("eq").required_value("k"), Some("v"));

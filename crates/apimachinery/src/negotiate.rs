@@ -101,8 +101,15 @@ fn param<'a>(c: &Clause<'a>, key: &str) -> Option<&'a str> {
 
 /// Negotiates the response for an API request. `list_type` names the list kind in the
 /// PartialObjectMetadata errors (e.g. `*v1.ImageStreamList`).
-pub fn negotiate(accept: Option<&str>, shape: Shape, type_name: &str) -> Result<Negotiated, ApiError> {
-    let accept = accept.map(str::trim).filter(|a| !a.is_empty()).unwrap_or("*/*");
+pub fn negotiate(
+    accept: Option<&str>,
+    shape: Shape,
+    type_name: &str,
+) -> Result<Negotiated, ApiError> {
+    let accept = accept
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .unwrap_or("*/*");
     for c in clauses(accept) {
         let encoding = match c.media {
             "application/json" | "*/*" | "application/*" => Encoding::Json,
@@ -171,18 +178,25 @@ mod tests {
     fn picks_the_first_supported_clause() {
         let n = |a: Option<&str>, s| negotiate(a, s, "*v1.ImageStream");
         assert_eq!(n(None, Shape::Item).expect("none").target, Target::Object);
-        assert_eq!(n(Some(KUBECTL_TABLE), Shape::List).expect("t").target, Target::Table);
+        assert_eq!(
+            n(Some(KUBECTL_TABLE), Shape::List).expect("t").target,
+            Target::Table
+        );
         assert_eq!(
             n(Some(METADATA), Shape::Item).expect("m").target,
             Target::PartialObjectMetadata
         );
         assert_eq!(
-            n(Some("application/yaml"), Shape::Item).expect("y").encoding,
+            n(Some("application/yaml"), Shape::Item)
+                .expect("y")
+                .encoding,
             Encoding::Yaml
         );
         assert!(n(Some("application/yaml"), Shape::Watch).is_err());
         assert_eq!(
-            n(Some("application/json;stream=watch"), Shape::Watch).expect("w").encoding,
+            n(Some("application/json;stream=watch"), Shape::Watch)
+                .expect("w")
+                .encoding,
             Encoding::Json
         );
         let err = n(Some("application/vnd.kubernetes.protobuf"), Shape::Item).expect_err("pb");
@@ -190,15 +204,21 @@ mod tests {
         let err = n(Some(METADATA), Shape::List).expect_err("list");
         assert_eq!(err.to_string(), "you requested PartialObjectMetadata, but the requested object is a list (*v1.ImageStreamList)");
         assert_eq!(
-            n(Some("application/json;as=Foo;g=x;v=v1, application/yaml"), Shape::Item)
-                .expect("skip")
-                .encoding,
+            n(
+                Some("application/json;as=Foo;g=x;v=v1, application/yaml"),
+                Shape::Item
+            )
+            .expect("skip")
+            .encoding,
             Encoding::Yaml
         );
         assert_eq!(
-            n(Some("application/yaml;q=0.5, application/json"), Shape::Item)
-                .expect("q")
-                .encoding,
+            n(
+                Some("application/yaml;q=0.5, application/json"),
+                Shape::Item
+            )
+            .expect("q")
+            .encoding,
             Encoding::Json
         );
     }
@@ -212,8 +232,14 @@ mod tests {
 
     #[test]
     fn include_object_values() {
-        assert_eq!(IncludeObject::parse(None).expect("d"), IncludeObject::Metadata);
-        assert_eq!(IncludeObject::parse(Some("None")).expect("n"), IncludeObject::None);
+        assert_eq!(
+            IncludeObject::parse(None).expect("d"),
+            IncludeObject::Metadata
+        );
+        assert_eq!(
+            IncludeObject::parse(Some("None")).expect("n"),
+            IncludeObject::None
+        );
         assert!(IncludeObject::parse(Some("x")).is_err());
     }
 }

@@ -318,7 +318,11 @@ impl WriteOptions {
             }
         }
         if !errs.is_empty() {
-            return Err(ApiError::invalid(GroupKind::new("meta.k8s.io", kind), "", errs));
+            return Err(ApiError::invalid(
+                GroupKind::new("meta.k8s.io", kind),
+                "",
+                errs,
+            ));
         }
         Ok(WriteOptions {
             dry_run: !dry_run.is_empty(),
@@ -365,24 +369,41 @@ mod tests {
         assert_eq!(err.to_string(), "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Unsupported value: \"foo\": supported values: \"Exact\", \"NotOlderThan\", \"\"");
         let err =
             ListOptions::parse(&q("sendInitialEvents=true"), false).expect_err("list with sie");
-        assert!(err.to_string().ends_with("sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list"));
+        assert!(err
+            .to_string()
+            .ends_with("sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list"));
         let err = ListOptions::parse(&q("watch=1&sendInitialEvents=true"), false)
             .expect_err("watch without rvm");
         assert!(err.to_string().ends_with("resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
-        let err = ListOptions::parse(&q("watch=1&resourceVersion=0&resourceVersionMatch=NotOlderThan"), false)
-            .expect_err("rvm without sie");
-        assert!(err.to_string().ends_with("resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"));
+        let err = ListOptions::parse(
+            &q("watch=1&resourceVersion=0&resourceVersionMatch=NotOlderThan"),
+            false,
+        )
+        .expect_err("rvm without sie");
+        assert!(err.to_string().ends_with(
+            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"
+        ));
         let err = ListOptions::parse(&q("resourceVersion=0&resourceVersionMatch=Exact"), false)
             .expect_err("exact 0");
-        assert!(err.to_string().contains("resourceVersionMatch \\\"exact\\\" is forbidden")
-            || err.to_string().contains("resourceVersionMatch \"exact\" is forbidden"));
+        assert!(
+            err.to_string()
+                .contains("resourceVersionMatch \\\"exact\\\" is forbidden")
+                || err
+                    .to_string()
+                    .contains("resourceVersionMatch \"exact\" is forbidden")
+        );
         assert!(ListOptions::parse(&q("limit=x"), false).is_err());
         assert!(ListOptions::parse(&q("labelSelector=a%20IN%20(b)"), false).is_err());
     }
 
     #[test]
     fn read_revision_table() {
-        let at = |s: &str| ListOptions::parse(&q(s), false).expect(s).list_read_at().expect(s);
+        let at = |s: &str| {
+            ListOptions::parse(&q(s), false)
+                .expect(s)
+                .list_read_at()
+                .expect(s)
+        };
         assert_eq!(at(""), ReadAt::Latest);
         assert_eq!(at("resourceVersion=0"), ReadAt::Any);
         assert_eq!(at("resourceVersion=0&limit=5"), ReadAt::Any);
@@ -392,7 +413,10 @@ mod tests {
             at("resourceVersion=7&resourceVersionMatch=NotOlderThan&limit=5"),
             ReadAt::NotOlderThan(7)
         );
-        assert_eq!(at("resourceVersion=7&resourceVersionMatch=Exact"), ReadAt::Exact(7));
+        assert_eq!(
+            at("resourceVersion=7&resourceVersionMatch=Exact"),
+            ReadAt::Exact(7)
+        );
         let err = ListOptions::parse(&q("resourceVersion=abc"), false)
             .expect("parse")
             .list_read_at()
@@ -402,12 +426,19 @@ mod tests {
 
     #[test]
     fn write_options() {
-        let o = WriteOptions::parse(&q("dryRun=All&fieldValidation=Strict&fieldManager=me"), "CreateOptions").expect("ok");
+        let o = WriteOptions::parse(
+            &q("dryRun=All&fieldValidation=Strict&fieldManager=me"),
+            "CreateOptions",
+        )
+        .expect("ok");
         assert!(o.dry_run);
         assert_eq!(o.field_validation, FieldValidation::Strict);
         let err = WriteOptions::parse(&q("dryRun=Bogus"), "CreateOptions").expect_err("bogus");
         assert_eq!(err.to_string(), "CreateOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: [\"Bogus\"]: supported values: \"All\"");
-        let err = WriteOptions::parse(&q("fieldValidation=Bogus"), "CreateOptions").expect_err("bogus");
-        assert!(err.to_string().contains("fieldValidation: Unsupported value: \"Bogus\""));
+        let err =
+            WriteOptions::parse(&q("fieldValidation=Bogus"), "CreateOptions").expect_err("bogus");
+        assert!(err
+            .to_string()
+            .contains("fieldValidation: Unsupported value: \"Bogus\""));
     }
 }

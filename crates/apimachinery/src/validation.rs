@@ -10,7 +10,8 @@ use crate::field::{FieldError, FieldPath};
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
 const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_FMT: &str = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
@@ -258,7 +259,10 @@ pub fn validate_object_meta(
         errs.extend(validate_labels(labels, &path.child("labels")));
     }
     if let Some(annotations) = &meta.annotations {
-        errs.extend(validate_annotations(annotations, &path.child("annotations")));
+        errs.extend(validate_annotations(
+            annotations,
+            &path.child("annotations"),
+        ));
     }
     errs.extend(validate_finalizers(
         meta.finalizers.as_deref().unwrap_or_default(),
@@ -274,7 +278,8 @@ fn validate_finalizers(finalizers: &[String], path: &FieldPath) -> Vec<FieldErro
             errs.push(FieldError::invalid(path, f.as_str(), m));
         }
     }
-    if finalizers.iter().any(|f| f == "orphan") && finalizers.iter().any(|f| f == "foregroundDeletion")
+    if finalizers.iter().any(|f| f == "orphan")
+        && finalizers.iter().any(|f| f == "foregroundDeletion")
     {
         errs.push(FieldError::invalid(
             path,
@@ -334,7 +339,10 @@ pub fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta) -> Vec<Fi
         errs.extend(validate_labels(labels, &path.child("labels")));
     }
     if let Some(annotations) = &new.annotations {
-        errs.extend(validate_annotations(annotations, &path.child("annotations")));
+        errs.extend(validate_annotations(
+            annotations,
+            &path.child("annotations"),
+        ));
     }
     errs.extend(validate_finalizers(
         new.finalizers.as_deref().unwrap_or_default(),
@@ -365,7 +373,8 @@ mod tests {
             vec!["name part must be no more than 63 characters".to_string()]
         );
         assert!(qualified_name_errors("a/b/c")[0].starts_with("a qualified name must consist"));
-        assert!(qualified_name_errors("Bad_Prefix/a")[0].starts_with("prefix part a lowercase RFC 1123 subdomain"));
+        assert!(qualified_name_errors("Bad_Prefix/a")[0]
+            .starts_with("prefix part a lowercase RFC 1123 subdomain"));
     }
 
     #[test]

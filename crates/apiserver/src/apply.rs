@@ -56,7 +56,11 @@ pub fn conflict_error(conflicts: &[Conflict]) -> ApiError {
         for c in conflicts {
             match by_manager.iter_mut().find(|(m, _, _)| *m == c.manager) {
                 Some((_, _, fields)) => fields.push(c.field.clone()),
-                None => by_manager.push((c.manager.clone(), c.api_version.clone(), vec![c.field.clone()])),
+                None => by_manager.push((
+                    c.manager.clone(),
+                    c.api_version.clone(),
+                    vec![c.field.clone()],
+                )),
             }
         }
         let body: Vec<String> = by_manager
@@ -131,7 +135,9 @@ fn remove_at(obj: &mut Value, path: &FieldPath) {
             o.remove(name);
         }
     } else if let Some(key) = last.strip_prefix("k:") {
-        if let (Ok(Value::Object(key)), Some(a)) = (serde_json::from_str::<Value>(key), cur.as_array_mut()) {
+        if let (Ok(Value::Object(key)), Some(a)) =
+            (serde_json::from_str::<Value>(key), cur.as_array_mut())
+        {
             a.retain(|item| !key.iter().all(|(k, v)| item.get(k) == Some(v)));
         }
     }
@@ -143,7 +149,11 @@ fn merge_applied(live: &mut Value, applied: &Value, path: &str, keys: &[(&str, &
     match (live, applied) {
         (Value::Object(l), Value::Object(a)) => {
             for (k, av) in a {
-                let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let child = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match l.get_mut(k) {
                     Some(lv) if !av.is_null() => merge_applied(lv, av, &child, keys),
                     _ => {
@@ -170,12 +180,20 @@ fn merge_applied(live: &mut Value, applied: &Value, path: &str, keys: &[(&str, &
     }
 }
 
-fn apply_entry(manager: &str, api_version: &str, set: &FieldSet, subresource: Option<&str>) -> Value {
+fn apply_entry(
+    manager: &str,
+    api_version: &str,
+    set: &FieldSet,
+    subresource: Option<&str>,
+) -> Value {
     let mut e = Map::new();
     e.insert("manager".into(), manager.into());
     e.insert("operation".into(), "Apply".into());
     e.insert("apiVersion".into(), api_version.into());
-    e.insert("time".into(), serde_json::to_value(now()).unwrap_or_default());
+    e.insert(
+        "time".into(),
+        serde_json::to_value(now()).unwrap_or_default(),
+    );
     e.insert("fieldsType".into(), "FieldsV1".into());
     e.insert("fieldsV1".into(), managed::to_fields_v1(set));
     if let Some(s) = subresource {
@@ -200,7 +218,11 @@ pub fn apply_to(
     keys: &[(&str, &str)],
     subresource: Option<&str>,
 ) -> Result<Value, Vec<Conflict>> {
-    let ignored: &[&str] = if subresource == Some("status") { &["spec"] } else { &["status"] };
+    let ignored: &[&str] = if subresource == Some("status") {
+        &["spec"]
+    } else {
+        &["status"]
+    };
     let applied_set = managed::field_set(applied, keys, ignored);
     let entries: Vec<Value> = live
         .pointer("/metadata/managedFields")
@@ -210,7 +232,10 @@ pub fn apply_to(
     let mut previous = FieldSet::new();
     let mut others: Vec<(Value, FieldSet)> = Vec::new();
     for e in entries {
-        let set = e.get("fieldsV1").map(managed::from_fields_v1).unwrap_or_default();
+        let set = e
+            .get("fieldsV1")
+            .map(managed::from_fields_v1)
+            .unwrap_or_default();
         if entry_is(&e, manager, "Apply", subresource) {
             previous = set;
         } else {
@@ -218,14 +243,24 @@ pub fn apply_to(
         }
     }
     let mut conflicts = Vec::new();
+    let mut conflicting = FieldSet::new();
     for (e, set) in &others {
         for p in set.intersection(&applied_set) {
             let (lv, av) = (value_at(live, p), value_at(applied, p));
             let leaf = av.is_some_and(|v| !v.is_object() && !v.is_array());
             if leaf && lv != av {
+                conflicting.insert(p.clone());
                 conflicts.push(Conflict {
-                    manager: e.get("manager").and_then(Value::as_str).unwrap_or("").to_string(),
-                    api_version: e.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string(),
+                    manager: e
+                        .get("manager")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    api_version: e
+                        .get("apiVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
                     field: path_string(p),
                 });
             }
@@ -263,7 +298,7 @@ pub fn apply_to(
         let kept: FieldSet = set
             .into_iter()
             .filter(|p| !applied_set.contains(p) || !changed.contains(p))
-            .filter(|p| !(force && applied_set.contains(p)))
+            .filter(|p| !conflicting.contains(p))
             .collect();
         if kept.is_empty() {
             continue;
@@ -300,8 +335,13 @@ pub(crate) async fn apply<S: Strategy>(
         ));
     };
     let applied = crate::decode::yaml_value(&req.body)?;
-    if applied.pointer("/metadata/managedFields").is_some_and(|v| !v.is_null()) {
-        return Err(ApiError::BadRequest("metadata.managedFields must be nil".to_string()));
+    if applied
+        .pointer("/metadata/managedFields")
+        .is_some_and(|v| !v.is_null())
+    {
+        return Err(ApiError::BadRequest(
+            "metadata.managedFields must be nil".to_string(),
+        ));
     }
     let info = registry.resource_info().clone();
     crate::decode::check_type_meta(&applied, &info)?;
@@ -309,13 +349,12 @@ pub(crate) async fn apply<S: Strategy>(
     let keys = registry.strategy().list_merge_keys();
     let subresource = status.then_some("status");
     let force = opts.force.unwrap_or(false);
-    let existing = registry
-        .get_object(req.namespace.as_deref(), name)
-        .await?;
+    let existing = registry.get_object(req.namespace.as_deref(), name).await?;
     if existing.is_none() && !status {
         let mut body = applied.clone();
         if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.entry("name").or_insert_with(|| Value::String(name.to_string()));
+            meta.entry("name")
+                .or_insert_with(|| Value::String(name.to_string()));
         }
         let set = managed::field_set(&applied, keys, &["status"]);
         let mut obj: S::Object =
@@ -334,8 +373,9 @@ pub(crate) async fn apply<S: Strategy>(
             let live = serde_json::to_value(old).map_err(|e| ApiError::Internal(e.to_string()))?;
             let out = apply_to(&live, &applied, &manager, &gv, force, keys, subresource)
                 .map_err(|c| conflict_error(&c))?;
-            let mut obj: S::Object = crate::decode::typed(out, &info, opts.field_validation, &warnings)
-                .map_err(|e| e.for_body(&info))?;
+            let mut obj: S::Object =
+                crate::decode::typed(out, &info, opts.field_validation, &warnings)
+                    .map_err(|e| e.for_body(&info))?;
             registry.strategy().default(&mut obj);
             Ok(obj)
         })
@@ -362,15 +402,38 @@ mod tests {
         );
         let forced = apply_to(&first, &json!({"metadata":{"name":"a"},"spec":{"tags":[{"name":"t","from":{"kind":"DockerImage","name":"y"}}]}}), "two", "g/v1", true, KEYS, None).expect("force");
         assert_eq!(forced["spec"]["tags"][0]["from"]["name"], "y");
-        let managers: Vec<&str> = forced["metadata"]["managedFields"].as_array().expect("mf").iter().map(|e| e["manager"].as_str().unwrap_or("")).collect();
+        let managers: Vec<&str> = forced["metadata"]["managedFields"]
+            .as_array()
+            .expect("mf")
+            .iter()
+            .map(|e| e["manager"].as_str().unwrap_or(""))
+            .collect();
         assert!(managers.contains(&"two"));
     }
 
     #[test]
     fn dropping_a_field_removes_it() {
         let live = json!({"metadata":{"name":"a"}});
-        let first = apply_to(&live, &json!({"metadata":{"name":"a","labels":{"x":"1","y":"2"}}}), "m", "g/v1", false, KEYS, None).expect("first");
-        let second = apply_to(&first, &json!({"metadata":{"name":"a","labels":{"x":"1"}}}), "m", "g/v1", false, KEYS, None).expect("second");
+        let first = apply_to(
+            &live,
+            &json!({"metadata":{"name":"a","labels":{"x":"1","y":"2"}}}),
+            "m",
+            "g/v1",
+            false,
+            KEYS,
+            None,
+        )
+        .expect("first");
+        let second = apply_to(
+            &first,
+            &json!({"metadata":{"name":"a","labels":{"x":"1"}}}),
+            "m",
+            "g/v1",
+            false,
+            KEYS,
+            None,
+        )
+        .expect("second");
         assert_eq!(second["metadata"]["labels"], json!({"x":"1"}));
     }
 }

@@ -106,10 +106,16 @@ mod tests {
 
     #[test]
     fn parses_kube_token_files() {
-        let a = TokenAuthenticator::parse("# admin\nsecret,admin,u1,\"system:masters,dev\"\nother,bob,u2\n").expect("parse");
+        let a = TokenAuthenticator::parse(
+            "# admin\nsecret,admin,u1,\"system:masters,dev\"\nother,bob,u2\n",
+        )
+        .expect("parse");
         let u = a.authenticate(Some("Bearer secret")).expect("admin");
         assert_eq!(u.name, "admin");
-        assert_eq!(u.groups, vec!["system:masters", "dev", "system:authenticated"]);
+        assert_eq!(
+            u.groups,
+            vec!["system:masters", "dev", "system:authenticated"]
+        );
         assert_eq!(a.authenticate(Some("Bearer other")).expect("bob").uid, "u2");
         assert!(a.authenticate(Some("Bearer nope")).is_none());
         assert!(a.authenticate(Some("Basic secret")).is_none());

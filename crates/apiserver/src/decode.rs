@@ -196,9 +196,17 @@ mod tests {
 
     #[test]
     fn type_meta_must_match() {
-        let err = check_type_meta(&serde_json::json!({"apiVersion": "v1"}), &info()).expect_err("v");
-        assert_eq!(err.to_string(), "the API version in the data (v1) does not match the expected API version (g.io/v1)");
-        assert!(check_type_meta(&serde_json::json!({"apiVersion": "g.io/v1", "kind": "Thing"}), &info()).is_ok());
+        let err =
+            check_type_meta(&serde_json::json!({"apiVersion": "v1"}), &info()).expect_err("v");
+        assert_eq!(
+            err.to_string(),
+            "the API version in the data (v1) does not match the expected API version (g.io/v1)"
+        );
+        assert!(check_type_meta(
+            &serde_json::json!({"apiVersion": "g.io/v1", "kind": "Thing"}),
+            &info()
+        )
+        .is_ok());
         assert!(check_type_meta(&serde_json::json!({}), &info()).is_ok());
     }
 

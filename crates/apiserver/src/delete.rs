@@ -75,7 +75,9 @@ impl DeleteOptions {
                     resource_version: rv,
                 }),
                 propagation_policy: q.get("propagationPolicy").map(str::to_string),
-                orphan_dependents: q.get("orphanDependents").map(|v| !(v == "0" || v.eq_ignore_ascii_case("false"))),
+                orphan_dependents: q
+                    .get("orphanDependents")
+                    .map(|v| !(v == "0" || v.eq_ignore_ascii_case("false"))),
                 dry_run: {
                     let d = q.all("dryRun");
                     (!d.is_empty()).then(|| d.into_iter().map(str::to_string).collect())

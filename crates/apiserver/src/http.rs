@@ -74,16 +74,24 @@ impl Api {
     pub fn new(config: ApiConfig) -> Arc<Self> {
         let infos: Vec<ResourceInfo> = config.resources.iter().map(|r| r.info().clone()).collect();
         let gv = format!("{}/{}", config.group, config.version);
-        let mut group_list = serde_json::to_value(discovery::api_group_list(&[(config.group, config.version)])).unwrap_or_default();
+        let mut group_list =
+            serde_json::to_value(discovery::api_group_list(&[(config.group, config.version)]))
+                .unwrap_or_default();
         group_list["kind"] = json!("APIGroupList");
         group_list["apiVersion"] = json!("v1");
-        let mut group = serde_json::to_value(discovery::api_group(config.group, config.version)).unwrap_or_default();
+        let mut group = serde_json::to_value(discovery::api_group(config.group, config.version))
+            .unwrap_or_default();
         group["kind"] = json!("APIGroup");
         group["apiVersion"] = json!("v1");
-        let mut resource_list = serde_json::to_value(discovery::api_resource_list(&gv, &infos)).unwrap_or_default();
+        let mut resource_list =
+            serde_json::to_value(discovery::api_resource_list(&gv, &infos)).unwrap_or_default();
         resource_list["kind"] = json!("APIResourceList");
         resource_list["apiVersion"] = json!("v1");
-        let aggregated = json_line(&discovery::aggregated_discovery(config.group, config.version, &infos));
+        let aggregated = json_line(&discovery::aggregated_discovery(
+            config.group,
+            config.version,
+            &infos,
+        ));
         let v3_hash = config.openapi.v3.as_ref().map(|d| discovery::hex_sha512(d));
         Arc::new(Api {
             group_list: json_line(&group_list),
@@ -98,7 +106,10 @@ impl Api {
     }
 
     fn resource(&self, name: &str) -> Option<&Arc<dyn Resource>> {
-        self.config.resources.iter().find(|r| r.info().resource == name)
+        self.config
+            .resources
+            .iter()
+            .find(|r| r.info().resource == name)
     }
 
     fn root_paths(&self) -> Value {
@@ -143,7 +154,10 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/apis/", get(apis))
         .route("/apis/{*rest}", any(api_request))
         .fallback(not_found_paths)
-        .layer(axum::middleware::from_fn_with_state(api.clone(), common_layer))
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            common_layer,
+        ))
         .with_state(api)
 }
 
@@ -255,8 +269,12 @@ impl Encoder {
 
     fn value(&self, v: &Value) -> Bytes {
         match (self.encoding, self.pretty) {
-            (Encoding::Yaml, _) => Bytes::from(serde_norway::to_string(&sorted(v.clone())).unwrap_or_default()),
-            (Encoding::Json, true) => Bytes::from(serde_json::to_string_pretty(v).unwrap_or_default()),
+            (Encoding::Yaml, _) => {
+                Bytes::from(serde_norway::to_string(&sorted(v.clone())).unwrap_or_default())
+            }
+            (Encoding::Json, true) => {
+                Bytes::from(serde_json::to_string_pretty(v).unwrap_or_default())
+            }
             (Encoding::Json, false) => json_line(v),
         }
     }
@@ -266,7 +284,10 @@ fn respond(code: u16, content_type: &str, body: Bytes, warnings: &[String]) -> R
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
     let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")),
+    );
     for w in warnings {
         let text = format!("299 - {}", apimachinery::field::go_quote(w));
         if let Ok(v) = HeaderValue::from_str(&text) {
@@ -291,7 +312,10 @@ pub fn error_response(err: &ApiError, pretty: bool) -> Response {
     };
     let mut resp = respond(err.code(), "application/json", body, &[]);
     let headers = resp.headers_mut();
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     if let Some(retry) = err.retry_after().filter(|r| *r > 0) {
         if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
             headers.insert(header::RETRY_AFTER, v);
@@ -305,7 +329,16 @@ pub fn error_response(err: &ApiError, pretty: bool) -> Response {
 fn order_status(v: Value) -> Value {
     let Value::Object(mut m) = v else { return v };
     let mut out = serde_json::Map::new();
-    for k in ["kind", "apiVersion", "metadata", "status", "message", "reason", "details", "code"] {
+    for k in [
+        "kind",
+        "apiVersion",
+        "metadata",
+        "status",
+        "message",
+        "reason",
+        "details",
+        "code",
+    ] {
         if let Some(val) = m.remove(k) {
             out.insert(k.to_string(), val);
         }
@@ -321,11 +354,21 @@ fn order_status(v: Value) -> Value {
 // Non-resource endpoints
 
 async fn root(State(api): State<Arc<Api>>) -> Response {
-    respond(200, "application/json", Bytes::from(serde_json::to_string_pretty(&api.root_paths()).unwrap_or_default()), &[])
+    respond(
+        200,
+        "application/json",
+        Bytes::from(serde_json::to_string_pretty(&api.root_paths()).unwrap_or_default()),
+        &[],
+    )
 }
 
 async fn not_found_paths(State(api): State<Arc<Api>>) -> Response {
-    respond(404, "application/json", Bytes::from(serde_json::to_string_pretty(&api.root_paths()).unwrap_or_default()), &[])
+    respond(
+        404,
+        "application/json",
+        Bytes::from(serde_json::to_string_pretty(&api.root_paths()).unwrap_or_default()),
+        &[],
+    )
 }
 
 async fn version() -> Response {
@@ -340,7 +383,12 @@ async fn version() -> Response {
         "compiler": "rustc",
         "platform": format!("{}/{}", std::env::consts::OS, match std::env::consts::ARCH { "x86_64" => "amd64", "aarch64" => "arm64", a => a }),
     });
-    respond(200, "application/json", Bytes::from(serde_json::to_string_pretty(&v).unwrap_or_default()), &[])
+    respond(
+        200,
+        "application/json",
+        Bytes::from(serde_json::to_string_pretty(&v).unwrap_or_default()),
+        &[],
+    )
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -374,8 +422,18 @@ async fn probe(api: &Api, probe: Probe, query: Option<&str>, only: Option<&str>)
     if let Some(only) = only {
         return match checks.iter().find(|(c, _)| *c == only) {
             Some((_, true)) => respond(200, "text/plain; charset=utf-8", Bytes::from("ok"), &[]),
-            Some((_, false)) => respond(500, "text/plain; charset=utf-8", Bytes::from(format!("internal server error: {only} failed\n")), &[]),
-            None => respond(404, "text/plain; charset=utf-8", Bytes::from("404 page not found\n"), &[]),
+            Some((_, false)) => respond(
+                500,
+                "text/plain; charset=utf-8",
+                Bytes::from(format!("internal server error: {only} failed\n")),
+                &[],
+            ),
+            None => respond(
+                404,
+                "text/plain; charset=utf-8",
+                Bytes::from("404 page not found\n"),
+                &[],
+            ),
         };
     }
     let mut lines = Vec::new();
@@ -393,9 +451,18 @@ async fn probe(api: &Api, probe: Probe, query: Option<&str>, only: Option<&str>)
     if ok && !verbose {
         return respond(200, "text/plain; charset=utf-8", Bytes::from("ok"), &[]);
     }
-    let tail = if ok { format!("{name} check passed") } else { format!("{name} check failed") };
+    let tail = if ok {
+        format!("{name} check passed")
+    } else {
+        format!("{name} check failed")
+    };
     lines.push(tail);
-    respond(if ok { 200 } else { 500 }, "text/plain; charset=utf-8", Bytes::from(lines.join("\n") + "\n"), &[])
+    respond(
+        if ok { 200 } else { 500 },
+        "text/plain; charset=utf-8",
+        Bytes::from(lines.join("\n") + "\n"),
+        &[],
+    )
 }
 
 async fn healthz(State(api): State<Arc<Api>>, req: HttpRequest) -> Response {
@@ -418,7 +485,12 @@ async fn readyz_one(State(api): State<Arc<Api>>, Path(check): Path<String>) -> R
 }
 
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
-    respond(200, "text/plain; version=0.0.4; charset=utf-8", Bytes::from(api.metrics.render()), &[])
+    respond(
+        200,
+        "text/plain; version=0.0.4; charset=utf-8",
+        Bytes::from(api.metrics.render()),
+        &[],
+    )
 }
 
 fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
@@ -438,7 +510,12 @@ async fn apis(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        respond(200, discovery::AGGREGATED_CONTENT_TYPE, api.aggregated.clone(), &[])
+        respond(
+            200,
+            discovery::AGGREGATED_CONTENT_TYPE,
+            api.aggregated.clone(),
+            &[],
+        )
     };
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&api.aggregated_etag) {
@@ -453,12 +530,20 @@ async fn openapi_v2(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response
     let Some(doc) = &api.config.openapi.v2 else {
         return not_found_paths(State(api.clone())).await;
     };
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("*/*");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*/*");
     if !accept.split(',').any(|c| {
         let m = c.split(';').next().unwrap_or("").trim();
         matches!(m, "application/json" | "*/*" | "application/*" | "")
     }) {
-        return error_response(&ApiError::NotAcceptable("only the following media types are accepted: application/json".to_string()), false);
+        return error_response(
+            &ApiError::NotAcceptable(
+                "only the following media types are accepted: application/json".to_string(),
+            ),
+            false,
+        );
     }
     let etag = discovery::etag(doc);
     let mut resp = if if_none_match(&headers, &etag) {
@@ -471,7 +556,8 @@ async fn openapi_v2(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response
     if let Ok(v) = HeaderValue::from_str(&etag) {
         resp.headers_mut().insert(header::ETAG, v);
     }
-    resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+    resp.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
     resp
 }
 
@@ -488,7 +574,11 @@ async fn openapi_v3_index(State(api): State<Arc<Api>>) -> Response {
     respond(200, "application/json", json_line(&body), &[])
 }
 
-async fn openapi_v3_doc(State(api): State<Arc<Api>>, Path(path): Path<String>, req: HttpRequest) -> Response {
+async fn openapi_v3_doc(
+    State(api): State<Arc<Api>>,
+    Path(path): Path<String>,
+    req: HttpRequest,
+) -> Response {
     let (Some(doc), Some(hash)) = (&api.config.openapi.v3, &api.v3_hash) else {
         return not_found_paths(State(api.clone())).await;
     };
@@ -508,9 +598,14 @@ async fn openapi_v3_doc(State(api): State<Arc<Api>>, Path(path): Path<String>, r
         }
         Some(_) => {
             let mut r = respond(200, "application/json", doc.clone(), &[]);
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, immutable"),
+            );
             let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 365);
-            let formatted = jiff::fmt::rfc2822::to_string(&expires.to_zoned(jiff::tz::TimeZone::UTC)).unwrap_or_default();
+            let formatted =
+                jiff::fmt::rfc2822::to_string(&expires.to_zoned(jiff::tz::TimeZone::UTC))
+                    .unwrap_or_default();
             if let Ok(v) = HeaderValue::from_str(&formatted) {
                 r.headers_mut().insert(header::EXPIRES, v);
             }
@@ -521,7 +616,8 @@ async fn openapi_v3_doc(State(api): State<Arc<Api>>, Path(path): Path<String>, r
     if let Ok(v) = HeaderValue::from_str(&format!("\"{hash}\"")) {
         resp.headers_mut().insert(header::ETAG, v);
     }
-    resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+    resp.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
     resp
 }
 
@@ -579,7 +675,9 @@ async fn api_request(
         }
         _ => {}
     }
-    let Some(info) = request::parse(&rest).filter(|i| i.group == api.config.group && i.version == api.config.version) else {
+    let Some(info) = request::parse(&rest)
+        .filter(|i| i.group == api.config.group && i.version == api.config.version)
+    else {
         if group_matches {
             return error_response(&ApiError::RouteNotFound, pretty);
         }
@@ -591,22 +689,45 @@ async fn api_request(
     let Some(verb) = verb_for(req.method(), &info, &query) else {
         return error_response(&ApiError::RouteMethodNotAllowed, pretty);
     };
-    if info.namespace.is_some() != resource.info().namespaced && !(resource.info().namespaced && info.namespace.is_none() && matches!(verb, Verb::List | Verb::Watch)) {
+    if info.namespace.is_some() != resource.info().namespaced
+        && !(resource.info().namespaced
+            && info.namespace.is_none()
+            && matches!(verb, Verb::List | Verb::Watch))
+    {
         return error_response(&ApiError::RouteNotFound, pretty);
     }
     if !allowed(resource.info(), info.subresource.as_deref(), verb) {
         let err = match verb {
             Verb::Watch | Verb::List => ApiError::MethodNotAllowed {
                 verb: verb.as_str().to_string(),
-                resource: apimachinery::GroupResource::new(resource.info().group, resource.info().resource),
+                resource: apimachinery::GroupResource::new(
+                    resource.info().group,
+                    resource.info().resource,
+                ),
             },
             _ => ApiError::RouteMethodNotAllowed,
         };
         return error_response(&err, pretty);
     }
     let started = Instant::now();
-    let response = handle_resource(&api, resource.clone(), info, verb, query, headers, user.0, req, pretty).await;
-    api.metrics.observe(verb.as_str(), resource.info().resource, response.status().as_u16(), started.elapsed());
+    let response = handle_resource(
+        &api,
+        resource.clone(),
+        info,
+        verb,
+        query,
+        headers,
+        user.0,
+        req,
+        pretty,
+    )
+    .await;
+    api.metrics.observe(
+        verb.as_str(),
+        resource.info().resource,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
@@ -664,7 +785,10 @@ async fn handle_resource(
         body,
         content_type,
         user,
-        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
         warnings: warnings.clone(),
         shutdown: api.config.shutdown.clone(),
     };
@@ -673,7 +797,9 @@ async fn handle_resource(
         Err(e) => {
             let mut resp = error_response(&e, pretty);
             for w in warnings.take() {
-                if let Ok(v) = HeaderValue::from_str(&format!("299 - {}", apimachinery::field::go_quote(&w))) {
+                if let Ok(v) =
+                    HeaderValue::from_str(&format!("299 - {}", apimachinery::field::go_quote(&w)))
+                {
                     resp.headers_mut().append(header::WARNING, v);
                 }
             }
@@ -685,7 +811,15 @@ async fn handle_resource(
         pretty,
     };
     let warnings = warnings.take();
-    render(api, resource.as_ref(), reply, negotiated, include, &encoder, &warnings)
+    render(
+        api,
+        resource.as_ref(),
+        reply,
+        negotiated,
+        include,
+        &encoder,
+        &warnings,
+    )
 }
 
 fn table_object(include: IncludeObject, object: &Value) -> Value {
@@ -696,7 +830,13 @@ fn table_object(include: IncludeObject, object: &Value) -> Value {
     }
 }
 
-fn table_for(resource: &dyn Resource, metadata: Value, objects: &[Value], include: IncludeObject, with_columns: bool) -> Table {
+fn table_for(
+    resource: &dyn Resource,
+    metadata: Value,
+    objects: &[Value],
+    include: IncludeObject,
+    with_columns: bool,
+) -> Table {
     let mut columns = vec![NAME_COLUMN];
     columns.extend(resource.table_columns());
     let rows = objects
@@ -706,7 +846,11 @@ fn table_for(resource: &dyn Resource, metadata: Value, objects: &[Value], includ
             object: table_object(include, o),
         })
         .collect();
-    Table::new(metadata, if with_columns { columns } else { Vec::new() }, rows)
+    Table::new(
+        metadata,
+        if with_columns { columns } else { Vec::new() },
+        rows,
+    )
 }
 
 fn render(
@@ -725,18 +869,43 @@ fn render(
             Target::Object => respond(code, ct, encoder.bytes(json), warnings),
             Target::Table => {
                 let obj: Value = serde_json::from_slice(&json).unwrap_or_default();
-                let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
-                let table = table_for(resource, json!({"resourceVersion": rv}), &[obj], include, true);
-                respond(code, ct, encoder.value(&serde_json::to_value(&table).unwrap_or_default()), warnings)
+                let rv = obj
+                    .pointer("/metadata/resourceVersion")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let table = table_for(
+                    resource,
+                    json!({"resourceVersion": rv}),
+                    &[obj],
+                    include,
+                    true,
+                );
+                respond(
+                    code,
+                    ct,
+                    encoder.value(&serde_json::to_value(&table).unwrap_or_default()),
+                    warnings,
+                )
             }
             Target::PartialObjectMetadata | Target::PartialObjectMetadataList => {
                 let obj: Value = serde_json::from_slice(&json).unwrap_or_default();
-                respond(code, ct, encoder.value(&partial_object_metadata(&obj)), warnings)
+                respond(
+                    code,
+                    ct,
+                    encoder.value(&partial_object_metadata(&obj)),
+                    warnings,
+                )
             }
         },
-        Reply::List { kind, api_version, metadata, items } => match negotiated.target {
+        Reply::List {
+            kind,
+            api_version,
+            metadata,
+            items,
+        } => match negotiated.target {
             Target::Object if negotiated.encoding == Encoding::Json && !encoder.pretty => {
-                let mut out = BytesMut::with_capacity(items.iter().map(Bytes::len).sum::<usize>() + 256);
+                let mut out =
+                    BytesMut::with_capacity(items.iter().map(Bytes::len).sum::<usize>() + 256);
                 out.put_slice(b"{\"kind\":");
                 out.put_slice(&serde_json::to_vec(&kind).unwrap_or_default());
                 out.put_slice(b",\"apiVersion\":");
@@ -754,14 +923,25 @@ fn render(
                 respond(200, ct, out.freeze(), warnings)
             }
             Target::Object => {
-                let items: Vec<Value> = items.iter().filter_map(|i| serde_json::from_slice(i).ok()).collect();
+                let items: Vec<Value> = items
+                    .iter()
+                    .filter_map(|i| serde_json::from_slice(i).ok())
+                    .collect();
                 let list = json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items});
                 respond(200, ct, encoder.value(&list), warnings)
             }
             Target::Table => {
-                let objects: Vec<Value> = items.iter().filter_map(|i| serde_json::from_slice(i).ok()).collect();
+                let objects: Vec<Value> = items
+                    .iter()
+                    .filter_map(|i| serde_json::from_slice(i).ok())
+                    .collect();
                 let table = table_for(resource, metadata, &objects, include, true);
-                respond(200, ct, encoder.value(&serde_json::to_value(&table).unwrap_or_default()), warnings)
+                respond(
+                    200,
+                    ct,
+                    encoder.value(&serde_json::to_value(&table).unwrap_or_default()),
+                    warnings,
+                )
             }
             Target::PartialObjectMetadata | Target::PartialObjectMetadataList => {
                 let items: Vec<Value> = items
@@ -797,7 +977,10 @@ fn watch_response(
             let object: Value = serde_json::from_slice(&ev.object).unwrap_or_default();
             let converted = match target {
                 Target::Table if ev.event_type != "ERROR" && ev.event_type != "BOOKMARK" => {
-                    let rv = object.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
+                    let rv = object
+                        .pointer("/metadata/resourceVersion")
+                        .cloned()
+                        .unwrap_or(Value::Null);
                     let table = Table::new(
                         json!({"resourceVersion": rv}),
                         if first { columns.clone() } else { Vec::new() },
@@ -809,7 +992,9 @@ fn watch_response(
                     first = false;
                     serde_json::to_value(&table).unwrap_or_default()
                 }
-                Target::PartialObjectMetadata | Target::PartialObjectMetadataList if ev.event_type != "ERROR" => {
+                Target::PartialObjectMetadata | Target::PartialObjectMetadataList
+                    if ev.event_type != "ERROR" =>
+                {
                     partial_object_metadata(&object)
                 }
                 _ => object,
@@ -822,7 +1007,10 @@ fn watch_response(
     let needs_rows = target == Target::Table;
     let table_source: Option<Arc<dyn Fn(&Value) -> Vec<Value> + Send + Sync>> = if needs_rows {
         let res = api.resource(resource.info().resource).cloned();
-        res.map(|r| Arc::new(move |o: &Value| r.table_row(o)) as Arc<dyn Fn(&Value) -> Vec<Value> + Send + Sync>)
+        res.map(|r| {
+            Arc::new(move |o: &Value| r.table_row(o))
+                as Arc<dyn Fn(&Value) -> Vec<Value> + Send + Sync>
+        })
     } else {
         None
     };
@@ -842,8 +1030,13 @@ fn watch_response(
         Ok::<Bytes, std::convert::Infallible>(bytes)
     });
     let mut resp = Response::new(Body::from_stream(body));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     resp
 }
-

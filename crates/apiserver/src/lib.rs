@@ -17,6 +17,7 @@ pub mod delete;
 pub mod http;
 pub mod managed;
 pub mod metrics;
+pub mod openapi;
 pub mod patch;
 pub mod registry;
 pub mod resource;

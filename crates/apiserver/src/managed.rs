@@ -63,7 +63,13 @@ pub fn field_set(object: &Value, merge_keys: &[(&str, &str)], ignored: &[&str]) 
                     .filter(|(mk, _)| !SYSTEM_METADATA.contains(&mk.as_str()))
                     .map(|(mk, mv)| (mk.clone(), mv.clone()))
                     .collect();
-                walk(&Value::Object(filtered), &mut vec!["f:metadata".into()], "metadata", merge_keys, &mut set);
+                walk(
+                    &Value::Object(filtered),
+                    &mut vec!["f:metadata".into()],
+                    "metadata",
+                    merge_keys,
+                    &mut set,
+                );
             }
             continue;
         }
@@ -72,7 +78,13 @@ pub fn field_set(object: &Value, merge_keys: &[(&str, &str)], ignored: &[&str]) 
     set
 }
 
-fn walk(v: &Value, path: &mut FieldPath, json_path: &str, merge_keys: &[(&str, &str)], set: &mut FieldSet) {
+fn walk(
+    v: &Value,
+    path: &mut FieldPath,
+    json_path: &str,
+    merge_keys: &[(&str, &str)],
+    set: &mut FieldSet,
+) {
     if is_empty_value(v) {
         return;
     }
@@ -186,10 +198,23 @@ pub fn from_fields_v1(v: &Value) -> FieldSet {
     set
 }
 
-/// The fields whose values differ between two objects (added or changed in `new`).
-pub fn changed_fields(old: &FieldSet, new: &FieldSet, old_obj: &Value, new_obj: &Value) -> FieldSet {
+/// The fields whose values differ between two objects (added or changed in `new`). A node
+/// with children (a map or keyed list item) changes only by appearing.
+pub fn changed_fields(
+    old: &FieldSet,
+    new: &FieldSet,
+    old_obj: &Value,
+    new_obj: &Value,
+) -> FieldSet {
+    let has_children = |p: &FieldPath| {
+        new.range(p.clone()..)
+            .nth(1)
+            .is_some_and(|next| next.len() > p.len() && next.starts_with(p))
+    };
     new.iter()
-        .filter(|p| !old.contains(*p) || value_at(old_obj, p) != value_at(new_obj, p))
+        .filter(|p| {
+            !old.contains(*p) || (!has_children(p) && value_at(old_obj, p) != value_at(new_obj, p))
+        })
         .cloned()
         .collect()
 }
@@ -355,12 +380,20 @@ mod tests {
         let mut second = first.clone();
         second["metadata"]["labels"]["app"] = json!("z");
         record_update(Some(&first), &mut second, &rec("two"));
-        let mf = second["metadata"]["managedFields"].as_array().expect("entries");
+        let mf = second["metadata"]["managedFields"]
+            .as_array()
+            .expect("entries");
         assert_eq!(mf.len(), 2);
         assert_eq!(mf[0]["manager"], "one");
-        assert_eq!(mf[0]["fieldsV1"], json!({"f:metadata":{"f:labels":{".":{},"f:tier":{}}}}));
+        assert_eq!(
+            mf[0]["fieldsV1"],
+            json!({"f:metadata":{"f:labels":{".":{},"f:tier":{}}}})
+        );
         assert_eq!(mf[1]["manager"], "two");
-        assert_eq!(mf[1]["fieldsV1"], json!({"f:metadata":{"f:labels":{"f:app":{}}}}));
+        assert_eq!(
+            mf[1]["fieldsV1"],
+            json!({"f:metadata":{"f:labels":{"f:app":{}}}})
+        );
     }
 
     #[test]
@@ -374,6 +407,9 @@ mod tests {
     fn manager_names() {
         assert_eq!(manager_name(Some("me"), Some("kubectl/v1.32")), "me");
         assert_eq!(manager_name(None, Some("kubectl/v1.32 (linux)")), "kubectl");
-        assert_eq!(manager_name(None, Some("python-requests/2.0")), "python-requests");
+        assert_eq!(
+            manager_name(None, Some("python-requests/2.0")),
+            "python-requests"
+        );
     }
 }

@@ -150,9 +150,19 @@ mod tests {
         m.observe("get", "imagestreams", 200, Duration::from_millis(3));
         let guard = m.watch_started("imagestreams");
         let text = m.render();
-        assert!(text.contains("apiserver_request_total{verb=\"get\",resource=\"imagestreams\",code=\"200\"} 1"), "{text}");
-        assert!(text.contains("apiserver_longrunning_requests{resource=\"imagestreams\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "apiserver_request_total{verb=\"get\",resource=\"imagestreams\",code=\"200\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("apiserver_longrunning_requests{resource=\"imagestreams\"} 1"),
+            "{text}"
+        );
         drop(guard);
-        assert!(m.render().contains("apiserver_longrunning_requests{resource=\"imagestreams\"} 0"));
+        assert!(m
+            .render()
+            .contains("apiserver_longrunning_requests{resource=\"imagestreams\"} 0"));
     }
 }

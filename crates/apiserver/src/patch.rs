@@ -31,7 +31,9 @@ impl PatchType {
             MERGE_PATCH => Ok(PatchType::Merge),
             STRATEGIC_MERGE_PATCH => Ok(PatchType::Strategic),
             APPLY_PATCH => Ok(PatchType::Apply),
-            _ => Err(ApiError::UnsupportedMediaType(UNSUPPORTED_PATCH.to_string())),
+            _ => Err(ApiError::UnsupportedMediaType(
+                UNSUPPORTED_PATCH.to_string(),
+            )),
         }
     }
 }
@@ -45,7 +47,8 @@ const MERGING_PRIMITIVE_LISTS: &[&str] = &["metadata.finalizers"];
 
 /// Applies a JSON patch. Failures of a well-formed patch are 422s (kube's message).
 pub fn apply_json_patch(doc: &mut Value, patch: &[u8]) -> Result<(), ApiError> {
-    let ops: Value = serde_json::from_slice(patch).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let ops: Value =
+        serde_json::from_slice(patch).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let count = ops.as_array().map(Vec::len).unwrap_or(0);
     if count > MAX_JSON_PATCH_OPERATIONS {
         return Err(ApiError::RequestEntityTooLarge(format!(
@@ -128,7 +131,11 @@ fn merge_map(
     if let Some(retain) = patch.remove("$retainKeys") {
         let retain: Vec<String> = retain
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         out.retain(|k, _| retain.contains(k));
     }
@@ -274,38 +281,84 @@ mod tests {
     #[test]
     fn merges_keyed_lists() {
         let doc = json!({"spec":{"tags":[{"name":"a","from":{"name":"x"}},{"name":"b"}]}});
-        let got = smp(doc.clone(), json!({"spec":{"tags":[{"name":"a","reference":true},{"name":"c"}]}}));
-        assert_eq!(got, json!({"spec":{"tags":[{"name":"a","from":{"name":"x"},"reference":true},{"name":"b"},{"name":"c"}]}}));
-        let got = smp(doc.clone(), json!({"spec":{"tags":[{"name":"b","$patch":"delete"}]}}));
-        assert_eq!(got, json!({"spec":{"tags":[{"name":"a","from":{"name":"x"}}]}}));
-        let got = smp(doc.clone(), json!({"spec":{"tags":[{"name":"z"},{"$patch":"replace"}]}}));
+        let got = smp(
+            doc.clone(),
+            json!({"spec":{"tags":[{"name":"a","reference":true},{"name":"c"}]}}),
+        );
+        assert_eq!(
+            got,
+            json!({"spec":{"tags":[{"name":"a","from":{"name":"x"},"reference":true},{"name":"b"},{"name":"c"}]}})
+        );
+        let got = smp(
+            doc.clone(),
+            json!({"spec":{"tags":[{"name":"b","$patch":"delete"}]}}),
+        );
+        assert_eq!(
+            got,
+            json!({"spec":{"tags":[{"name":"a","from":{"name":"x"}}]}})
+        );
+        let got = smp(
+            doc.clone(),
+            json!({"spec":{"tags":[{"name":"z"},{"$patch":"replace"}]}}),
+        );
         assert_eq!(got, json!({"spec":{"tags":[{"name":"z"}]}}));
-        let got = smp(doc, json!({"spec":{"$setElementOrder/tags":[{"name":"b"},{"name":"a"}]}}));
+        let got = smp(
+            doc,
+            json!({"spec":{"$setElementOrder/tags":[{"name":"b"},{"name":"a"}]}}),
+        );
         assert_eq!(got["spec"]["tags"][0]["name"], "b");
     }
 
     #[test]
     fn maps_nulls_and_unkeyed_lists() {
         let doc = json!({"metadata":{"labels":{"a":"1","b":"2"},"finalizers":["x"]},"other":[1,2]});
-        let got = smp(doc, json!({"metadata":{"labels":{"a":null,"c":"3"},"finalizers":["y"]},"other":[3]}));
-        assert_eq!(got, json!({"metadata":{"labels":{"b":"2","c":"3"},"finalizers":["x","y"]},"other":[3]}));
-        let got = smp(json!({"a":{"b":1,"c":2}}), json!({"a":{"$patch":"replace","d":3}}));
+        let got = smp(
+            doc,
+            json!({"metadata":{"labels":{"a":null,"c":"3"},"finalizers":["y"]},"other":[3]}),
+        );
+        assert_eq!(
+            got,
+            json!({"metadata":{"labels":{"b":"2","c":"3"},"finalizers":["x","y"]},"other":[3]})
+        );
+        let got = smp(
+            json!({"a":{"b":1,"c":2}}),
+            json!({"a":{"$patch":"replace","d":3}}),
+        );
         assert_eq!(got, json!({"a":{"d":3}}));
-        let got = smp(json!({"metadata":{"finalizers":["x","y"]}}), json!({"metadata":{"$deleteFromPrimitiveList/finalizers":["x"]}}));
+        let got = smp(
+            json!({"metadata":{"finalizers":["x","y"]}}),
+            json!({"metadata":{"$deleteFromPrimitiveList/finalizers":["x"]}}),
+        );
         assert_eq!(got, json!({"metadata":{"finalizers":["y"]}}));
     }
 
     #[test]
     fn json_and_merge_patches() {
         let mut doc = json!({"a":1,"b":[1,2]});
-        apply_json_patch(&mut doc, br#"[{"op":"replace","path":"/a","value":2},{"op":"add","path":"/b/-","value":3}]"#).expect("ok");
+        apply_json_patch(
+            &mut doc,
+            br#"[{"op":"replace","path":"/a","value":2},{"op":"add","path":"/b/-","value":3}]"#,
+        )
+        .expect("ok");
         assert_eq!(doc, json!({"a":2,"b":[1,2,3]}));
-        let err = apply_json_patch(&mut doc, br#"[{"op":"test","path":"/a","value":9}]"#).expect_err("test");
+        let err = apply_json_patch(&mut doc, br#"[{"op":"test","path":"/a","value":9}]"#)
+            .expect_err("test");
         assert_eq!(err.code(), 422);
-        assert_eq!(err.to_string(), "the server rejected our request due to an error in our request");
-        assert_eq!(apply_json_patch(&mut doc, b"{").expect_err("bad").code(), 400);
+        assert_eq!(
+            err.to_string(),
+            "the server rejected our request due to an error in our request"
+        );
+        assert_eq!(
+            apply_json_patch(&mut doc, b"{").expect_err("bad").code(),
+            400
+        );
         apply_merge_patch(&mut doc, br#"{"a":null,"c":{"d":1}}"#).expect("merge");
         assert_eq!(doc, json!({"b":[1,2,3],"c":{"d":1}}));
-        assert_eq!(PatchType::from_content_type(Some("application/json")).expect_err("415").code(), 415);
+        assert_eq!(
+            PatchType::from_content_type(Some("application/json"))
+                .expect_err("415")
+                .code(),
+            415
+        );
     }
 }

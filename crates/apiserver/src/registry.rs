@@ -261,9 +261,8 @@ impl<S: Strategy> Registry<S> {
                             .to_string(),
                     ));
                 }
-                let t = ContinueToken::decode(token).map_err(|e| {
-                    ApiError::BadRequest(format!("invalid continue token: {e}"))
-                })?;
+                let t = ContinueToken::decode(token)
+                    .map_err(|e| ApiError::BadRequest(format!("invalid continue token: {e}")))?;
                 let at = if t.revision == -1 {
                     ReadRevision::Consistent
                 } else {
@@ -319,7 +318,11 @@ impl<S: Strategy> Registry<S> {
             kind: format!("{}List", self.info().kind),
             api_version: self.info().group_version(),
             metadata: Value::Object(metadata),
-            items: result.items.into_iter().map(|(_, o)| o.json.clone()).collect(),
+            items: result
+                .items
+                .into_iter()
+                .map(|(_, o)| o.json.clone())
+                .collect(),
         })
     }
 
@@ -332,13 +335,15 @@ impl<S: Strategy> Registry<S> {
                     ))
                 }
                 Some(_) => {}
-                None => opts.field_selector.requirements.push(
-                    apimachinery::fields::FieldRequirement {
-                        field: "metadata.name".into(),
-                        value: name.clone(),
-                        negated: false,
-                    },
-                ),
+                None => {
+                    opts.field_selector
+                        .requirements
+                        .push(apimachinery::fields::FieldRequirement {
+                            field: "metadata.name".into(),
+                            value: name.clone(),
+                            negated: false,
+                        })
+                }
             }
         }
         let selection = self.selection(req, &opts)?;
@@ -346,7 +351,9 @@ impl<S: Strategy> Registry<S> {
         let start = match (opts.send_initial_events, rv) {
             (Some(true), None) => WatchStart::Snapshot(ReadRevision::Consistent),
             (Some(true), Some(0)) => WatchStart::Snapshot(ReadRevision::Any),
-            (Some(true), Some(n)) => WatchStart::Snapshot(ReadRevision::NotOlderThan(n as Revision)),
+            (Some(true), Some(n)) => {
+                WatchStart::Snapshot(ReadRevision::NotOlderThan(n as Revision))
+            }
             (Some(false), Some(n)) if n > 0 => WatchStart::After(n as Revision),
             (Some(false), _) => WatchStart::After(self.cache.revision()),
             (None, None) => WatchStart::Snapshot(ReadRevision::Consistent),
@@ -373,7 +380,10 @@ impl<S: Strategy> Registry<S> {
         let info = self.info();
         let watcher = match watch {
             Ok(w) => w,
-            Err(e @ (CacheError::TooOld { .. } | CacheError::Storage(StorageError::Compacted { .. }))) => {
+            Err(
+                e @ (CacheError::TooOld { .. }
+                | CacheError::Storage(StorageError::Compacted { .. })),
+            ) => {
                 let status = cache_error(e, &self.gr, "watch").to_status();
                 let object = to_bytes(&status).map_err(|e| ApiError::Internal(e.to_string()))?;
                 let event = WatchEvent {
@@ -381,7 +391,9 @@ impl<S: Strategy> Registry<S> {
                     object,
                     frame: None,
                 };
-                return Ok(Reply::Watch(futures::stream::once(async move { event }).boxed()));
+                return Ok(Reply::Watch(
+                    futures::stream::once(async move { event }).boxed(),
+                ));
             }
             Err(e) => return Err(cache_error(e, &self.gr, "watch")),
         };
@@ -407,8 +419,9 @@ impl<S: Strategy> Registry<S> {
     fn decode_body(&self, req: &Request, opts: &WriteOptions) -> Result<S::Object, ApiError> {
         let value = decode::body_value(&req.body, req.content_type.as_deref())?;
         decode::check_type_meta(&value, self.info())?;
-        let mut obj: S::Object = decode::typed(value, self.info(), opts.field_validation, &req.warnings)
-            .map_err(|e| e.for_body(self.info()))?;
+        let mut obj: S::Object =
+            decode::typed(value, self.info(), opts.field_validation, &req.warnings)
+                .map_err(|e| e.for_body(self.info()))?;
         self.strategy.default(&mut obj);
         Ok(obj)
     }
@@ -440,10 +453,14 @@ impl<S: Strategy> Registry<S> {
         new: &mut S::Object,
         subresource: Option<&str>,
     ) -> Result<(), ApiError> {
-        let manager = managed::manager_name(opts.field_manager.as_deref(), req.user_agent.as_deref());
+        let manager =
+            managed::manager_name(opts.field_manager.as_deref(), req.user_agent.as_deref());
         let time = serde_json::to_value(now()).unwrap_or_default();
         let gv = self.info().group_version();
-        let old_v = old.map(serde_json::to_value).transpose().map_err(internal)?;
+        let old_v = old
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(internal)?;
         let mut new_v = serde_json::to_value(&*new).map_err(internal)?;
         managed::record_update(
             old_v.as_ref(),
@@ -587,7 +604,12 @@ impl<S: Strategy> Registry<S> {
                 )));
             }
             new.metadata_mut().name = Some(name.to_string());
-            let pinned = match new.metadata().resource_version.as_deref().filter(|s| !s.is_empty()) {
+            let pinned = match new
+                .metadata()
+                .resource_version
+                .as_deref()
+                .filter(|s| !s.is_empty())
+            {
                 None if require_rv => {
                     return Err(ApiError::invalid(
                         GroupKind::new(self.gr.group.clone(), self.gr.resource.clone()),
@@ -614,7 +636,9 @@ impl<S: Strategy> Registry<S> {
                 namespace,
             };
             let mut errs = Vec::new();
-            if new.metadata().uid.as_deref().unwrap_or("") != old.metadata().uid.as_deref().unwrap_or("") {
+            if new.metadata().uid.as_deref().unwrap_or("")
+                != old.metadata().uid.as_deref().unwrap_or("")
+            {
                 errs.push(FieldError::invalid(
                     &FieldPath::new("metadata").child("uid"),
                     new.metadata().uid.clone().unwrap_or_default(),
@@ -624,7 +648,11 @@ impl<S: Strategy> Registry<S> {
             if status {
                 self.strategy.prepare_for_status_update(&mut new, &old);
                 errs.extend(validate_object_meta_update(new.metadata(), old.metadata()));
-                errs.extend(self.strategy.validate_status_update(&ctx, &mut new, &old).await);
+                errs.extend(
+                    self.strategy
+                        .validate_status_update(&ctx, &mut new, &old)
+                        .await,
+                );
             } else {
                 self.strategy.prepare_for_update(&mut new, &old);
                 errs.extend(validate_object_meta_update(new.metadata(), old.metadata()));
@@ -640,7 +668,13 @@ impl<S: Strategy> Registry<S> {
                 return Ok(Reply::Object { code: 200, json });
             }
             if record {
-                self.record_managed_fields(req, opts, Some(&old), &mut new, status.then_some("status"))?;
+                self.record_managed_fields(
+                    req,
+                    opts,
+                    Some(&old),
+                    &mut new,
+                    status.then_some("status"),
+                )?;
             }
             if opts.dry_run {
                 let json = self.served_bytes(&mut new, current_rev)?;
@@ -649,7 +683,11 @@ impl<S: Strategy> Registry<S> {
             if let Some(reply) = self.finish_deletion(&key, &mut new, current_rev).await? {
                 return Ok(reply);
             }
-            match self.store.update(&key, self.stored_bytes(&new)?, current_rev).await {
+            match self
+                .store
+                .update(&key, self.stored_bytes(&new)?, current_rev)
+                .await
+            {
                 Ok(rev) => {
                     let json = self.served_bytes(&mut new, rev)?;
                     return Ok(Reply::Object { code: 200, json });
@@ -673,7 +711,9 @@ impl<S: Strategy> Registry<S> {
         current_rev: Revision,
     ) -> Result<Option<Reply>, ApiError> {
         let meta = new.metadata();
-        if meta.deletion_timestamp.is_none() || meta.finalizers.as_ref().is_some_and(|f| !f.is_empty()) {
+        if meta.deletion_timestamp.is_none()
+            || meta.finalizers.as_ref().is_some_and(|f| !f.is_empty())
+        {
             return Ok(None);
         }
         match self.store.delete(key, Some(current_rev)).await {
@@ -744,8 +784,9 @@ impl<S: Strategy> Registry<S> {
                 PatchType::Apply => {}
             }
             decode::check_type_meta(&doc, &info)?;
-            let mut obj: S::Object = decode::typed(doc.clone(), &info, opts.field_validation, &warnings)
-                .map_err(|e| patched_invalid(&info, name, &doc, e))?;
+            let mut obj: S::Object =
+                decode::typed(doc.clone(), &info, opts.field_validation, &warnings)
+                    .map_err(|e| patched_invalid(&info, name, &doc, e))?;
             self.strategy.default(&mut obj);
             Ok(obj)
         })
@@ -937,7 +978,8 @@ impl<S: Strategy> WatchState<S> {
         if end {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let object = json!({"kind": self.kind, "apiVersion": self.api_version, "metadata": metadata});
+        let object =
+            json!({"kind": self.kind, "apiVersion": self.api_version, "metadata": metadata});
         WatchEvent {
             event_type: "BOOKMARK",
             object: to_bytes(&object).unwrap_or_default(),
@@ -1029,7 +1071,8 @@ impl<S: Strategy> Registry<S> {
     where
         F: FnMut(&S::Object) -> Result<S::Object, ApiError> + Send,
     {
-        self.update_with(req, opts, name, status, false, false, produce).await
+        self.update_with(req, opts, name, status, false, false, produce)
+            .await
     }
 
     pub(crate) async fn apply_create(

@@ -114,7 +114,10 @@ pub struct WatchEvent {
 /// What a resource answers.
 pub enum Reply {
     /// One object (its served JSON) with the HTTP code (200 or 201).
-    Object { code: u16, json: Bytes },
+    Object {
+        code: u16,
+        json: Bytes,
+    },
     /// A list: the list kind and metadata, and each item's served JSON.
     List {
         kind: String,
@@ -123,7 +126,10 @@ pub enum Reply {
         items: Vec<Bytes>,
     },
     /// A Status (delete success, ImageStreamMapping), with the HTTP code.
-    Status { code: u16, status: Value },
+    Status {
+        code: u16,
+        status: Value,
+    },
     Watch(BoxStream<'static, WatchEvent>),
 }
 

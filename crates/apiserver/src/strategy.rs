@@ -145,7 +145,12 @@ pub struct ObjectCodec<S: Strategy> {
 
 impl<S: Strategy> ObjectCodec<S> {
     /// The served form of a stored value.
-    pub fn served(&self, key: &str, value: &[u8], revision: Revision) -> Result<S::Object, CodecError> {
+    pub fn served(
+        &self,
+        key: &str,
+        value: &[u8],
+        revision: Revision,
+    ) -> Result<S::Object, CodecError> {
         let mut obj: S::Object =
             serde_json::from_slice(value).map_err(|source| CodecError::Json {
                 key: key.to_string(),

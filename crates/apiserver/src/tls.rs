@@ -70,7 +70,11 @@ impl ServingCerts {
 
     /// Loads `<dir>/apiserver.{crt,key}` and `<dir>/ca.crt`, generating them when absent.
     pub fn self_signed(dir: &Path, hosts: &[String]) -> Result<Self, TlsError> {
-        let (cert, key, ca) = (dir.join("apiserver.crt"), dir.join("apiserver.key"), dir.join("ca.crt"));
+        let (cert, key, ca) = (
+            dir.join("apiserver.crt"),
+            dir.join("apiserver.key"),
+            dir.join("ca.crt"),
+        );
         if cert.exists() && key.exists() && ca.exists() {
             return Ok(ServingCerts {
                 cert_pem: read(&cert)?,
@@ -130,7 +134,11 @@ fn generate(hosts: &[String]) -> Result<ServingCerts, TlsError> {
     params
         .distinguished_name
         .push(DnType::CommonName, "image-apiserver");
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     names.extend(hosts.iter().cloned());
     names.sort();
     names.dedup();

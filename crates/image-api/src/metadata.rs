@@ -48,7 +48,10 @@ pub fn extract(image: &mut Image, now: &str) -> Result<(), MetadataError> {
         .and_then(|m| m.get("Size"))
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    if image.docker_image_layers.as_ref().is_some_and(|l| !l.is_empty())
+    if image
+        .docker_image_layers
+        .as_ref()
+        .is_some_and(|l| !l.is_empty())
         && size > 0
         && !image.docker_image_manifest_media_type.is_empty()
     {
@@ -56,7 +59,10 @@ pub fn extract(image: &mut Image, now: &str) -> Result<(), MetadataError> {
     }
     let manifest: Value = serde_json::from_str(&image.docker_image_manifest)
         .map_err(|e| MetadataError::Manifest(e.to_string()))?;
-    let media_type = manifest.get("mediaType").and_then(Value::as_str).unwrap_or("");
+    let media_type = manifest
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if media_type == MANIFEST_LIST || media_type == OCI_INDEX {
         image.docker_image_manifest_media_type = media_type.to_string();
         image.docker_image_manifests = manifest_list_entries(&manifest);
@@ -66,7 +72,11 @@ pub fn extract(image: &mut Image, now: &str) -> Result<(), MetadataError> {
         image.docker_image_metadata = Some(meta);
         return Ok(());
     }
-    match manifest.get("schemaVersion").and_then(Value::as_i64).unwrap_or(0) {
+    match manifest
+        .get("schemaVersion")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+    {
         1 => extract_schema1(image, &manifest),
         2 => extract_schema2(image, &manifest, media_type),
         other => Err(MetadataError::UnknownSchema(other)),
@@ -82,7 +92,10 @@ fn normalize_layer_order(image: &mut Image) {
     let Some(layers) = image.docker_image_layers.as_mut().filter(|l| !l.is_empty()) else {
         return;
     };
-    let annotations = image.metadata.annotations.get_or_insert_with(Default::default);
+    let annotations = image
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default);
     if annotations.contains_key(LAYER_ORDER_ANNOTATION) {
         if annotations.get(LAYER_ORDER_ANNOTATION).map(String::as_str) == Some("descending") {
             layers.reverse();
@@ -121,7 +134,11 @@ fn manifest_list_entries(manifest: &Value) -> Vec<ImageManifest> {
         .unwrap_or_default()
 }
 
-fn extract_schema2(image: &mut Image, manifest: &Value, media_type: &str) -> Result<(), MetadataError> {
+fn extract_schema2(
+    image: &mut Image,
+    manifest: &Value,
+    media_type: &str,
+) -> Result<(), MetadataError> {
     image.docker_image_manifest_media_type = if !media_type.is_empty() {
         media_type.to_string()
     } else if image.docker_image_manifest_media_type.is_empty() {
@@ -130,7 +147,9 @@ fn extract_schema2(image: &mut Image, manifest: &Value, media_type: &str) -> Res
         image.docker_image_manifest_media_type.clone()
     };
     if image.docker_image_config.is_empty() {
-        return Err(MetadataError::EmptyConfig(image.docker_image_manifest_media_type.clone()));
+        return Err(MetadataError::EmptyConfig(
+            image.docker_image_manifest_media_type.clone(),
+        ));
     }
     if image.docker_image_layers.as_ref().is_none_or(Vec::is_empty) {
         let layers = manifest
@@ -139,9 +158,17 @@ fn extract_schema2(image: &mut Image, manifest: &Value, media_type: &str) -> Res
             .map(|ls| {
                 ls.iter()
                     .map(|l| ImageLayer {
-                        name: l.get("digest").and_then(Value::as_str).unwrap_or("").to_string(),
+                        name: l
+                            .get("digest")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
                         size: l.get("size").and_then(Value::as_i64).unwrap_or(0),
-                        media_type: l.get("mediaType").and_then(Value::as_str).unwrap_or("").to_string(),
+                        media_type: l
+                            .get("mediaType")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
                     })
                     .collect()
             })
@@ -155,7 +182,10 @@ fn extract_schema2(image: &mut Image, manifest: &Value, media_type: &str) -> Res
     }
     let config: Value = serde_json::from_str(&image.docker_image_config)
         .map_err(|e| MetadataError::Manifest(e.to_string()))?;
-    let config_digest = manifest.pointer("/config/digest").and_then(Value::as_str).unwrap_or("");
+    let config_digest = manifest
+        .pointer("/config/digest")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let mut seen = std::collections::BTreeSet::new();
     seen.insert(config_digest.to_string());
     let mut size = image.docker_image_config.len() as i64;
@@ -187,7 +217,12 @@ fn copy_config_fields(meta: &mut Value, config: &Value) {
         ("id", "Id"),
     ] {
         if let Some(v) = config.get(from).filter(|v| !v.is_null()) {
-            if to == "Id" && meta.get("Id").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+            if to == "Id"
+                && meta
+                    .get("Id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty())
+            {
                 continue;
             }
             meta[to] = v.clone();
@@ -216,7 +251,12 @@ fn extract_schema1(image: &mut Image, manifest: &Value) -> Result<(), MetadataEr
         .and_then(Value::as_array)
         .map(|l| {
             l.iter()
-                .map(|x| x.get("blobSum").and_then(Value::as_str).unwrap_or("").to_string())
+                .map(|x| {
+                    x.get("blobSum")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -230,7 +270,11 @@ fn extract_schema1(image: &mut Image, manifest: &Value) -> Result<(), MetadataEr
             .zip(&history)
             .map(|(sum, h)| ImageLayer {
                 name: sum.clone(),
-                size: h.get("Size").or_else(|| h.get("size")).and_then(Value::as_i64).unwrap_or(0),
+                size: h
+                    .get("Size")
+                    .or_else(|| h.get("size"))
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0),
                 media_type: SCHEMA1_LAYER_TYPE.to_string(),
             })
             .collect();
@@ -279,10 +323,15 @@ pub fn restore_immutable(new: &mut Image, old: &Image) {
         new.docker_image_manifest = old.docker_image_manifest.clone();
     }
     if new.docker_image_config != old.docker_image_config && !new.docker_image_config.is_empty() {
-        let manifest: Value = serde_json::from_str(&new.docker_image_manifest).unwrap_or(Value::Null);
-        let media_type = manifest.get("mediaType").and_then(Value::as_str).unwrap_or(&new.docker_image_manifest_media_type);
+        let manifest: Value =
+            serde_json::from_str(&new.docker_image_manifest).unwrap_or(Value::Null);
+        let media_type = manifest
+            .get("mediaType")
+            .and_then(Value::as_str)
+            .unwrap_or(&new.docker_image_manifest_media_type);
         let want = manifest.pointer("/config/digest").and_then(Value::as_str);
-        let ok = is_schema2_or_oci(media_type) && want == Some(sha256_digest(new.docker_image_config.as_bytes()).as_str());
+        let ok = is_schema2_or_oci(media_type)
+            && want == Some(sha256_digest(new.docker_image_config.as_bytes()).as_str());
         if !ok {
             new.docker_image_config = old.docker_image_config.clone();
         }
@@ -351,9 +400,15 @@ mod tests {
         assert_eq!(meta["kind"], "DockerImage");
         assert_eq!(meta["Architecture"], "amd64");
         assert_eq!(meta["Config"]["Cmd"], json!(["sh"]));
-        assert_eq!(meta["Size"], json!(img.docker_image_config.len() as i64 + 150));
+        assert_eq!(
+            meta["Size"],
+            json!(img.docker_image_config.len() as i64 + 150)
+        );
         assert_eq!(img.docker_image_manifest_media_type, SCHEMA2);
-        assert_eq!(img.metadata.annotations.as_ref().expect("a")[LAYER_ORDER_ANNOTATION], "ascending");
+        assert_eq!(
+            img.metadata.annotations.as_ref().expect("a")[LAYER_ORDER_ANNOTATION],
+            "ascending"
+        );
     }
 
     #[test]
@@ -399,7 +454,8 @@ mod tests {
     #[test]
     fn blob_stored_images_drop_manifest_and_config() {
         let mut img = schema2_image();
-        img.metadata.annotations = Some([(MANIFEST_BLOB_STORED.to_string(), "true".to_string())].into());
+        img.metadata.annotations =
+            Some([(MANIFEST_BLOB_STORED.to_string(), "true".to_string())].into());
         finish(&mut img);
         assert!(img.docker_image_manifest.is_empty());
         assert!(img.docker_image_config.is_empty());

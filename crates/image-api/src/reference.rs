@@ -277,11 +277,20 @@ mod tests {
     #[test]
     fn splits_registry_namespace_name() {
         let r = p("nginx");
-        assert_eq!((r.registry.as_str(), r.namespace.as_str(), r.name.as_str()), ("", "", "nginx"));
+        assert_eq!(
+            (r.registry.as_str(), r.namespace.as_str(), r.name.as_str()),
+            ("", "", "nginx")
+        );
         let r = p("library/nginx:1.25");
-        assert_eq!((r.namespace.as_str(), r.name.as_str(), r.tag.as_str()), ("library", "nginx", "1.25"));
+        assert_eq!(
+            (r.namespace.as_str(), r.name.as_str(), r.tag.as_str()),
+            ("library", "nginx", "1.25")
+        );
         let r = p("quay.io/ns/app/sub");
-        assert_eq!((r.registry.as_str(), r.namespace.as_str(), r.name.as_str()), ("quay.io", "ns", "app/sub"));
+        assert_eq!(
+            (r.registry.as_str(), r.namespace.as_str(), r.name.as_str()),
+            ("quay.io", "ns", "app/sub")
+        );
         let r = p(&format!("localhost:5000/a/b:t@{D}"));
         assert_eq!(r.registry, "localhost:5000");
         assert_eq!(r.tag, "t");
@@ -304,9 +313,18 @@ mod tests {
         assert_eq!(e("a:"), "invalid reference format");
         assert_eq!(e("a//b"), "invalid reference format");
         assert_eq!(e("a/b@sha256:x"), "invalid reference format");
-        assert_eq!(e(&format!("a@md5:{}", "0".repeat(32))), "unsupported digest algorithm");
-        assert_eq!(e(&format!("a@sha256:{}", "0".repeat(32))), "invalid checksum digest length");
-        assert_eq!(e(&"a".repeat(256)), "repository name must not be more than 255 characters");
+        assert_eq!(
+            e(&format!("a@md5:{}", "0".repeat(32))),
+            "unsupported digest algorithm"
+        );
+        assert_eq!(
+            e(&format!("a@sha256:{}", "0".repeat(32))),
+            "invalid checksum digest length"
+        );
+        assert_eq!(
+            e(&"a".repeat(256)),
+            "repository name must not be more than 255 characters"
+        );
         assert_eq!(e("-a"), "invalid reference format");
     }
 

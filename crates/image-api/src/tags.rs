@@ -47,7 +47,11 @@ pub fn sort_status_tags(stream: &mut ImageStream) {
 
 /// The current image of `tag` (empty means `latest`): `items[0]`.
 pub fn latest_tagged_image<'a>(stream: &'a ImageStream, tag: &str) -> Option<&'a TagEvent> {
-    let tag = if tag.is_empty() { crate::DEFAULT_IMAGE_TAG } else { tag };
+    let tag = if tag.is_empty() {
+        crate::DEFAULT_IMAGE_TAG
+    } else {
+        tag
+    };
     stream
         .status_tag(tag)
         .and_then(|l| l.items.as_ref())
@@ -147,7 +151,10 @@ mod tests {
         let mut s = ImageStream::default();
         assert!(add_tag_event(&mut s, "t", ev("r1", "i1", 1)));
         assert!(!add_tag_event(&mut s, "t", ev("r1", "i1", 1)), "identical");
-        assert!(add_tag_event(&mut s, "t", ev("r1", "i1", 2)), "generation only");
+        assert!(
+            add_tag_event(&mut s, "t", ev("r1", "i1", 2)),
+            "generation only"
+        );
         assert_eq!(items(&s, "t"), vec![("r1".into(), "i1".into(), 2)]);
         assert!(add_tag_event(&mut s, "t", ev("r1", "i2", 3)), "same ref");
         assert_eq!(items(&s, "t"), vec![("r1".into(), "i2".into(), 3)]);
@@ -216,7 +223,10 @@ mod tests {
             ..Default::default()
         }];
         let e = ev("quay.io/a/b@sha256:x", "sha256:x", 1);
-        assert_eq!(resolve_reference(&s, "t", &e), "registry.svc:5000/ns/is@sha256:x");
+        assert_eq!(
+            resolve_reference(&s, "t", &e),
+            "registry.svc:5000/ns/is@sha256:x"
+        );
         assert_eq!(resolve_reference(&s, "other", &e), "quay.io/a/b@sha256:x");
         s.status.docker_image_repository.clear();
         assert_eq!(resolve_reference(&s, "t", &e), "quay.io/a/b@sha256:x");

@@ -46,33 +46,47 @@ macro_rules! object {
 // ---------------------------------------------------------------------------------------------
 // ImageStream
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// An ImageStream is a named set of tags, each pointing at a container image. spec.tags says what each tag should follow: an image in an external registry (imported with the namespace's pull secrets), or another tag or image of an image stream. status.tags records, per tag, the images it has pointed to, newest first. Anyone who can read a stream may tag its images into their own streams.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-group-version-kind" = [{"group": "image.openshift.io", "kind": "ImageStream", "version": "v1"}]))]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageStream")]
 pub struct ImageStream {
+    /// Kind is a string value representing the REST resource this object represents.
     #[serde(default, skip_serializing_if = "is_empty_str")]
     pub kind: String,
+    /// APIVersion defines the versioned schema of this representation of an object.
     #[serde(default, skip_serializing_if = "is_empty_str")]
     pub api_version: String,
+    /// metadata is the standard object's metadata.
     #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: ObjectMeta,
+    /// spec describes the desired state of this stream
     #[serde(default, deserialize_with = "null_as_default")]
     pub spec: ImageStreamSpec,
+    /// status describes the current state of this stream
     #[serde(default, deserialize_with = "null_as_default")]
     pub status: ImageStreamStatus,
 }
 object!(ImageStream);
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// ImageStreamSpec is the desired state of an image stream.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageStreamSpec")]
 pub struct ImageStreamSpec {
+    /// lookupPolicy controls how other resources reference images within this namespace.
     #[serde(default, deserialize_with = "null_as_default")]
     pub lookup_policy: ImageLookupPolicy,
+    /// dockerImageRepository (deprecated) names a repository whose tags this stream imports. Use spec.tags[].from with kind DockerImage instead.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "is_empty_str"
     )]
     pub docker_image_repository: String,
+    /// tags map arbitrary string values to specific image locators
+    #[schemars(extend("x-kubernetes-patch-merge-key" = "name", "x-kubernetes-patch-strategy" = "merge"))]
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -81,38 +95,67 @@ pub struct ImageStreamSpec {
     pub tags: Vec<TagReference>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// ImageLookupPolicy controls whether short image names in the namespace resolve to this stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageLookupPolicy")]
 pub struct ImageLookupPolicy {
+    /// local, when true, lets short image names in this namespace (such as "app" or "app:v1") resolve to this stream's images by ID instead of a remote registry, honoring each tag's referencePolicy.
     #[serde(default, deserialize_with = "null_as_default")]
     pub local: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// TagReference is one spec tag: what it follows and how it is imported and consumed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.TagReference")]
 pub struct TagReference {
+    /// Name of the tag
     #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
+    /// annotations are copied onto images read through this tag's ImageStreamTag.
     #[serde(default)]
     pub annotations: Option<BTreeMap<String, String>>,
+    /// from is what this tag follows: a DockerImage pull spec, or an ImageStreamTag (`<tag>` or `<stream>:<tag>`) or ImageStreamImage (`<stream>@<id>`), optionally in another namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<ObjectReference>,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "is_false")]
+    /// reference, when true, records the DockerImage pull spec as is instead of importing it.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_false"
+    )]
     pub reference: bool,
+    /// generation is the stream generation at which this tag's reference last changed; the server sets it. An importer compares it with the generation recorded in status to decide whether to import again. Setting it to 0 asks for a new import; leaving it unset keeps the stored value.
     #[serde(default)]
     pub generation: Option<i64>,
+    /// ImportPolicy is information that controls how images may be imported by the server.
     #[serde(default, deserialize_with = "null_as_default")]
     pub import_policy: TagImportPolicy,
+    /// ReferencePolicy defines how other components should consume the image.
     #[serde(default, deserialize_with = "null_as_default")]
     pub reference_policy: TagReferencePolicy,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// TagImportPolicy controls how images related to this tag will be imported.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.TagImportPolicy")]
 pub struct TagImportPolicy {
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "is_false")]
+    /// insecure allows imports over plain HTTP or without certificate verification.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_false"
+    )]
     pub insecure: bool,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "is_false")]
+    /// scheduled asks for periodic re-import of this tag.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_false"
+    )]
     pub scheduled: bool,
+    /// importMode is Legacy (import one platform of a manifest list) or PreserveOriginal (import the list and every platform).
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -121,8 +164,11 @@ pub struct TagImportPolicy {
     pub import_mode: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// TagReferencePolicy chooses which pull spec consumers of a tag receive.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.TagReferencePolicy")]
 pub struct TagReferencePolicy {
+    /// type chooses the pull spec a tag resolves to: `Source` (the default) keeps the image's original location; `Local` points at the integrated registry, which pulls through from the source.
     #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     pub type_: String,
 }
@@ -132,17 +178,23 @@ pub const REFERENCE_POLICY_LOCAL: &str = "Local";
 pub const IMPORT_MODE_LEGACY: &str = "Legacy";
 pub const IMPORT_MODE_PRESERVE_ORIGINAL: &str = "PreserveOriginal";
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// ImageStreamStatus contains information about the state of this image stream.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageStreamStatus")]
 pub struct ImageStreamStatus {
+    /// dockerImageRepository is where this stream can be pulled from (the integrated registry when one is configured).
     #[serde(default, deserialize_with = "null_as_default")]
     pub docker_image_repository: String,
+    /// publicDockerImageRepository is where this stream can be pulled from outside the cluster, if the registry is exposed.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "is_empty_str"
     )]
     pub public_docker_image_repository: String,
+    /// tags holds, per tag, the images it has pointed to, newest first: items[0] is the current image.
+    #[schemars(extend("x-kubernetes-patch-merge-key" = "tag", "x-kubernetes-patch-strategy" = "merge"))]
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -151,13 +203,18 @@ pub struct ImageStreamStatus {
     pub tags: Vec<NamedTagEventList>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// NamedTagEventList relates a tag to its image history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.NamedTagEventList")]
 pub struct NamedTagEventList {
+    /// Tag is the tag for which the history is recorded
     #[serde(default, deserialize_with = "null_as_default")]
     pub tag: String,
+    /// items are the tag's images, newest first.
     #[serde(default)]
     pub items: Option<Vec<TagEvent>>,
+    /// Conditions is an array of conditions that apply to the tag event list.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -166,67 +223,91 @@ pub struct NamedTagEventList {
     pub conditions: Vec<TagEventCondition>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// TagEvent is used by ImageStreamStatus to keep a historical record of images associated with a tag.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.TagEvent")]
 pub struct TagEvent {
+    /// Created holds the time the TagEvent was created
     #[serde(default)]
     pub created: Option<Time>,
+    /// DockerImageReference is the string that can be used to pull this image
     #[serde(default, deserialize_with = "null_as_default")]
     pub docker_image_reference: String,
+    /// Image is the image
     #[serde(default, deserialize_with = "null_as_default")]
     pub image: String,
+    /// generation is the spec tag generation that produced this event.
     #[serde(default, deserialize_with = "null_as_default")]
     pub generation: i64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// TagEventCondition contains condition information for a tag event.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.TagEventCondition")]
 pub struct TagEventCondition {
+    /// Type of tag event condition, currently only ImportSuccess
     #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     pub type_: String,
+    /// Status of the condition, one of True, False, Unknown.
     #[serde(default, deserialize_with = "null_as_default")]
     pub status: String,
+    /// lastTransitionTime is when the condition last changed status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
+    /// Reason is a brief machine readable explanation for the condition's last transition.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "is_empty_str"
     )]
     pub reason: String,
+    /// Message is a human readable description of the details about last transition, complementing reason.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "is_empty_str"
     )]
     pub message: String,
+    /// generation is the spec tag generation this condition is about.
     #[serde(default, deserialize_with = "null_as_default")]
     pub generation: i64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// ImageStreamList is a list of ImageStream objects.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-group-version-kind" = [{"group": "image.openshift.io", "kind": "ImageStreamList", "version": "v1"}]))]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageStreamList")]
 pub struct ImageStreamList {
     #[serde(default, skip_serializing_if = "is_empty_str")]
     pub kind: String,
     #[serde(default, skip_serializing_if = "is_empty_str")]
     pub api_version: String,
+    /// metadata is the standard list's metadata.
     pub metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta,
+    /// Items is a list of imageStreams
     pub items: Vec<ImageStream>,
 }
 
 // ---------------------------------------------------------------------------------------------
 // Image
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// An Image records one container image: its manifest digest (the name, by convention), pull spec, layers, config metadata and signatures. Images are cluster scoped and mostly managed by the registry and importers; users usually reach them through image stream tags.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-group-version-kind" = [{"group": "image.openshift.io", "kind": "Image", "version": "v1"}]))]
+#[schemars(rename = "com.github.openshift.api.image.v1.Image")]
 pub struct Image {
     #[serde(default, skip_serializing_if = "is_empty_str")]
     pub kind: String,
     #[serde(default, skip_serializing_if = "is_empty_str")]
     pub api_version: String,
+    /// metadata is the standard object's metadata.
     #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: ObjectMeta,
+    /// DockerImageReference is the string that can be used to pull this image.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -234,46 +315,56 @@ pub struct Image {
     )]
     pub docker_image_reference: String,
     /// The legacy `DockerImage` object (`image.openshift.io/1.0`), kept as JSON.
+    /// DockerImageMetadata contains metadata about this image
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_image_metadata: Option<serde_json::Value>,
+    /// dockerImageMetadataVersion is the version of dockerImageMetadata ("1.0" when empty).
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "is_empty_str"
     )]
     pub docker_image_metadata_version: String,
+    /// DockerImageManifest is the raw JSON of the manifest
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "is_empty_str"
     )]
     pub docker_image_manifest: String,
+    /// dockerImageLayers are the image's layers, base first; empty for manifest lists.
     #[serde(default)]
     pub docker_image_layers: Option<Vec<ImageLayer>>,
+    /// Signatures holds all signatures of the image.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub signatures: Vec<ImageSignature>,
+    /// dockerImageSignatures are schema 1 manifest signatures, as opaque blobs.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(with = "Vec<String>")]
     pub docker_image_signatures: Vec<k8s_openapi::ByteString>,
+    /// DockerImageManifestMediaType specifies the mediaType of manifest. This is a part of manifest schema v2.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "is_empty_str"
     )]
     pub docker_image_manifest_media_type: String,
+    /// dockerImageConfig is the raw image config JSON (schema 2 and OCI images).
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "is_empty_str"
     )]
     pub docker_image_config: String,
+    /// dockerImageManifests lists the per-platform manifests of a manifest list or OCI index; such images have no layers of their own.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -283,30 +374,43 @@ pub struct Image {
 }
 object!(Image);
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// ImageLayer represents a single layer of the image. Some images may have multiple layers. Some may have none.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageLayer")]
 pub struct ImageLayer {
+    /// Name of the layer as defined by the underlying store.
     #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
+    /// Size of the layer in bytes as defined by the underlying store.
     #[serde(default, deserialize_with = "null_as_default")]
     pub size: i64,
+    /// MediaType of the referenced object.
     #[serde(default, deserialize_with = "null_as_default")]
     pub media_type: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// ImageManifest describes one platform manifest of a manifest list; its digest names an Image.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageManifest")]
 pub struct ImageManifest {
+    /// Digest is the unique identifier for the manifest. It refers to an Image object.
     #[serde(default, deserialize_with = "null_as_default")]
     pub digest: String,
+    /// mediaType is the manifest's media type (OCI, Docker schema 2 or schema 1).
     #[serde(default, deserialize_with = "null_as_default")]
     pub media_type: String,
+    /// ManifestSize represents the size of the raw object contents, in bytes.
     #[serde(default, deserialize_with = "null_as_default")]
     pub manifest_size: i64,
+    /// Architecture specifies the supported CPU architecture, for example `amd64` or `ppc64le`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub architecture: String,
+    /// OS specifies the operating system, for example `linux`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub os: String,
+    /// variant distinguishes CPU variants, such as v8 for arm64.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -315,58 +419,78 @@ pub struct ImageManifest {
     pub variant: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// ImageList is a list of Image objects.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-group-version-kind" = [{"group": "image.openshift.io", "kind": "ImageList", "version": "v1"}]))]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageList")]
 pub struct ImageList {
     #[serde(default, skip_serializing_if = "is_empty_str")]
     pub kind: String,
     #[serde(default, skip_serializing_if = "is_empty_str")]
     pub api_version: String,
+    /// metadata is the standard list's metadata.
     pub metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta,
+    /// Items is a list of images
     pub items: Vec<Image>,
 }
 
 // ---------------------------------------------------------------------------------------------
 // ImageSignature (stored inside Image.signatures)
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// An ImageSignature is a signature of an image, stored inside the Image. type and content are given by the signer; the other fields describe what verification found.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-group-version-kind" = [{"group": "image.openshift.io", "kind": "ImageSignature", "version": "v1"}]))]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageSignature")]
 pub struct ImageSignature {
     #[serde(default, skip_serializing_if = "is_empty_str")]
     pub kind: String,
     #[serde(default, skip_serializing_if = "is_empty_str")]
     pub api_version: String,
+    /// metadata is the standard object's metadata.
     #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: ObjectMeta,
+    /// Required: Describes a type of stored blob.
     #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     pub type_: String,
+    /// Required: An opaque binary string which is an image's signature.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schemars(with = "String")]
     pub content: k8s_openapi::ByteString,
+    /// Conditions represent the latest available observations of a signature's current state.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub conditions: Vec<SignatureCondition>,
+    /// imageIdentity names the signed image in human terms, such as a product and version or a pull spec.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "is_empty_str"
     )]
     pub image_identity: String,
+    /// Contains claims from the signature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_claims: Option<BTreeMap<String, String>>,
+    /// If specified, it is the time of signature's creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<Time>,
+    /// issuedBy describes who issued the signing certificate or key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_by: Option<SignatureIssuer>,
+    /// issuedTo describes whom the signing certificate or key was issued to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_to: Option<SignatureSubject>,
 }
 object!(ImageSignature);
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// SignatureCondition describes an image signature condition of particular kind at particular probe time.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.SignatureCondition")]
 pub struct SignatureCondition {
     #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     pub type_: String,
@@ -390,8 +514,10 @@ pub struct SignatureCondition {
     pub message: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// SignatureIssuer holds information about an issuer of signing certificate or key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.SignatureIssuer")]
 pub struct SignatureIssuer {
     #[serde(
         default,
@@ -407,8 +533,10 @@ pub struct SignatureIssuer {
     pub common_name: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// SignatureSubject holds information about a person or entity who created the signature.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.SignatureSubject")]
 pub struct SignatureSubject {
     #[serde(
         default,
@@ -479,19 +607,26 @@ mod tests {
         )
         .expect("decode");
         let v = serde_json::to_value(&is).expect("encode");
-        assert_eq!(v["spec"]["lookupPolicy"], serde_json::json!({"local": false}));
+        assert_eq!(
+            v["spec"]["lookupPolicy"],
+            serde_json::json!({"local": false})
+        );
         assert_eq!(v["spec"]["tags"][0]["annotations"], serde_json::Value::Null);
         assert_eq!(v["spec"]["tags"][0]["generation"], serde_json::Value::Null);
         assert_eq!(v["spec"]["tags"][0]["importPolicy"], serde_json::json!({}));
-        assert_eq!(v["status"], serde_json::json!({"dockerImageRepository": ""}));
+        assert_eq!(
+            v["status"],
+            serde_json::json!({"dockerImageRepository": ""})
+        );
         assert!(v.get("kind").is_none());
     }
 
     #[test]
     fn nulls_decode_as_zero_values() {
-        let is: ImageStream =
-            serde_json::from_str(r#"{"metadata":null,"spec":{"tags":null,"dockerImageRepository":null},"status":null}"#)
-                .expect("decode");
+        let is: ImageStream = serde_json::from_str(
+            r#"{"metadata":null,"spec":{"tags":null,"dockerImageRepository":null},"status":null}"#,
+        )
+        .expect("decode");
         assert!(is.spec.tags.is_empty());
         let img: Image = serde_json::from_str(
             r#"{"metadata":{"name":"sha256:x"},"dockerImageLayers":null,"dockerImageReference":"r"}"#,

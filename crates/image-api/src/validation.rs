@@ -204,7 +204,10 @@ pub fn validate_image_fields(image: &Image) -> Vec<FieldError> {
         ));
     }
     for (i, sig) in image.signatures.iter().enumerate() {
-        errs.extend(validate_signature(sig, &FieldPath::new("signatures").index(i)));
+        errs.extend(validate_signature(
+            sig,
+            &FieldPath::new("signatures").index(i),
+        ));
     }
     errs.extend(validate_manifests(image));
     errs
@@ -267,7 +270,10 @@ fn validate_manifests(image: &Image) -> Vec<FieldError> {
         }
     }
     if !image.docker_image_manifests.is_empty()
-        && image.docker_image_layers.as_ref().is_some_and(|l| !l.is_empty())
+        && image
+            .docker_image_layers
+            .as_ref()
+            .is_some_and(|l| !l.is_empty())
     {
         errs.push(FieldError::invalid(
             &FieldPath::new("dockerImageLayers"),
@@ -304,7 +310,12 @@ pub fn validate_signature(sig: &ImageSignature, path: &FieldPath) -> Vec<FieldEr
             "signature labels cannot be set",
         ));
     }
-    if sig.metadata.annotations.as_ref().is_some_and(|a| !a.is_empty()) {
+    if sig
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| !a.is_empty())
+    {
         errs.push(FieldError::forbidden(
             &meta.child("annotations"),
             "signature annotations cannot be set",
@@ -480,7 +491,10 @@ mod tests {
             },
             ..Default::default()
         };
-        let msgs = messages(&validate_signature(&sig, &FieldPath::new("signatures").index(0)));
+        let msgs = messages(&validate_signature(
+            &sig,
+            &FieldPath::new("signatures").index(0),
+        ));
         assert_eq!(
             msgs,
             vec![

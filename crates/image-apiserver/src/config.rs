@@ -72,6 +72,11 @@ pub struct ServerConfig {
     #[arg(long, default_value = "")]
     pub internal_registry_hostname: String,
 
+    /// Events each watch cache keeps for watches that resume from a past resourceVersion
+    /// (kube's flag name); older resourceVersions get 410 Expired.
+    #[arg(long, default_value_t = 10_000)]
+    pub default_watch_cache_size: usize,
+
     /// The integrated registry's public host (the first of externalRegistryHostnames).
     #[arg(long, default_value = "")]
     pub external_registry_hostname: String,

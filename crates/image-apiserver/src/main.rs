@@ -78,7 +78,9 @@ async fn main() {
     }
 }
 
-async fn open_store(config: &ServerConfig) -> Result<(Arc<dyn Store>, Option<EmbeddedStore>), StartError> {
+async fn open_store(
+    config: &ServerConfig,
+) -> Result<(Arc<dyn Store>, Option<EmbeddedStore>), StartError> {
     Ok(match config.storage_backend {
         StorageBackend::Embedded => {
             let store = EmbeddedStore::open(&config.data_dir, Options::default())?;
@@ -109,12 +111,20 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
         external: config.external_registry_hostname.clone(),
         import_mode: image_api::IMPORT_MODE_LEGACY.to_string(),
     };
+    let cache_config = CacheConfig {
+        history_capacity: config.default_watch_cache_size.max(1),
+        ..CacheConfig::default()
+    };
     let streams = Arc::new(Registry::new(
         ImageStreamStrategy::new(hosts, store.clone()),
         store.clone(),
-        CacheConfig::default(),
+        cache_config.clone(),
     ));
-    let images = Arc::new(Registry::new(ImageStrategy::default(), store.clone(), CacheConfig::default()));
+    let images = Arc::new(Registry::new(
+        ImageStrategy::default(),
+        store.clone(),
+        cache_config,
+    ));
 
     let certs = match (&config.tls_cert_file, &config.tls_private_key_file) {
         (Some(cert), Some(key)) => ServingCerts::from_files(cert, key)?,
@@ -161,7 +171,8 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
         };
         return Err(StartError::Serve(err));
     };
-    let kubeconfig = credentials::write_kubeconfig(&config, local, &certs.ca_pem, admin_token.as_deref())?;
+    let kubeconfig =
+        credentials::write_kubeconfig(&config, local, &certs.ca_pem, admin_token.as_deref())?;
     tracing::info!(address = %local, kubeconfig = %kubeconfig.display(), "serving");
     println!("image-apiserver listening on https://{local}");
     println!("admin kubeconfig: {}", kubeconfig.display());

@@ -19,7 +19,16 @@ pub fn info() -> ResourceInfo {
         singular: "image",
         kind: "Image",
         namespaced: false,
-        verbs: &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+        verbs: &[
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ],
         short_names: &[],
         categories: &[],
         stored: true,
@@ -69,7 +78,11 @@ impl Strategy for ImageStrategy {
         extract_metadata(obj);
     }
 
-    async fn validate_create(&self, _ctx: &StrategyContext<'_>, obj: &mut Image) -> Vec<FieldError> {
+    async fn validate_create(
+        &self,
+        _ctx: &StrategyContext<'_>,
+        obj: &mut Image,
+    ) -> Vec<FieldError> {
         validate_image_fields(obj)
     }
 
@@ -78,7 +91,12 @@ impl Strategy for ImageStrategy {
         extract_metadata(new);
     }
 
-    async fn validate_update(&self, _ctx: &StrategyContext<'_>, new: &mut Image, _old: &Image) -> Vec<FieldError> {
+    async fn validate_update(
+        &self,
+        _ctx: &StrategyContext<'_>,
+        new: &mut Image,
+        _old: &Image,
+    ) -> Vec<FieldError> {
         validate_image_fields(new)
     }
 
@@ -88,7 +106,11 @@ impl Strategy for ImageStrategy {
     }
 
     fn table_columns(&self) -> Vec<ColumnDefinition> {
-        vec![ColumnDefinition::new("Image Reference", "string", "The string that can be used to pull this image")]
+        vec![ColumnDefinition::new(
+            "Image Reference",
+            "string",
+            "The string that can be used to pull this image",
+        )]
     }
 
     fn table_cells(&self, obj: &Image) -> Vec<Value> {

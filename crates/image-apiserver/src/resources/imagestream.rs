@@ -10,7 +10,9 @@ use apiserver::registry::now;
 use apiserver::strategy::{Strategy, StrategyContext};
 use async_trait::async_trait;
 use image_api::reference::{digest_or_image_matches, DockerImageReference};
-use image_api::tags::{add_tag_event, latest_tagged_image, new_event, sort_status_tags, update_tracking_tags};
+use image_api::tags::{
+    add_tag_event, latest_tagged_image, new_event, sort_status_tags, update_tracking_tags,
+};
 use image_api::validation::{image_stream_name_errors, validate_image_stream_fields};
 use image_api::{ImageStream, TagEvent, TagReference};
 use serde_json::Value;
@@ -26,7 +28,16 @@ pub fn info() -> ResourceInfo {
         singular: "imagestream",
         kind: "ImageStream",
         namespaced: true,
-        verbs: &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+        verbs: &[
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ],
         short_names: &["is"],
         categories: &["all"],
         stored: true,
@@ -63,35 +74,54 @@ impl ImageStreamStrategy {
             .map_err(|e| e.to_string())?;
         match got.kv {
             None => Ok(None),
-            Some(kv) => serde_json::from_slice(&kv.value).map(Some).map_err(|e| e.to_string()),
+            Some(kv) => serde_json::from_slice(&kv.value)
+                .map(Some)
+                .map_err(|e| e.to_string()),
         }
     }
 
     /// `tagsChanged` (spec §6.1c): resolves the tags of `stream` that are new or changed
     /// against `old` into tag events, then updates tracking tags.
-    async fn tags_changed(&self, old: Option<&ImageStream>, stream: &mut ImageStream) -> Vec<FieldError> {
+    async fn tags_changed(
+        &self,
+        old: Option<&ImageStream>,
+        stream: &mut ImageStream,
+    ) -> Vec<FieldError> {
         let mut errs = Vec::new();
         let namespace = stream.metadata.namespace.clone().unwrap_or_default();
         let name = stream.metadata.name.clone().unwrap_or_default();
         let tags: Vec<TagReference> = stream.spec.tags.clone();
         let mut changed_tags = Vec::new();
         for tag in tags {
-            let Some(from) = tag.from.clone() else { continue };
+            let Some(from) = tag.from.clone() else {
+                continue;
+            };
             let old_tag = old.and_then(|o| o.spec_tag(&tag.name));
             if old_tag.is_some_and(|o| !tag_ref_changed(o, &tag, &namespace)) {
                 continue;
             }
-            let path = FieldPath::new("spec").child("tags").key(&tag.name).child("from");
+            let path = FieldPath::new("spec")
+                .child("tags")
+                .key(&tag.name)
+                .child("from");
             let generation = tag.generation.unwrap_or(0);
             let from_name = from.name.clone().unwrap_or_default();
             let event = match from.kind.as_deref().unwrap_or("") {
-                "DockerImage" if tag.reference => Some(new_event(&from_name, "", generation, now())),
+                "DockerImage" if tag.reference => {
+                    Some(new_event(&from_name, "", generation, now()))
+                }
                 "ImageStreamTag" | "ImageStreamImage" => {
                     match self.resolve(stream, &namespace, &name, &from, &path).await {
                         Ok(ev) => ev.map(|mut e| {
                             e.created = Some(now());
                             e.generation = generation;
-                            self.rewrite_internal_reference(&mut e, &from, &namespace, &name, tag.reference);
+                            self.rewrite_internal_reference(
+                                &mut e,
+                                &from,
+                                &namespace,
+                                &name,
+                                tag.reference,
+                            );
                             e
                         }),
                         Err(e) => {
@@ -137,7 +167,11 @@ impl ImageStreamStrategy {
                 "must be of the form <tag>, <repo>:<tag>, <id>, or <repo>@<id>",
             ));
         }
-        let src_ns = from.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| namespace.to_string());
+        let src_ns = from
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| namespace.to_string());
         let fetched;
         let source = if src_ns == namespace && src_name == name {
             stream
@@ -147,7 +181,12 @@ impl ImageStreamStrategy {
                     fetched = s;
                     &fetched
                 }
-                Ok(None) => return Err(FieldError::not_found(&path.child("name"), from_name.as_str())),
+                Ok(None) => {
+                    return Err(FieldError::not_found(
+                        &path.child("name"),
+                        from_name.as_str(),
+                    ))
+                }
                 Err(e) => {
                     return Err(FieldError::internal(
                         &path.child("name"),
@@ -162,7 +201,9 @@ impl ImageStreamStrategy {
         let mut matches: Vec<&TagEvent> = Vec::new();
         for list in &source.status.tags {
             for item in list.items.iter().flatten() {
-                if digest_or_image_matches(&item.image, &part) && !matches.iter().any(|m| m.image == item.image) {
+                if digest_or_image_matches(&item.image, &part)
+                    && !matches.iter().any(|m| m.image == item.image)
+                {
                     matches.push(item);
                 }
             }
@@ -201,7 +242,11 @@ impl ImageStreamStrategy {
         let Ok(mut r) = DockerImageReference::parse(&event.docker_image_reference) else {
             return;
         };
-        let src_ns = from.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| namespace.to_string());
+        let src_ns = from
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| namespace.to_string());
         if r.registry == *internal && r.namespace == src_ns {
             r.namespace = namespace.to_string();
             r.name = name.to_string();
@@ -214,7 +259,9 @@ impl ImageStreamStrategy {
 /// `tagRefChanged` (spec §2.6).
 fn tag_ref_changed(old: &TagReference, new: &TagReference, stream_ns: &str) -> bool {
     let Some(from) = &new.from else { return false };
-    if from.kind.as_deref().unwrap_or("").is_empty() && from.name.as_deref().unwrap_or("").is_empty() {
+    if from.kind.as_deref().unwrap_or("").is_empty()
+        && from.name.as_deref().unwrap_or("").is_empty()
+    {
         return false;
     }
     let ns = |r: &TagReference| {
@@ -224,7 +271,12 @@ fn tag_ref_changed(old: &TagReference, new: &TagReference, stream_ns: &str) -> b
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| stream_ns.to_string())
     };
-    let name = |r: &TagReference| r.from.as_ref().and_then(|f| f.name.clone()).unwrap_or_default();
+    let name = |r: &TagReference| {
+        r.from
+            .as_ref()
+            .and_then(|f| f.name.clone())
+            .unwrap_or_default()
+    };
     ns(old) != ns(new)
         || name(old) != name(new)
         || old.reference != new.reference
@@ -262,7 +314,12 @@ impl Strategy for ImageStreamStrategy {
     }
 
     fn decorate(&self, obj: &mut ImageStream) {
-        let ns = obj.metadata.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into());
+        let ns = obj
+            .metadata
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into());
         let name = obj.metadata.name.clone().unwrap_or_default();
         obj.status.docker_image_repository = if self.hosts.internal.is_empty() {
             obj.spec.docker_image_repository.clone()
@@ -298,7 +355,11 @@ impl Strategy for ImageStreamStrategy {
         self.decorate(obj);
     }
 
-    async fn validate_create(&self, _ctx: &StrategyContext<'_>, obj: &mut ImageStream) -> Vec<FieldError> {
+    async fn validate_create(
+        &self,
+        _ctx: &StrategyContext<'_>,
+        obj: &mut ImageStream,
+    ) -> Vec<FieldError> {
         let mut errs = self.tags_changed(None, obj).await;
         errs.extend(validate_image_stream_fields(obj));
         errs
@@ -351,15 +412,25 @@ impl Strategy for ImageStreamStrategy {
         let generation = old.metadata.generation.unwrap_or(0);
         let spec_tags = new.spec.tags.clone();
         for list in &mut new.status.tags {
-            let Some(first) = list.items.as_mut().and_then(|i| i.first_mut()) else { continue };
+            let Some(first) = list.items.as_mut().and_then(|i| i.first_mut()) else {
+                continue;
+            };
             if first.generation != 0 {
                 continue;
             }
-            let old_first = old.status_tag(&list.tag).and_then(|l| l.items.as_ref()).and_then(|i| i.first());
+            let old_first = old
+                .status_tag(&list.tag)
+                .and_then(|l| l.items.as_ref())
+                .and_then(|i| i.first());
             let unchanged = old_first.is_none_or(|o| {
-                o.image == first.image && o.docker_image_reference == first.docker_image_reference && o.generation <= first.generation
+                o.image == first.image
+                    && o.docker_image_reference == first.docker_image_reference
+                    && o.generation <= first.generation
             });
-            let spec_gen = spec_tags.iter().find(|t| t.name == list.tag).and_then(|t| t.generation);
+            let spec_gen = spec_tags
+                .iter()
+                .find(|t| t.name == list.tag)
+                .and_then(|t| t.generation);
             first.generation = match (unchanged, spec_gen) {
                 (true, _) | (false, None) => generation,
                 (false, Some(g)) => g,
@@ -378,13 +449,22 @@ impl Strategy for ImageStreamStrategy {
         let mut errs = Vec::new();
         for list in &new.status.tags {
             for (i, item) in list.items.iter().flatten().enumerate() {
-                let known = old.status.tags.iter().flat_map(|l| l.items.iter().flatten()).any(|o| o.docker_image_reference == item.docker_image_reference);
+                let known = old
+                    .status
+                    .tags
+                    .iter()
+                    .flat_map(|l| l.items.iter().flatten())
+                    .any(|o| o.docker_image_reference == item.docker_image_reference);
                 if known {
                     continue;
                 }
                 if let Err(e) = DockerImageReference::parse(&item.docker_image_reference) {
                     errs.push(FieldError::invalid(
-                        &path.key(&list.tag).child("items").index(i).child("dockerImageReference"),
+                        &path
+                            .key(&list.tag)
+                            .child("items")
+                            .index(i)
+                            .child("dockerImageReference"),
                         item.docker_image_reference.as_str(),
                         e.to_string(),
                     ));
@@ -396,8 +476,14 @@ impl Strategy for ImageStreamStrategy {
 
     fn selectable_fields(&self, obj: &ImageStream) -> Vec<(&'static str, String)> {
         vec![
-            ("spec.dockerImageRepository", obj.spec.docker_image_repository.clone()),
-            ("status.dockerImageRepository", obj.status.docker_image_repository.clone()),
+            (
+                "spec.dockerImageRepository",
+                obj.spec.docker_image_repository.clone(),
+            ),
+            (
+                "status.dockerImageRepository",
+                obj.status.docker_image_repository.clone(),
+            ),
         ]
     }
 
@@ -408,7 +494,11 @@ impl Strategy for ImageStreamStrategy {
     fn table_columns(&self) -> Vec<ColumnDefinition> {
         vec![
             ColumnDefinition::new("Image Repository", "string", "Image repository"),
-            ColumnDefinition::new("Tags", "string", "Tags in the image stream, most recently updated first"),
+            ColumnDefinition::new(
+                "Tags",
+                "string",
+                "Tags in the image stream, most recently updated first",
+            ),
             ColumnDefinition::new("Updated", "string", "Time of the most recent tag update"),
         ]
     }
@@ -507,10 +597,15 @@ mod tests {
     fn tags_column_orders_newest_first_and_summarizes() {
         let s = stream_with_tags(&[("a", 10), ("b", 30), ("c", 20)]);
         assert_eq!(tags_column(&s), ("b,c,a".to_string(), Some(30)));
-        let many: Vec<(String, i64)> = (0..20).map(|i| (format!("tag-number-{i:02}"), 100 - i)).collect();
+        let many: Vec<(String, i64)> = (0..20)
+            .map(|i| (format!("tag-number-{i:02}"), 100 - i))
+            .collect();
         let refs: Vec<(&str, i64)> = many.iter().map(|(t, c)| (t.as_str(), *c)).collect();
         let (col, _) = tags_column(&stream_with_tags(&refs));
-        assert!(col.starts_with("tag-number-00,tag-number-01,tag-number-02"), "{col}");
+        assert!(
+            col.starts_with("tag-number-00,tag-number-01,tag-number-02"),
+            "{col}"
+        );
         assert!(col.ends_with(" + 17 more..."), "{col}");
     }
 

@@ -363,10 +363,12 @@ impl<C: Codec> WatchCache<C> {
     /// The object JSON a watcher with this view of `event` receives.
     pub fn event_object(&self, event: &CachedEvent<C::Attrs>, view: View) -> CacheResult<Bytes> {
         match (view, &event.prev) {
-            (View::DeletedPrev, Some(prev)) => Ok(self
-                .inner
-                .codec
-                .with_revision(&event.key, &prev.json, event.revision)?),
+            (View::DeletedPrev, Some(prev)) => {
+                Ok(self
+                    .inner
+                    .codec
+                    .with_revision(&event.key, &prev.json, event.revision)?)
+            }
             _ => Ok(event.object.json.clone()),
         }
     }
