@@ -223,7 +223,7 @@ pub fn apply_to(
     } else {
         &["status"]
     };
-    let applied_set = managed::field_set(applied, keys, ignored);
+    let applied_set = managed::applied_field_set(applied, keys, ignored);
     let entries: Vec<Value> = live
         .pointer("/metadata/managedFields")
         .and_then(Value::as_array)
@@ -356,7 +356,7 @@ pub(crate) async fn apply<S: Strategy>(
             meta.entry("name")
                 .or_insert_with(|| Value::String(name.to_string()));
         }
-        let set = managed::field_set(&applied, keys, &["status"]);
+        let set = managed::applied_field_set(&applied, keys, &["status"]);
         let mut obj: S::Object =
             crate::decode::typed(body, &info, opts.field_validation, &req.warnings)
                 .map_err(|e| e.for_body(&info))?;

@@ -48,9 +48,33 @@ fn is_empty_value(v: &Value) -> bool {
 /// The fields of an object. `ignored` top-level fields (`status` for the main resource, `spec`
 /// for `/status`) are left out, as kube's reset fields are.
 pub fn field_set(object: &Value, merge_keys: &[(&str, &str)], ignored: &[&str]) -> FieldSet {
+    field_set_with(object, merge_keys, ignored, true)
+}
+
+/// [`field_set`] for an applied configuration: maps of free-form keys (labels) are not
+/// members themselves, only their keys are (what structured-merge-diff records for Apply).
+pub fn applied_field_set(
+    object: &Value,
+    merge_keys: &[(&str, &str)],
+    ignored: &[&str],
+) -> FieldSet {
+    field_set_with(object, merge_keys, ignored, false)
+}
+
+fn field_set_with(
+    object: &Value,
+    merge_keys: &[(&str, &str)],
+    ignored: &[&str],
+    map_members: bool,
+) -> FieldSet {
     let mut set = FieldSet::new();
     let Some(top) = object.as_object() else {
         return set;
+    };
+    let mut walker = Walker {
+        merge_keys,
+        map_members,
+        set: &mut set,
     };
     for (k, v) in top {
         if k == "apiVersion" || k == "kind" || ignored.contains(&k.as_str()) {
@@ -63,67 +87,65 @@ pub fn field_set(object: &Value, merge_keys: &[(&str, &str)], ignored: &[&str]) 
                     .filter(|(mk, _)| !SYSTEM_METADATA.contains(&mk.as_str()))
                     .map(|(mk, mv)| (mk.clone(), mv.clone()))
                     .collect();
-                walk(
+                walker.walk(
                     &Value::Object(filtered),
                     &mut vec!["f:metadata".into()],
                     "metadata",
-                    merge_keys,
-                    &mut set,
                 );
             }
             continue;
         }
-        walk(v, &mut vec![format!("f:{k}")], k, merge_keys, &mut set);
+        walker.walk(v, &mut vec![format!("f:{k}")], k);
     }
     set
 }
 
-fn walk(
-    v: &Value,
-    path: &mut FieldPath,
-    json_path: &str,
-    merge_keys: &[(&str, &str)],
-    set: &mut FieldSet,
-) {
-    if is_empty_value(v) {
-        return;
-    }
-    match v {
-        Value::Object(o) => {
-            let last = path.last().map(String::as_str).unwrap_or("");
-            if last.starts_with("f:") && is_free_form_map(&last[2..]) {
-                set.insert(path.clone());
-            }
-            for (k, child) in o {
-                path.push(format!("f:{k}"));
-                walk(child, path, &format!("{json_path}.{k}"), merge_keys, set);
-                path.pop();
-            }
+struct Walker<'a> {
+    merge_keys: &'a [(&'a str, &'a str)],
+    map_members: bool,
+    set: &'a mut FieldSet,
+}
+
+impl Walker<'_> {
+    fn walk(&mut self, v: &Value, path: &mut FieldPath, json_path: &str) {
+        if is_empty_value(v) {
+            return;
         }
-        Value::Array(items) => {
-            let key = merge_keys
-                .iter()
-                .find(|(p, _)| *p == json_path)
-                .map(|(_, k)| *k);
-            match key {
-                Some(key) => {
-                    for item in items {
-                        let Some(k) = item.get(key) else { continue };
-                        let mut id = Map::new();
-                        id.insert(key.to_string(), k.clone());
-                        path.push(format!("k:{}", Value::Object(id)));
-                        set.insert(path.clone());
-                        walk(item, path, &format!("{json_path}[]"), merge_keys, set);
-                        path.pop();
-                    }
+        match v {
+            Value::Object(o) => {
+                let last = path.last().map(String::as_str).unwrap_or("");
+                if self.map_members && last.starts_with("f:") && is_free_form_map(&last[2..]) {
+                    self.set.insert(path.clone());
                 }
-                None => {
-                    set.insert(path.clone());
+                for (k, child) in o {
+                    path.push(format!("f:{k}"));
+                    self.walk(child, path, &format!("{json_path}.{k}"));
+                    path.pop();
                 }
             }
-        }
-        _ => {
-            set.insert(path.clone());
+            Value::Array(items) => {
+                let key = self
+                    .merge_keys
+                    .iter()
+                    .find(|(p, _)| *p == json_path)
+                    .map(|(_, k)| *k);
+                let Some(key) = key else {
+                    self.set.insert(path.clone());
+                    return;
+                };
+                for item in items {
+                    let Some(k) = item.get(key) else { continue };
+                    let mut id = Map::new();
+                    id.insert(key.to_string(), k.clone());
+                    path.push(format!("k:{}", Value::Object(id)));
+                    self.set.insert(path.clone());
+                    self.walk(item, path, &format!("{json_path}[]"));
+                    path.pop();
+                }
+            }
+            _ => {
+                self.set.insert(path.clone());
+            }
         }
     }
 }
