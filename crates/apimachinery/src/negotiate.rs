@@ -155,10 +155,11 @@ pub fn wants_aggregated_discovery(accept: Option<&str>) -> bool {
     let Some(accept) = accept else { return false };
     for c in clauses(accept) {
         match (c.media, param(&c, "as")) {
-            ("application/json", Some("APIGroupDiscoveryList")) => {
-                if param(&c, "g") == Some("apidiscovery.k8s.io") && param(&c, "v") == Some("v2") {
-                    return true;
-                }
+            ("application/json", Some("APIGroupDiscoveryList"))
+                if param(&c, "g") == Some("apidiscovery.k8s.io")
+                    && param(&c, "v") == Some("v2") =>
+            {
+                return true;
             }
             ("application/json" | "*/*" | "application/*", None) => return false,
             _ => {}

@@ -812,13 +812,7 @@ async fn handle_resource(
     };
     let warnings = warnings.take();
     render(
-        api,
-        resource.as_ref(),
-        reply,
-        negotiated,
-        include,
-        &encoder,
-        &warnings,
+        api, resource, reply, negotiated, include, &encoder, &warnings,
     )
 }
 
@@ -855,7 +849,7 @@ fn table_for(
 
 fn render(
     api: &Arc<Api>,
-    resource: &dyn Resource,
+    resource: Arc<dyn Resource>,
     reply: Reply,
     negotiated: Negotiated,
     include: IncludeObject,
@@ -874,7 +868,7 @@ fn render(
                     .cloned()
                     .unwrap_or(Value::Null);
                 let table = table_for(
-                    resource,
+                    resource.as_ref(),
                     json!({"resourceVersion": rv}),
                     &[obj],
                     include,
@@ -935,7 +929,7 @@ fn render(
                     .iter()
                     .filter_map(|i| serde_json::from_slice(i).ok())
                     .collect();
-                let table = table_for(resource, metadata, &objects, include, true);
+                let table = table_for(resource.as_ref(), metadata, &objects, include, true);
                 respond(
                     200,
                     ct,
@@ -959,72 +953,37 @@ fn render(
 
 fn watch_response(
     api: &Arc<Api>,
-    resource: &dyn Resource,
+    resource: Arc<dyn Resource>,
     stream: futures::stream::BoxStream<'static, WatchEvent>,
     target: Target,
     include: IncludeObject,
 ) -> Response {
-    let columns = {
-        let mut c = vec![NAME_COLUMN];
-        c.extend(resource.table_columns());
-        c
-    };
-    // Rows are computed here, with the resource, then sent along the stream.
-    let rows_for = {
-        let mut first = true;
-        let columns = columns.clone();
-        move |ev: &WatchEvent, cells: Option<Vec<Value>>| -> Bytes {
-            let object: Value = serde_json::from_slice(&ev.object).unwrap_or_default();
-            let converted = match target {
-                Target::Table if ev.event_type != "ERROR" && ev.event_type != "BOOKMARK" => {
-                    let rv = object
-                        .pointer("/metadata/resourceVersion")
-                        .cloned()
-                        .unwrap_or(Value::Null);
-                    let table = Table::new(
-                        json!({"resourceVersion": rv}),
-                        if first { columns.clone() } else { Vec::new() },
-                        vec![TableRow {
-                            cells: cells.unwrap_or_default(),
-                            object: table_object(include, &object),
-                        }],
-                    );
-                    first = false;
-                    serde_json::to_value(&table).unwrap_or_default()
-                }
-                Target::PartialObjectMetadata | Target::PartialObjectMetadataList
-                    if ev.event_type != "ERROR" =>
-                {
-                    partial_object_metadata(&object)
-                }
-                _ => object,
-            };
-            json_line(&json!({"type": ev.event_type, "object": converted}))
-        }
-    };
-    let metrics = api.metrics.clone();
-    let guard = metrics.watch_started(resource.info().resource);
-    let needs_rows = target == Target::Table;
-    let table_source: Option<Arc<dyn Fn(&Value) -> Vec<Value> + Send + Sync>> = if needs_rows {
-        let res = api.resource(resource.info().resource).cloned();
-        res.map(|r| {
-            Arc::new(move |o: &Value| r.table_row(o))
-                as Arc<dyn Fn(&Value) -> Vec<Value> + Send + Sync>
-        })
-    } else {
-        None
-    };
-    let mut rows_for = rows_for;
+    let mut columns = vec![NAME_COLUMN];
+    columns.extend(resource.table_columns());
+    let guard = api.metrics.watch_started(resource.info().resource);
+    let mut first = true;
     let body = stream.map(move |ev| {
-        let _keep = &guard;
+        let _counted = &guard;
         let bytes = match (&ev.frame, target) {
             (Some(frame), Target::Object) => frame.clone(),
             _ => {
-                let cells = table_source.as_ref().map(|f| {
-                    let o: Value = serde_json::from_slice(&ev.object).unwrap_or_default();
-                    f(&o)
-                });
-                rows_for(&ev, cells)
+                let object: Value = serde_json::from_slice(&ev.object).unwrap_or_default();
+                let converted = convert_watch_object(
+                    resource.as_ref(),
+                    &ev,
+                    object,
+                    target,
+                    include,
+                    &columns,
+                    first,
+                );
+                if target == Target::Table
+                    && ev.event_type != "ERROR"
+                    && ev.event_type != "BOOKMARK"
+                {
+                    first = false;
+                }
+                json_line(&json!({"type": ev.event_type, "object": converted}))
             }
         };
         Ok::<Bytes, std::convert::Infallible>(bytes)
@@ -1039,4 +998,41 @@ fn watch_response(
         HeaderValue::from_static("no-cache, private"),
     );
     resp
+}
+
+/// The object of a watch event in the negotiated representation (errors and bookmarks stay
+/// as they are).
+fn convert_watch_object(
+    resource: &dyn Resource,
+    ev: &WatchEvent,
+    object: Value,
+    target: Target,
+    include: IncludeObject,
+    columns: &[apimachinery::table::ColumnDefinition],
+    first: bool,
+) -> Value {
+    let passthrough = ev.event_type == "ERROR" || ev.event_type == "BOOKMARK";
+    match target {
+        Target::Table if !passthrough => {
+            let rv = object
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let table = Table::new(
+                json!({"resourceVersion": rv}),
+                if first { columns.to_vec() } else { Vec::new() },
+                vec![TableRow {
+                    cells: resource.table_row(&object),
+                    object: table_object(include, &object),
+                }],
+            );
+            serde_json::to_value(&table).unwrap_or_default()
+        }
+        Target::PartialObjectMetadata | Target::PartialObjectMetadataList
+            if ev.event_type != "ERROR" =>
+        {
+            partial_object_metadata(&object)
+        }
+        _ => object,
+    }
 }

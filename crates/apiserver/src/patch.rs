@@ -254,7 +254,7 @@ fn reorder(list: &mut Vec<Value>, order: &[Value], key: Option<&str>) {
         Some(k) => v.get(k).cloned(),
         None => Some(v.clone()),
     };
-    let wanted: Vec<Value> = order.iter().filter_map(|o| id(o)).collect();
+    let wanted: Vec<Value> = order.iter().filter_map(&id).collect();
     let mut ordered: Vec<Value> = Vec::with_capacity(list.len());
     for w in &wanted {
         if let Some(i) = list.iter().position(|v| id(v).as_ref() == Some(w)) {

@@ -30,6 +30,17 @@ use crate::patch::{self, PatchType};
 use crate::resource::{Reply, Request, Resource, Verb, WatchEvent};
 use crate::strategy::{to_bytes, ApiObject, ObjectAttrs, ObjectCodec, Strategy, StrategyContext};
 
+/// What kind of read-modify-write an update is.
+#[derive(Clone, Copy)]
+struct UpdateMode {
+    /// Through the `/status` subresource.
+    status: bool,
+    /// The body must carry a resourceVersion (PUT of an image resource).
+    require_rv: bool,
+    /// Record an `Update` managedFields entry (apply records its own).
+    record: bool,
+}
+
 /// How many times a write re-reads and retries after losing a compare-and-swap.
 const MAX_UPDATE_ATTEMPTS: usize = 16;
 /// How many names a `generateName` create tries (KEP-4420).
@@ -581,14 +592,17 @@ impl<S: Strategy> Registry<S> {
         req: &Request,
         opts: &WriteOptions,
         name: &str,
-        status: bool,
-        require_rv: bool,
-        record: bool,
+        mode: UpdateMode,
         mut produce: F,
     ) -> Result<Reply, ApiError>
     where
         F: FnMut(&S::Object) -> Result<S::Object, ApiError> + Send,
     {
+        let UpdateMode {
+            status,
+            require_rv,
+            record,
+        } = mode;
         let namespace = req.namespace.as_deref();
         let key = self.key(namespace, name);
         for _ in 0..MAX_UPDATE_ATTEMPTS {
@@ -751,8 +765,18 @@ impl<S: Strategy> Registry<S> {
     async fn update(&self, req: &Request, name: &str, status: bool) -> Result<Reply, ApiError> {
         let opts = WriteOptions::parse(&req.query, "UpdateOptions")?;
         let body = self.decode_body(req, &opts)?;
-        self.update_with(req, &opts, name, status, true, true, |_| Ok(body.clone()))
-            .await
+        self.update_with(
+            req,
+            &opts,
+            name,
+            UpdateMode {
+                status,
+                require_rv: true,
+                record: true,
+            },
+            |_| Ok(body.clone()),
+        )
+        .await
     }
 
     async fn patch(&self, req: &Request, name: &str, status: bool) -> Result<Reply, ApiError> {
@@ -775,21 +799,33 @@ impl<S: Strategy> Registry<S> {
         let keys = self.strategy.list_merge_keys();
         let warnings = req.warnings.clone();
         let body = req.body.clone();
-        self.update_with(req, &opts, name, status, false, true, move |old| {
-            let mut doc = serde_json::to_value(old).map_err(internal)?;
-            match patch_type {
-                PatchType::Json => patch::apply_json_patch(&mut doc, &body)?,
-                PatchType::Merge => patch::apply_merge_patch(&mut doc, &body)?,
-                PatchType::Strategic => patch::apply_strategic_merge_patch(&mut doc, &body, keys)?,
-                PatchType::Apply => {}
-            }
-            decode::check_type_meta(&doc, &info)?;
-            let mut obj: S::Object =
-                decode::typed(doc.clone(), &info, opts.field_validation, &warnings)
-                    .map_err(|e| patched_invalid(&info, name, &doc, e))?;
-            self.strategy.default(&mut obj);
-            Ok(obj)
-        })
+        self.update_with(
+            req,
+            &opts,
+            name,
+            UpdateMode {
+                status,
+                require_rv: false,
+                record: true,
+            },
+            move |old| {
+                let mut doc = serde_json::to_value(old).map_err(internal)?;
+                match patch_type {
+                    PatchType::Json => patch::apply_json_patch(&mut doc, &body)?,
+                    PatchType::Merge => patch::apply_merge_patch(&mut doc, &body)?,
+                    PatchType::Strategic => {
+                        patch::apply_strategic_merge_patch(&mut doc, &body, keys)?
+                    }
+                    PatchType::Apply => {}
+                }
+                decode::check_type_meta(&doc, &info)?;
+                let mut obj: S::Object =
+                    decode::typed(doc.clone(), &info, opts.field_validation, &warnings)
+                        .map_err(|e| patched_invalid(&info, name, &doc, e))?;
+                self.strategy.default(&mut obj);
+                Ok(obj)
+            },
+        )
         .await
     }
 
@@ -1071,8 +1107,18 @@ impl<S: Strategy> Registry<S> {
     where
         F: FnMut(&S::Object) -> Result<S::Object, ApiError> + Send,
     {
-        self.update_with(req, opts, name, status, false, false, produce)
-            .await
+        self.update_with(
+            req,
+            opts,
+            name,
+            UpdateMode {
+                status,
+                require_rv: false,
+                record: false,
+            },
+            produce,
+        )
+        .await
     }
 
     pub(crate) async fn apply_create(
