@@ -55,3 +55,36 @@ async fn etcd_server_health_follows_etcd() {
     assert_eq!(code, 500, "healthz stayed green with etcd down");
     drop(etcd);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_watches_cleanly() {
+    let mut server = blackbox::start_embedded(&[]).await;
+    let client = server.client();
+    let mut watch = client
+        .watch(
+            "/apis/image.openshift.io/v1/namespaces/ns/imagestreams?watch=true",
+            None,
+        )
+        .await;
+    let created = client
+        .post(
+            "/apis/image.openshift.io/v1/namespaces/ns/imagestreams",
+            &serde_json::json!({"metadata": {"name": "before-shutdown"}}),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    let event = watch.next(Duration::from_secs(5)).await.expect("event");
+    assert_eq!(event["type"], "ADDED");
+    let (exit, server) = tokio::task::spawn_blocking(move || {
+        let status = server.terminate(Duration::from_secs(15));
+        (status, server)
+    })
+    .await
+    .expect("terminate");
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(
+        watch.ends_within(Duration::from_secs(2)).await,
+        "the watch stream did not end at shutdown"
+    );
+    drop(server);
+}

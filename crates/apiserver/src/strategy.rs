@@ -38,6 +38,10 @@ pub trait Strategy: Send + Sync + 'static {
     /// Computed fields filled on every read (and in write responses).
     fn decorate(&self, _obj: &mut Self::Object) {}
 
+    /// Output-only normalization, applied to served objects after `decorate` (never before
+    /// validation).
+    fn present(&self, _obj: &mut Self::Object) {}
+
     /// Name validation for `metadata.name` and `metadata.generateName`.
     fn validate_name(&self, name: &str, prefix: bool) -> Vec<String>;
 
@@ -165,6 +169,7 @@ impl<S: Strategy> ObjectCodec<S> {
         obj.set_type_meta(info.kind, &info.group_version());
         self.strategy.default(obj);
         self.strategy.decorate(obj);
+        self.strategy.present(obj);
         obj.metadata_mut().resource_version = (revision > 0).then(|| revision.to_string());
     }
 }

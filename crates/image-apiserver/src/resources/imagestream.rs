@@ -97,7 +97,11 @@ impl ImageStreamStrategy {
                 continue;
             };
             let old_tag = old.and_then(|o| o.spec_tag(&tag.name));
-            if old_tag.is_some_and(|o| !tag_ref_changed(o, &tag, &namespace)) {
+            // A tag whose generation moved (set to 0 by the client, then to the new stream
+            // generation) is re-resolved too (spec §6.3).
+            if old_tag.is_some_and(|o| {
+                !tag_ref_changed(o, &tag, &namespace) && o.generation == tag.generation
+            }) {
                 continue;
             }
             let path = FieldPath::new("spec")
@@ -331,6 +335,10 @@ impl Strategy for ImageStreamStrategy {
         } else {
             format!("{}/{ns}/{name}", self.hosts.external)
         };
+    }
+
+    /// A stored repository carrying a tag or ID is served without it.
+    fn present(&self, obj: &mut ImageStream) {
         if let Ok(r) = DockerImageReference::parse(&obj.spec.docker_image_repository) {
             if !r.tag.is_empty() || !r.id.is_empty() {
                 obj.spec.docker_image_repository = r.repository();
