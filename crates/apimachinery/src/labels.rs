@@ -29,8 +29,13 @@ pub struct Requirement {
 
 impl Requirement {
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let value = labels.get(&self.key);
-        let contains = |v: &String| self.values.iter().any(|x| x == v);
+        self.matches_with(|k| labels.get(k).map(String::as_str))
+    }
+
+    /// Matches against labels given by a lookup function.
+    pub fn matches_with<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
+        let value = label(&self.key);
+        let contains = |v: &str| self.values.iter().any(|x| x == v);
         match self.operator {
             Operator::Equals | Operator::DoubleEquals | Operator::In => value.is_some_and(contains),
             Operator::NotEquals | Operator::NotIn => !value.is_some_and(contains),
@@ -66,6 +71,11 @@ impl LabelSelector {
 
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))
+    }
+
+    /// Matches against labels given by a lookup function.
+    pub fn matches_with<'a>(&self, label: impl Fn(&str) -> Option<&'a str> + Copy) -> bool {
+        self.requirements.iter().all(|r| r.matches_with(label))
     }
 
     /// The value an `=`/`==` requirement (or a one-value `in`) pins `key` to.

@@ -243,7 +243,7 @@ impl<S: Strategy> Registry<S> {
         &self,
         req: &Request,
         opts: &ListOptions,
-    ) -> Result<Selection<Arc<ObjectAttrs>>, ApiError> {
+    ) -> Result<Selection<ObjectAttrs>, ApiError> {
         let mut supported = vec!["metadata.name", "metadata.namespace"];
         supported.extend_from_slice(self.strategy.selectable_field_names());
         opts.field_selector
@@ -253,8 +253,8 @@ impl<S: Strategy> Registry<S> {
         if !opts.label_selector.is_empty() || !opts.field_selector.is_empty() {
             let labels = opts.label_selector.clone();
             let fields = opts.field_selector.clone();
-            sel.filter = Some(Arc::new(move |a: &Arc<ObjectAttrs>| {
-                labels.matches(&a.labels) && fields.matches(|f| a.field(f))
+            sel.filter = Some(Arc::new(move |a: &ObjectAttrs| {
+                labels.matches_with(|k| a.label(k)) && fields.matches(|f| a.field(f))
             }));
         }
         Ok(sel)
@@ -1023,7 +1023,7 @@ impl<S: Strategy> WatchState<S> {
         }
     }
 
-    fn convert(&self, item: WatchItem<Arc<ObjectAttrs>>) -> Option<WatchEvent> {
+    fn convert(&self, item: WatchItem<ObjectAttrs>) -> Option<WatchEvent> {
         let cache = self.watcher.cache();
         match &item {
             WatchItem::Initial(obj) => Some(WatchEvent {

@@ -2,14 +2,13 @@
 //! (prepare for create/update, validate, status split, selectable fields, table rows), and the
 //! watch-cache codec built from it.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use apimachinery::discovery::ResourceInfo;
 use apimachinery::field::FieldError;
 use apimachinery::table::ColumnDefinition;
 use async_trait::async_trait;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 use storage::cache::{Codec, CodecError, Decoded};
@@ -109,36 +108,56 @@ pub trait Strategy: Send + Sync + 'static {
     }
 }
 
-/// What lists and watches filter on: labels and selectable fields.
-#[derive(Debug, Default)]
+/// What lists and watches filter on: labels and selectable fields. Kept compact (boxed
+/// slices, no maps): one of these lives in the watch cache per object.
+#[derive(Clone, Debug, Default)]
 pub struct ObjectAttrs {
-    pub labels: BTreeMap<String, String>,
-    pub fields: Vec<(&'static str, String)>,
+    /// Sorted by key.
+    labels: Box<[(Box<str>, Box<str>)]>,
+    fields: Box<[(&'static str, Box<str>)]>,
 }
 
 impl ObjectAttrs {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.labels[i].1)
+    }
+
     pub fn field(&self, name: &str) -> Option<&str> {
         self.fields
             .iter()
             .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| &**v)
     }
 }
 
-pub fn object_attrs<S: Strategy>(strategy: &S, obj: &S::Object) -> Arc<ObjectAttrs> {
+pub fn object_attrs<S: Strategy>(strategy: &S, obj: &S::Object) -> ObjectAttrs {
     let meta = obj.metadata();
     let mut fields = vec![
-        ("metadata.name", meta.name.clone().unwrap_or_default()),
+        ("metadata.name", meta.name.as_deref().unwrap_or("").into()),
         (
             "metadata.namespace",
-            meta.namespace.clone().unwrap_or_default(),
+            meta.namespace.as_deref().unwrap_or("").into(),
         ),
     ];
-    fields.extend(strategy.selectable_fields(obj));
-    Arc::new(ObjectAttrs {
-        labels: meta.labels.clone().unwrap_or_default(),
-        fields,
-    })
+    fields.extend(
+        strategy
+            .selectable_fields(obj)
+            .into_iter()
+            .map(|(k, v)| (k, v.into_boxed_str())),
+    );
+    let labels: Vec<(Box<str>, Box<str>)> = meta
+        .labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+        .collect();
+    ObjectAttrs {
+        labels: labels.into_boxed_slice(),
+        fields: fields.into_boxed_slice(),
+    }
 }
 
 /// The watch-cache codec of a strategy: decodes the stored JSON, applies defaults and
@@ -174,15 +193,16 @@ impl<S: Strategy> ObjectCodec<S> {
     }
 }
 
-/// Encodes an object as compact JSON bytes.
+/// Encodes an object as compact JSON bytes, without spare capacity: these buffers live in the
+/// watch cache for as long as the object does.
 pub fn to_bytes<T: Serialize>(obj: &T) -> Result<Bytes, serde_json::Error> {
-    let mut out = BytesMut::with_capacity(512).writer();
-    serde_json::to_writer(&mut out, obj)?;
-    Ok(out.into_inner().freeze())
+    let mut out = serde_json::to_vec(obj)?;
+    out.shrink_to_fit();
+    Ok(Bytes::from(out))
 }
 
 impl<S: Strategy> Codec for ObjectCodec<S> {
-    type Attrs = Arc<ObjectAttrs>;
+    type Attrs = ObjectAttrs;
 
     fn decode(
         &self,

@@ -1,0 +1,489 @@
+//! The API load benchmark (issue "A real Kubernetes API over HTTPS", item 5). Starts the
+//! release `image-apiserver` binary (and etcd for the etcd rows), drives it over HTTPS from this
+//! process and prints, in one run:
+//! - GET and LIST requests/s with p50/p99 for image streams served from the watch cache, next to
+//!   the same load against a trivial HTTPS handler of the same binary (`/healthz/ping`);
+//! - creates/s at 1 and 64 concurrent clients, embedded and etcd;
+//! - read-modify-write updates with conflicts (16 clients on 20 streams);
+//! - watch fan-out to 1,000 watchers;
+//! - resident memory per cached image stream.
+//!
+//! It prints numbers; it asserts nothing.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use blackbox::api::{stream, streams, Client};
+use blackbox::{EtcdProcess, Server};
+use clap::Parser;
+use serde_json::{json, Value};
+
+#[derive(Parser, Debug)]
+#[command(about = "Load benchmark of the image-apiserver HTTP API")]
+struct Args {
+    /// Seconds per throughput measurement.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Concurrent clients for GET/LIST.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Streams in the LIST measurement.
+    #[arg(long, default_value_t = 1000)]
+    list_size: usize,
+    /// Watchers in the fan-out measurement.
+    #[arg(long, default_value_t = 1000)]
+    watchers: usize,
+    /// Streams created for the memory measurement.
+    #[arg(long, default_value_t = 10_000)]
+    memory_streams: usize,
+    /// Comma-separated sections: reads,creates,updates,fanout,memory.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "reads,creates,updates,fanout,memory"
+    )]
+    only: Vec<String>,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx].as_secs_f64() * 1e3
+}
+
+struct Load {
+    ops: u64,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    errors: u64,
+}
+
+impl Load {
+    fn line(&self, label: &str) -> String {
+        let mut l = self.latencies.clone();
+        l.sort();
+        format!(
+            "{label:<38} {:>9.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   errors {}",
+            self.ops as f64 / self.elapsed.as_secs_f64(),
+            percentile(&l, 0.50),
+            percentile(&l, 0.99),
+            self.errors
+        )
+    }
+}
+
+/// Runs `clients` loops of `op` for `seconds`, collecting latencies.
+async fn load<F, Fut>(clients: usize, seconds: u64, op: F) -> Load
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let op = Arc::new(op);
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let op = op.clone();
+        let stop = stop.clone();
+        let errors = errors.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if !op(i, n).await {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                lat.push(t.elapsed());
+                n += 1;
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap_or_default());
+    }
+    Load {
+        ops: latencies.len() as u64,
+        elapsed: start.elapsed(),
+        latencies,
+        errors: errors.load(Ordering::Relaxed),
+    }
+}
+
+/// A stream of about 2.35 KB of JSON (the size in the issue's openshift-apiserver figure).
+fn sized_stream(name: &str) -> Value {
+    let tags: Vec<Value> = (0..3)
+        .map(|i| json!({"name": format!("v{i}"), "from": {"kind": "DockerImage", "name": format!("quay.io/example/app-{name}:v{i}")}, "reference": true, "annotations": {"description": "a tag with some annotations"}}))
+        .collect();
+    json!({"metadata": {"name": name, "labels": {"app": name, "team": "bench"}}, "spec": {"tags": tags}})
+}
+
+fn clients_for(server: &Server, n: usize) -> Vec<Client> {
+    (0..n).map(|_| server.client()).collect()
+}
+
+async fn reads(server: &Server, args: &Args) {
+    println!(
+        "## reads ({} clients, {} s each; server on the embedded store)",
+        args.clients, args.seconds
+    );
+    let setup = server.client();
+    for i in 0..args.list_size {
+        let r = setup
+            .post(&streams("bench-list"), &sized_stream(&format!("s{i:05}")))
+            .await;
+        assert_eq!(r.status, 201, "setup create failed: {}", r.text());
+    }
+    setup.post(&streams("bench"), &sized_stream("target")).await;
+    let cs = Arc::new(clients_for(server, args.clients));
+    let c = cs.clone();
+    let trivial = load(args.clients, args.seconds, move |i, _| {
+        let c = c[i].clone();
+        async move { c.get("/healthz/ping").await.status == 200 }
+    })
+    .await;
+    println!("{}", trivial.line("trivial handler (/healthz/ping)"));
+    let c = cs.clone();
+    let gets = load(args.clients, args.seconds, move |i, _| {
+        let c = c[i].clone();
+        async move { c.get(&stream("bench", "target")).await.status == 200 }
+    })
+    .await;
+    println!("{}", gets.line("GET imagestream (consistent read)"));
+    let c = cs.clone();
+    let gets0 = load(args.clients, args.seconds, move |i, _| {
+        let c = c[i].clone();
+        async move {
+            c.get(&format!("{}?resourceVersion=0", stream("bench", "target")))
+                .await
+                .status
+                == 200
+        }
+    })
+    .await;
+    println!("{}", gets0.line("GET imagestream (resourceVersion=0)"));
+    let c = cs.clone();
+    let lists = load(args.clients, args.seconds, move |i, _| {
+        let c = c[i].clone();
+        async move { c.get(&streams("bench-list")).await.status == 200 }
+    })
+    .await;
+    println!(
+        "{}",
+        lists.line(&format!("LIST {} imagestreams", args.list_size))
+    );
+    let ratio = gets.ops as f64 / trivial.ops.max(1) as f64;
+    println!("GET throughput / trivial handler: {:.0}%", ratio * 100.0);
+}
+
+async fn creates(server: &Server, backend: &str, seconds: u64) {
+    for clients in [1usize, 64] {
+        let cs = Arc::new(clients_for(server, clients.min(16)));
+        let run = format!("{backend}-{clients}");
+        let l = load(clients, seconds, move |i, n| {
+            let c = cs[i % cs.len()].clone();
+            let ns = format!("create-{run}");
+            async move {
+                c.post(
+                    &streams(&ns),
+                    &json!({"metadata": {"name": format!("c{i}-{n}")}}),
+                )
+                .await
+                .status
+                    == 201
+            }
+        })
+        .await;
+        println!(
+            "{}",
+            l.line(&format!("create ({backend}, {clients} clients)"))
+        );
+    }
+}
+
+async fn updates(server: &Server, seconds: u64) {
+    let setup = server.client();
+    for i in 0..20 {
+        setup
+            .post(
+                &streams("upd"),
+                &json!({"metadata": {"name": format!("u{i}")}}),
+            )
+            .await;
+    }
+    let conflicts = Arc::new(AtomicU64::new(0));
+    let cs = Arc::new(clients_for(server, 16));
+    let k = conflicts.clone();
+    let l = load(16, seconds, move |i, n| {
+        let c = cs[i].clone();
+        let conflicts = k.clone();
+        async move {
+            let path = stream("upd", &format!("u{}", (i as u64 * 7 + n) % 20));
+            loop {
+                let mut obj = c.get(&path).await.json();
+                obj["metadata"]["labels"] = json!({"writer": format!("{i}"), "n": format!("{n}")});
+                match c.put(&path, &obj).await.status {
+                    200 => return true,
+                    409 => {
+                        conflicts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => return false,
+                }
+            }
+        }
+    })
+    .await;
+    println!("{}", l.line("read-modify-write update (16 on 20)"));
+    println!(
+        "  conflicts retried: {} ({:.0}/s)",
+        conflicts.load(Ordering::Relaxed),
+        conflicts.load(Ordering::Relaxed) as f64 / l.elapsed.as_secs_f64()
+    );
+}
+
+async fn fanout(server: &Server, watchers: usize) {
+    let setup = server.client();
+    setup
+        .post(&streams("fan"), &json!({"metadata": {"name": "hot"}}))
+        .await;
+    let rv = setup.get(&streams("fan")).await.json()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
+    let clients = clients_for(server, 8);
+    let mut streams_open = Vec::new();
+    for i in 0..watchers {
+        let c = clients[i % clients.len()].clone();
+        streams_open.push(
+            c.watch(
+                &format!("{}?watch=true&resourceVersion={rv}", streams("fan")),
+                None,
+            )
+            .await,
+        );
+    }
+    let updates = 100usize;
+    let written: Arc<std::sync::Mutex<Vec<(String, Instant)>>> =
+        Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut readers = Vec::new();
+    for mut w in streams_open {
+        readers.push(tokio::spawn(async move {
+            let mut got = Vec::with_capacity(updates);
+            while got.len() < updates {
+                match w.next(Duration::from_secs(30)).await {
+                    Some(e) => got.push((
+                        e["object"]["metadata"]["resourceVersion"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string(),
+                        Instant::now(),
+                    )),
+                    None => break,
+                }
+            }
+            got
+        }));
+    }
+    let start = Instant::now();
+    for n in 0..updates {
+        let r = setup
+            .patch(
+                &stream("fan", "hot"),
+                "application/merge-patch+json",
+                &format!(r#"{{"metadata":{{"labels":{{"n":"{n}"}}}}}}"#),
+            )
+            .await;
+        let rv = r.json()["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((rv, Instant::now()));
+    }
+    let mut delivered = 0usize;
+    let mut lat = Vec::new();
+    let mut last = start;
+    let acks: std::collections::HashMap<String, Instant> = written
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    for r in readers {
+        for (rv, at) in r.await.unwrap_or_default() {
+            delivered += 1;
+            if at > last {
+                last = at;
+            }
+            if let Some(ack) = acks.get(&rv) {
+                lat.push(at.saturating_duration_since(*ack));
+            }
+        }
+    }
+    lat.sort();
+    let elapsed = last.duration_since(start);
+    println!(
+        "watch fan-out: {watchers} watchers x {updates} updates, delivered {delivered} in {:.2}s = {:.0} deliveries/s; latency after the write's response p50 {:.2} ms p99 {:.2} ms",
+        elapsed.as_secs_f64(),
+        delivered as f64 / elapsed.as_secs_f64(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Fills etcd with `n` streams through one server, then starts a fresh server on the same etcd:
+/// its resident memory once its caches are loaded, minus that of an empty server, is what the
+/// cached streams cost (no request buffers or allocator churn in the figure).
+async fn memory(n: usize) {
+    let etcd = tokio::task::spawn_blocking(EtcdProcess::start)
+        .await
+        .expect("etcd");
+    let endpoint = etcd.endpoint.clone();
+    let start = move |prefix: &'static str| {
+        let endpoint = endpoint.clone();
+        tokio::task::spawn_blocking(move || {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let s = Server::start_with(
+                &dir.path().join("data"),
+                &[
+                    "--storage-backend=etcd".to_string(),
+                    format!("--etcd-servers={endpoint}"),
+                    format!("--etcd-prefix={prefix}"),
+                    "--etcd-compaction-interval=0".to_string(),
+                ],
+            );
+            (s, dir)
+        })
+    };
+    let empty = start("empty").await.expect("empty server");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let baseline = rss_kib(empty.0.pid());
+    drop(empty);
+    let loader = start("openshift.io").await.expect("loader");
+    let cs = Arc::new(clients_for(&loader.0, 16));
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (cs, next) = (cs.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= n as u64 {
+                    break;
+                }
+                cs[i]
+                    .post(&streams("mem"), &sized_stream(&format!("m{k:06}")))
+                    .await;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let one = loader
+        .0
+        .client()
+        .get(&stream("mem", "m000000"))
+        .await
+        .body
+        .len();
+    drop(cs);
+    drop(loader);
+    let fresh = start("openshift.io").await.expect("fresh server");
+    let listed = fresh
+        .0
+        .client()
+        .get(&format!("{}?resourceVersion=0&limit=1", streams("mem")))
+        .await
+        .json();
+    let cached = listed["items"].as_array().map(Vec::len).unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let loaded = rss_kib(fresh.0.pid());
+    let per = (loaded.saturating_sub(baseline) as f64 * 1024.0) / n as f64;
+    println!(
+        "memory: {cached} cached streams of {one} bytes of JSON each; empty server {} KiB, loaded server {} KiB; {:.2} KB resident per cached stream ({:.2}x its JSON)",
+        baseline,
+        loaded,
+        per / 1000.0,
+        per / one as f64
+    );
+    drop(fresh);
+    drop(etcd);
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let wants = |s: &str| args.only.iter().any(|o| o == s);
+    println!("# image-apiserver API benchmark (release build, this machine; client and server share its cores)");
+    let server = tokio::task::spawn_blocking(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let s = Server::start_with(
+            &dir.path().join("data"),
+            &["--etcd-compaction-interval=0".to_string()],
+        );
+        (s, dir)
+    })
+    .await
+    .expect("start server");
+    if wants("reads") {
+        reads(&server.0, &args).await;
+    }
+    if wants("creates") {
+        println!("## creates ({} s each)", args.seconds);
+        creates(&server.0, "embedded", args.seconds).await;
+        let etcd = tokio::task::spawn_blocking(|| {
+            let etcd = EtcdProcess::start();
+            let dir = tempfile::tempdir().expect("temp dir");
+            let s = Server::start_with(
+                &dir.path().join("data"),
+                &[
+                    "--storage-backend=etcd".to_string(),
+                    format!("--etcd-servers={}", etcd.endpoint),
+                    "--etcd-compaction-interval=0".to_string(),
+                ],
+            );
+            (etcd, s, dir)
+        })
+        .await
+        .expect("start etcd server");
+        creates(&etcd.1, "etcd", args.seconds).await;
+        drop(etcd);
+    }
+    if wants("updates") {
+        println!("## conflicting updates ({} s)", args.seconds);
+        updates(&server.0, args.seconds).await;
+    }
+    if wants("fanout") {
+        println!("## watch fan-out");
+        fanout(&server.0, args.watchers).await;
+    }
+    if wants("memory") {
+        // On etcd, so that the server's resident memory is the cache and not the embedded
+        // store's page cache.
+        println!("## memory (etcd backend: the server holds only the watch cache)");
+        memory(args.memory_streams).await;
+    }
+}
