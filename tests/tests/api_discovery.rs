@@ -165,6 +165,10 @@ async fn health_and_authentication(server: &Server) {
             .contains("apiserver_request_total{verb=\"list\",resource=\"images\",code=\"200\"} 1"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("etcd_request_duration_seconds_count{verb=\"list\",resource=\"images\"}"),
+        "{metrics}"
+    );
 }
 
 async fn openapi_documents(server: &Server) {

@@ -50,6 +50,8 @@ pub struct ApiConfig {
     pub health: Arc<dyn Health>,
     pub openapi: OpenApi,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Shared with whatever else records metrics (the instrumented store).
+    pub metrics: Metrics,
 }
 
 /// Everything precomputed that requests share.
@@ -100,7 +102,7 @@ impl Api {
             aggregated_etag: discovery::etag(&aggregated),
             aggregated,
             v3_hash,
-            metrics: Metrics::default(),
+            metrics: config.metrics.clone(),
             config,
         })
     }

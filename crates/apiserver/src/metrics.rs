@@ -166,3 +166,91 @@ mod tests {
             .contains("apiserver_longrunning_requests{resource=\"imagestreams\"} 0"));
     }
 }
+
+/// A [`Store`](storage::Store) that records how long each operation takes
+/// (`etcd_request_duration_seconds`, by operation and resource).
+pub struct InstrumentedStore {
+    inner: Arc<dyn storage::Store>,
+    metrics: Metrics,
+}
+
+impl InstrumentedStore {
+    pub fn new(inner: Arc<dyn storage::Store>, metrics: Metrics) -> Self {
+        InstrumentedStore { inner, metrics }
+    }
+
+    fn observe(&self, op: &str, key: &str, started: std::time::Instant) {
+        // Keys are /<resource>/...: the resource is the first segment.
+        let resource = key.trim_start_matches('/').split('/').next().unwrap_or("");
+        self.metrics
+            .observe_storage(op, resource, started.elapsed());
+    }
+}
+
+#[async_trait::async_trait]
+impl storage::Store for InstrumentedStore {
+    async fn get(&self, key: &str) -> storage::Result<storage::GetResponse> {
+        let t = std::time::Instant::now();
+        let r = self.inner.get(key).await;
+        self.observe("get", key, t);
+        r
+    }
+
+    async fn range(&self, req: storage::RangeRequest) -> storage::Result<storage::RangeResponse> {
+        let t = std::time::Instant::now();
+        let prefix = req.prefix.clone();
+        let r = self.inner.range(req).await;
+        self.observe("list", &prefix, t);
+        r
+    }
+
+    async fn create(&self, key: &str, value: bytes::Bytes) -> storage::Result<storage::Revision> {
+        let t = std::time::Instant::now();
+        let r = self.inner.create(key, value).await;
+        self.observe("create", key, t);
+        r
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        value: bytes::Bytes,
+        expected: storage::Revision,
+    ) -> storage::Result<storage::Revision> {
+        let t = std::time::Instant::now();
+        let r = self.inner.update(key, value, expected).await;
+        self.observe("update", key, t);
+        r
+    }
+
+    async fn delete(
+        &self,
+        key: &str,
+        expected: Option<storage::Revision>,
+    ) -> storage::Result<(storage::Revision, storage::KeyValue)> {
+        let t = std::time::Instant::now();
+        let r = self.inner.delete(key, expected).await;
+        self.observe("delete", key, t);
+        r
+    }
+
+    async fn watch(
+        &self,
+        prefix: &str,
+        after: storage::Revision,
+    ) -> storage::Result<storage::WatchStream> {
+        self.inner.watch(prefix, after).await
+    }
+
+    async fn current_revision(&self) -> storage::Result<storage::Revision> {
+        self.inner.current_revision().await
+    }
+
+    async fn compact(&self, revision: storage::Revision) -> storage::Result<()> {
+        self.inner.compact(revision).await
+    }
+
+    fn reliable_progress(&self) -> bool {
+        self.inner.reliable_progress()
+    }
+}

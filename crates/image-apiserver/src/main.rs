@@ -102,6 +102,11 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
         source,
     })?;
     let (store, embedded) = open_store(&config).await?;
+    let metrics = apiserver::metrics::Metrics::default();
+    let store: Arc<dyn Store> = Arc::new(apiserver::metrics::InstrumentedStore::new(
+        store,
+        metrics.clone(),
+    ));
     let compactor = tokio::spawn(storage::compactor::run(
         store.clone(),
         config.etcd_compaction_interval,
@@ -150,6 +155,7 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
         }),
         openapi: openapi::documents(),
         shutdown: shutdown_rx,
+        metrics,
     });
     let app = apiserver::http::router(api);
 
