@@ -123,6 +123,14 @@ async fn get_create_and_tables(server: &Server) {
         "{explain}"
     );
     assert!(explain.contains("referencePolicy"), "{explain}");
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../api/examples/imagestream.yaml"
+    );
+    assert_eq!(
+        k.ok(&["create", "-f", example]).trim(),
+        "imagestream.image.openshift.io/example created"
+    );
     let raw = k.ok(&["get", "--raw", "/openapi/v3"]);
     assert!(raw.contains("apis/image.openshift.io/v1"), "{raw}");
     let bad = k.run(&["create", "-n", "team", "-f", path_str(&k.file("bad.yaml", "apiVersion: image.openshift.io/v1\nkind: ImageStream\nmetadata:\n  name: bad\nspec:\n  bogus: 1\n"))]);
