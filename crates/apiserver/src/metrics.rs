@@ -140,33 +140,6 @@ impl Metrics {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_requests_and_watches() {
-        let m = Metrics::default();
-        m.observe("get", "imagestreams", 200, Duration::from_millis(3));
-        let guard = m.watch_started("imagestreams");
-        let text = m.render();
-        assert!(
-            text.contains(
-                "apiserver_request_total{verb=\"get\",resource=\"imagestreams\",code=\"200\"} 1"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains("apiserver_longrunning_requests{resource=\"imagestreams\"} 1"),
-            "{text}"
-        );
-        drop(guard);
-        assert!(m
-            .render()
-            .contains("apiserver_longrunning_requests{resource=\"imagestreams\"} 0"));
-    }
-}
-
 /// A [`Store`](storage::Store) that records how long each operation takes
 /// (`etcd_request_duration_seconds`, by operation and resource).
 pub struct InstrumentedStore {
@@ -252,5 +225,32 @@ impl storage::Store for InstrumentedStore {
 
     fn reliable_progress(&self) -> bool {
         self.inner.reliable_progress()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_requests_and_watches() {
+        let m = Metrics::default();
+        m.observe("get", "imagestreams", 200, Duration::from_millis(3));
+        let guard = m.watch_started("imagestreams");
+        let text = m.render();
+        assert!(
+            text.contains(
+                "apiserver_request_total{verb=\"get\",resource=\"imagestreams\",code=\"200\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("apiserver_longrunning_requests{resource=\"imagestreams\"} 1"),
+            "{text}"
+        );
+        drop(guard);
+        assert!(m
+            .render()
+            .contains("apiserver_longrunning_requests{resource=\"imagestreams\"} 0"));
     }
 }
