@@ -243,3 +243,33 @@ both_backends!(
     validation_messages,
     local_reference_policy_and_status_writes,
 );
+
+async fn allowed_registries(server: &Server) {
+    let c = server.client();
+    let ok = json!({"metadata": {"name": "ok"}, "spec": {"tags": [tag("t", "DockerImage", "quay.io/a/b:1")]}});
+    assert_eq!(c.post(&streams("ns"), &ok).await.status, 201);
+    let denied = json!({"metadata": {"name": "no"}, "spec": {"tags": [tag("t", "DockerImage", "docker.io/library/nginx:1")]}});
+    let r = c.post(&streams("ns"), &denied).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.message(),
+        "ImageStream.image.openshift.io \"no\" is invalid: spec.tags[t].from.name: Forbidden: registry \"docker.io:443\" not allowed by whitelist: \"quay.io:443\", \"*.corp.example:5000\""
+    );
+    let wildcard = json!({"metadata": {"name": "wild"}, "spec": {"tags": [tag("t", "DockerImage", "reg.corp.example:5000/a/b:1")]}});
+    assert_eq!(c.post(&streams("ns"), &wildcard).await.status, 201);
+    // The integrated registry is always allowed.
+    let internal = json!({"metadata": {"name": "int"}, "spec": {"dockerImageRepository": "registry.test:5000/ns/x"}});
+    assert_eq!(c.post(&streams("ns"), &internal).await.status, 201);
+    // A reference the stream already had stays allowed on update.
+    let mut s = c.get(&stream("ns", "ok")).await.json();
+    s["metadata"]["labels"] = json!({"touched": "yes"});
+    assert_eq!(c.put(&stream("ns", "ok"), &s).await.status, 200);
+}
+
+both_backends!(
+    [
+        "--internal-registry-hostname=registry.test:5000",
+        "--allowed-registries-for-import=quay.io,*.corp.example:5000"
+    ],
+    allowed_registries
+);

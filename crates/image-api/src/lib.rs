@@ -8,6 +8,7 @@ pub mod reference;
 pub mod tags;
 pub mod types;
 pub mod validation;
+pub mod whitelist;
 
 pub use types::*;
 

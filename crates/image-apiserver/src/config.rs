@@ -77,6 +77,12 @@ pub struct ServerConfig {
     #[arg(long, default_value_t = 10_000)]
     pub default_watch_cache_size: usize,
 
+    /// Registries image streams may reference (imagePolicyConfig.allowedRegistriesForImport):
+    /// comma-separated `host[:port]` patterns with `*` and `?`; `http://host` marks an insecure
+    /// entry. Unset: every registry is allowed.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_registries_for_import: Option<Vec<String>>,
+
     /// The integrated registry's public host (the first of externalRegistryHostnames).
     #[arg(long, default_value = "")]
     pub external_registry_hostname: String,

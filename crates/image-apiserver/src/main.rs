@@ -115,6 +115,19 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
         internal: config.internal_registry_hostname.clone(),
         external: config.external_registry_hostname.clone(),
         import_mode: image_api::IMPORT_MODE_LEGACY.to_string(),
+        whitelist: image_api::whitelist::RegistryWhitelist::new(
+            config
+                .allowed_registries_for_import
+                .as_ref()
+                .map(|entries| {
+                    entries
+                        .iter()
+                        .filter(|e| !e.is_empty())
+                        .map(|e| image_api::whitelist::AllowedRegistry::parse(e))
+                        .collect()
+                }),
+            &config.internal_registry_hostname,
+        ),
     };
     let cache_config = CacheConfig {
         history_capacity: config.default_watch_cache_size.max(1),

@@ -260,6 +260,94 @@ impl ImageStreamStrategy {
     }
 }
 
+const INSECURE_REPOSITORY_ANNOTATION: &str = "openshift.io/image.insecureRepository";
+
+impl ImageStreamStrategy {
+    /// The allowed-registries rules (spec §5.5). References the previous version of the stream
+    /// already had are exempt, so users can keep or remove them.
+    fn whitelist_errors(
+        &self,
+        new: &ImageStream,
+        old: Option<&ImageStream>,
+        status_only: bool,
+    ) -> Vec<FieldError> {
+        let wl = &self.hosts.whitelist;
+        if !wl.is_configured() {
+            return Vec::new();
+        }
+        let stream_insecure = new
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(INSECURE_REPOSITORY_ANNOTATION))
+            .is_some_and(|v| v == "true");
+        let old_refs: Vec<&str> = old
+            .map(|o| {
+                let spec = o
+                    .spec
+                    .tags
+                    .iter()
+                    .filter_map(|t| t.from.as_ref()?.name.as_deref());
+                let status = o
+                    .status
+                    .tags
+                    .iter()
+                    .flat_map(|l| l.items.iter().flatten())
+                    .map(|e| e.docker_image_reference.as_str());
+                spec.chain(status)
+                    .chain(std::iter::once(o.spec.docker_image_repository.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut errs = Vec::new();
+        let mut check = |path: FieldPath, reference: &str, insecure: bool| {
+            if reference.is_empty() || old_refs.contains(&reference) {
+                return;
+            }
+            if let Err(e) = wl.check_reference(reference, insecure || stream_insecure) {
+                errs.push(FieldError::forbidden(&path, e));
+            }
+        };
+        if !status_only {
+            check(
+                FieldPath::new("spec").child("dockerImageRepository"),
+                &new.spec.docker_image_repository,
+                false,
+            );
+            for t in &new.spec.tags {
+                let Some(from) = &t.from else { continue };
+                if from.kind.as_deref() == Some("DockerImage") {
+                    let path = FieldPath::new("spec")
+                        .child("tags")
+                        .key(&t.name)
+                        .child("from")
+                        .child("name");
+                    check(
+                        path,
+                        from.name.as_deref().unwrap_or(""),
+                        t.import_policy.insecure,
+                    );
+                }
+            }
+        }
+        for list in &new.status.tags {
+            let insecure = new
+                .spec_tag(&list.tag)
+                .is_some_and(|t| t.import_policy.insecure);
+            for (i, item) in list.items.iter().flatten().enumerate() {
+                let path = FieldPath::new("status")
+                    .child("tags")
+                    .key(&list.tag)
+                    .child("items")
+                    .index(i)
+                    .child("dockerImageReference");
+                check(path, &item.docker_image_reference, insecure);
+            }
+        }
+        errs
+    }
+}
+
 /// `tagRefChanged` (spec §2.6).
 fn tag_ref_changed(old: &TagReference, new: &TagReference, stream_ns: &str) -> bool {
     let Some(from) = &new.from else { return false };
@@ -370,6 +458,7 @@ impl Strategy for ImageStreamStrategy {
     ) -> Vec<FieldError> {
         let mut errs = self.tags_changed(None, obj).await;
         errs.extend(validate_image_stream_fields(obj));
+        errs.extend(self.whitelist_errors(obj, None, false));
         errs
     }
 
@@ -405,6 +494,7 @@ impl Strategy for ImageStreamStrategy {
     ) -> Vec<FieldError> {
         let mut errs = self.tags_changed(Some(old), new).await;
         errs.extend(validate_image_stream_fields(new));
+        errs.extend(self.whitelist_errors(new, Some(old), false));
         errs
     }
 

@@ -9,4 +9,6 @@ pub struct RegistryHosts {
     pub internal: String,
     pub external: String,
     pub import_mode: String,
+    /// `imagePolicyConfig.allowedRegistriesForImport`.
+    pub whitelist: image_api::whitelist::RegistryWhitelist,
 }
