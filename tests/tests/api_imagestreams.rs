@@ -273,3 +273,27 @@ both_backends!(
     ],
     allowed_registries
 );
+
+async fn stream_limits(server: &Server) {
+    let c = server.client();
+    let two = json!({"metadata": {"name": "lim"}, "spec": {"tags": [
+        tag("a", "DockerImage", "quay.io/a/b:1"), tag("b", "DockerImage", "quay.io/a/b:2")
+    ]}});
+    assert_eq!(c.post(&streams("ns"), &two).await.status, 201);
+    let three = json!({"metadata": {"name": "over"}, "spec": {"tags": [
+        tag("a", "DockerImage", "quay.io/a/b:1"), tag("b", "DockerImage", "quay.io/a/b:2"), tag("c", "DockerImage", "quay.io/a/b:3")
+    ]}});
+    let r = c.post(&streams("ns"), &three).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.message(),
+        "ImageStream.image.openshift.io \"over\" is invalid: imageStream: Forbidden: requested usage of openshift.io/image-tags exceeds the maximum limit per openshift.io/ImageStream (3 > 2)"
+    );
+    // Two tags naming the same image count once.
+    let same = json!({"metadata": {"name": "same"}, "spec": {"tags": [
+        tag("a", "DockerImage", "nginx"), tag("b", "DockerImage", "docker.io/library/nginx:latest"), tag("c", "DockerImage", "quay.io/x/y:1")
+    ]}});
+    assert_eq!(c.post(&streams("ns"), &same).await.status, 201);
+}
+
+both_backends!(["--max-image-tags-per-stream=2"], stream_limits);

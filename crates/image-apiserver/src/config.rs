@@ -83,6 +83,16 @@ pub struct ServerConfig {
     #[arg(long, value_delimiter = ',')]
     pub allowed_registries_for_import: Option<Vec<String>>,
 
+    /// The most distinct references an image stream's spec.tags may name (LimitRange
+    /// `openshift.io/image-tags` upstream). 0: unlimited.
+    #[arg(long, default_value_t = 0)]
+    pub max_image_tags_per_stream: u64,
+
+    /// The most distinct images an image stream's tag history may hold (LimitRange
+    /// `openshift.io/images` upstream). 0: unlimited.
+    #[arg(long, default_value_t = 0)]
+    pub max_images_per_stream: u64,
+
     /// The integrated registry's public host (the first of externalRegistryHostnames).
     #[arg(long, default_value = "")]
     pub external_registry_hostname: String,

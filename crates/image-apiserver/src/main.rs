@@ -128,6 +128,11 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
                 }),
             &config.internal_registry_hostname,
         ),
+        limits: image_api::limits::StreamLimits {
+            image_tags: (config.max_image_tags_per_stream > 0)
+                .then_some(config.max_image_tags_per_stream),
+            images: (config.max_images_per_stream > 0).then_some(config.max_images_per_stream),
+        },
     };
     let cache_config = CacheConfig {
         history_capacity: config.default_watch_cache_size.max(1),

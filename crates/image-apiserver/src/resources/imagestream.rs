@@ -348,6 +348,16 @@ impl ImageStreamStrategy {
     }
 }
 
+impl ImageStreamStrategy {
+    /// Limits (spec §15.2): a Forbidden error at `imageStream` per exceeded resource.
+    fn limit_errors(&self, new: &ImageStream, old: Option<&ImageStream>) -> Vec<FieldError> {
+        image_api::limits::violations(&self.hosts.limits, new, old)
+            .into_iter()
+            .map(|m| FieldError::forbidden(&FieldPath::new("imageStream"), m))
+            .collect()
+    }
+}
+
 /// `tagRefChanged` (spec §2.6).
 fn tag_ref_changed(old: &TagReference, new: &TagReference, stream_ns: &str) -> bool {
     let Some(from) = &new.from else { return false };
@@ -458,6 +468,7 @@ impl Strategy for ImageStreamStrategy {
     ) -> Vec<FieldError> {
         let mut errs = self.tags_changed(None, obj).await;
         errs.extend(validate_image_stream_fields(obj));
+        errs.extend(self.limit_errors(obj, None));
         errs.extend(self.whitelist_errors(obj, None, false));
         errs
     }
@@ -494,6 +505,7 @@ impl Strategy for ImageStreamStrategy {
     ) -> Vec<FieldError> {
         let mut errs = self.tags_changed(Some(old), new).await;
         errs.extend(validate_image_stream_fields(new));
+        errs.extend(self.limit_errors(new, Some(old)));
         errs.extend(self.whitelist_errors(new, Some(old), false));
         errs
     }

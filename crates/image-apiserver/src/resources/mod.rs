@@ -11,4 +11,6 @@ pub struct RegistryHosts {
     pub import_mode: String,
     /// `imagePolicyConfig.allowedRegistriesForImport`.
     pub whitelist: image_api::whitelist::RegistryWhitelist,
+    /// Per-stream limits (upstream: LimitRanges of type openshift.io/ImageStream).
+    pub limits: image_api::limits::StreamLimits,
 }
