@@ -88,3 +88,46 @@ async fn sigterm_ends_watches_cleanly() {
     );
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_beyond_the_inflight_limit_get_429() {
+    let server = blackbox::start_embedded(&["--max-mutating-requests-inflight=1"]).await;
+    let client = server.client();
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = c
+                .post(
+                    "/apis/image.openshift.io/v1/namespaces/ns/imagestreams",
+                    &serde_json::json!({"metadata": {"name": format!("s{i}")}}),
+                )
+                .await;
+            (i, r)
+        }));
+    }
+    let mut created = Vec::new();
+    let mut limited = 0;
+    for t in tasks {
+        let (i, r) = t.await.expect("task");
+        match r.status {
+            201 => created.push(i),
+            429 => {
+                limited += 1;
+                assert_eq!(r.text(), "Too many requests, please try again later.\n");
+                assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+            }
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    assert!(limited > 0, "no request was limited");
+    let list = client
+        .get("/apis/image.openshift.io/v1/namespaces/ns/imagestreams")
+        .await
+        .json();
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(created.len()),
+        "a 429 wrote something, or a 201 was lost"
+    );
+}

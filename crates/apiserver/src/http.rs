@@ -52,6 +52,9 @@ pub struct ApiConfig {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Shared with whatever else records metrics (the instrumented store).
     pub metrics: Metrics,
+    /// kube's `--max-requests-inflight` and `--max-mutating-requests-inflight`.
+    pub max_requests_inflight: usize,
+    pub max_mutating_requests_inflight: usize,
 }
 
 /// Everything precomputed that requests share.
@@ -64,6 +67,8 @@ pub struct Api {
     aggregated_etag: String,
     v3_hash: Option<String>,
     pub metrics: Metrics,
+    readonly: Arc<tokio::sync::Semaphore>,
+    mutating: Arc<tokio::sync::Semaphore>,
 }
 
 fn json_line<T: serde::Serialize>(v: &T) -> Bytes {
@@ -103,6 +108,12 @@ impl Api {
             aggregated,
             v3_hash,
             metrics: config.metrics.clone(),
+            readonly: Arc::new(tokio::sync::Semaphore::new(
+                config.max_requests_inflight.max(1),
+            )),
+            mutating: Arc::new(tokio::sync::Semaphore::new(
+                config.max_mutating_requests_inflight.max(1),
+            )),
             config,
         })
     }
@@ -188,7 +199,7 @@ async fn common_layer(
     let mut response = match (&user, anonymous_ok) {
         (Some(u), _) => {
             req.extensions_mut().insert(u.clone());
-            next.run(req).await
+            run_guarded(&api, req, next).await
         }
         (None, true) => {
             req.extensions_mut().insert(UserInfo {
@@ -196,7 +207,7 @@ async fn common_layer(
                 uid: String::new(),
                 groups: vec!["system:unauthenticated".into()],
             });
-            next.run(req).await
+            run_guarded(&api, req, next).await
         }
         (None, false) => error_response(&ApiError::Unauthorized, false),
     };
@@ -218,6 +229,98 @@ async fn common_layer(
         "request"
     );
     response
+}
+
+/// The limits around a handler (spec §0): at most `--max-requests-inflight` reads and
+/// `--max-mutating-requests-inflight` writes at once (429 beyond, plain text as kube's filter
+/// answers), a timeout for non-watch requests (504), and a panic becomes a 500 Status.
+async fn run_guarded(api: &Api, req: HttpRequest, next: axum::middleware::Next) -> Response {
+    use futures::FutureExt;
+    let watch = is_long_running(&req);
+    let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let _permit = if watch {
+        None
+    } else {
+        let pool = if mutating {
+            &api.mutating
+        } else {
+            &api.readonly
+        };
+        match pool.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => return too_many_requests(),
+        }
+    };
+    let timeout = request_timeout(&req);
+    let run = std::panic::AssertUnwindSafe(next.run(req)).catch_unwind();
+    let outcome = if watch {
+        Ok(run.await)
+    } else {
+        tokio::time::timeout(timeout, run).await
+    };
+    match outcome {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(panic)) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_string());
+            tracing::error!(panic = %what, "handler panicked");
+            error_response(&ApiError::Internal(what), false)
+        }
+        Err(_) => error_response(
+            &ApiError::Timeout {
+                message: "request did not complete within the allotted timeout".to_string(),
+                retry_after: None,
+                too_large_rv: false,
+            },
+            false,
+        ),
+    }
+}
+
+/// Watches are long-running: no timeout (they end on their own) and no in-flight slot.
+fn is_long_running(req: &HttpRequest) -> bool {
+    let path = req.uri().path();
+    let q = Query::parse(req.uri().query());
+    *req.method() == Method::GET && (path.contains("/watch/") || q.flag("watch"))
+}
+
+/// `--request-timeout` (60 s), shortened by a `?timeout=` the client sends (Go duration).
+fn request_timeout(req: &HttpRequest) -> std::time::Duration {
+    let default = std::time::Duration::from_secs(60);
+    let q = Query::parse(req.uri().query());
+    q.get("timeout")
+        .and_then(parse_seconds)
+        .map(|t| t.min(default))
+        .unwrap_or(default)
+}
+
+/// The Go durations clients send as `?timeout=`: `32s`, `1m`, `500ms`.
+fn parse_seconds(text: &str) -> Option<std::time::Duration> {
+    let (num, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.')?);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    (secs > 0.0).then(|| std::time::Duration::from_secs_f64(secs))
+}
+
+fn too_many_requests() -> Response {
+    let mut r = respond(
+        429,
+        "text/plain; charset=utf-8",
+        Bytes::from("Too many requests, please try again later.\n"),
+        &[],
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -341,14 +444,17 @@ fn order_status(v: Value) -> Value {
         "details",
         "code",
     ] {
-        if let Some(val) = m.remove(k) {
-            out.insert(k.to_string(), val);
+        match m.remove(k) {
+            Some(val) => {
+                out.insert(k.to_string(), val);
+            }
+            None if k == "metadata" => {
+                out.insert(k.to_string(), json!({}));
+            }
+            None => {}
         }
     }
     out.extend(m);
-    if !out.contains_key("metadata") {
-        out.insert("metadata".into(), json!({}));
-    }
     Value::Object(out)
 }
 
@@ -1040,5 +1146,48 @@ fn convert_watch_object(
             partial_object_metadata(&object)
         }
         _ => object,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_timeouts_parse_as_go_durations() {
+        assert_eq!(
+            parse_seconds("32s"),
+            Some(std::time::Duration::from_secs(32))
+        );
+        assert_eq!(
+            parse_seconds("1m"),
+            Some(std::time::Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_seconds("500ms"),
+            Some(std::time::Duration::from_millis(500))
+        );
+        assert_eq!(parse_seconds("0s"), None);
+        assert_eq!(parse_seconds("x"), None);
+        assert_eq!(parse_seconds("5"), None);
+    }
+
+    #[test]
+    fn statuses_keep_go_field_order() {
+        let v = order_status(
+            json!({"code": 404, "message": "m", "kind": "Status", "apiVersion": "v1", "status": "Failure"}),
+        );
+        let keys: Vec<&String> = v.as_object().expect("object").keys().collect();
+        assert_eq!(
+            keys,
+            vec![
+                "kind",
+                "apiVersion",
+                "metadata",
+                "status",
+                "message",
+                "code"
+            ]
+        );
     }
 }

@@ -72,6 +72,14 @@ pub struct ServerConfig {
     #[arg(long, default_value = "")]
     pub internal_registry_hostname: String,
 
+    /// Non-mutating requests served at once (kube's flag); more get 429. Watches do not count.
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+
+    /// Mutating requests served at once (kube's flag); more get 429.
+    #[arg(long, default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
+
     /// Events each watch cache keeps for watches that resume from a past resourceVersion
     /// (kube's flag name); older resourceVersions get 410 Expired.
     #[arg(long, default_value_t = 10_000)]

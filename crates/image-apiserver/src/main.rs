@@ -174,6 +174,8 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
         openapi: openapi::documents(),
         shutdown: shutdown_rx,
         metrics,
+        max_requests_inflight: config.max_requests_inflight,
+        max_mutating_requests_inflight: config.max_mutating_requests_inflight,
     });
     let app = apiserver::http::router(api);
 
