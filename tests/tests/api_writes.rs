@@ -187,6 +187,34 @@ async fn field_validation(server: &Server) {
     );
 }
 
+async fn duplicate_fields(server: &Server) {
+    let c = server.client();
+    let body = br#"{"metadata":{"name":"dup","labels":{"a":"1","a":"2"}}}"#.to_vec();
+    let r = c
+        .request(
+            reqwest::Method::POST,
+            &streams("ns1"),
+            &[("content-type", "application/json")],
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(
+        r.headers_all("warning"),
+        vec!["299 - \"duplicate field \\\"metadata.labels.a\\\"\"".to_string()]
+    );
+    let r = c
+        .request(
+            reqwest::Method::POST,
+            &format!("{}?fieldValidation=Strict", streams("ns2")),
+            &[("content-type", "application/json")],
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.message(), "ImageStream in version \"v1\" cannot be handled as a ImageStream: strict decoding error: duplicate field \"metadata.labels.a\"");
+}
+
 async fn updates_and_conflicts(server: &Server) {
     let c = server.client();
     let mut obj = c.post(&streams("ns1"), &is("u")).await.json();
@@ -608,6 +636,7 @@ both_backends!(
     create_get_and_errors,
     generate_name_and_dry_run,
     field_validation,
+    duplicate_fields,
     updates_and_conflicts,
     patches,
     server_side_apply,

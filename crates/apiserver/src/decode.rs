@@ -89,15 +89,27 @@ pub fn typed<T: DeserializeOwned>(
     validation: FieldValidation,
     warnings: &Warnings,
 ) -> Result<T, DecodeError> {
+    typed_checked(value, &[], info, validation, warnings)
+}
+
+/// [`typed`], also reporting `duplicates` (found in the raw body by [`duplicate_fields`]).
+pub fn typed_checked<T: DeserializeOwned>(
+    value: Value,
+    duplicates: &[String],
+    info: &ResourceInfo,
+    validation: FieldValidation,
+    warnings: &Warnings,
+) -> Result<T, DecodeError> {
     let mut unknown = Vec::new();
     let obj: T = serde_ignored::deserialize(value, |path| unknown.push(field_path(&path)))
         .map_err(|e| DecodeError::Malformed(cannot_handle(info, e)))?;
-    if unknown.is_empty() {
+    if unknown.is_empty() && duplicates.is_empty() {
         return Ok(obj);
     }
-    let list: Vec<String> = unknown
+    let list: Vec<String> = duplicates
         .iter()
-        .map(|f| format!("unknown field {f:?}"))
+        .map(|f| format!("duplicate field {f:?}"))
+        .chain(unknown.iter().map(|f| format!("unknown field {f:?}")))
         .collect();
     match validation {
         FieldValidation::Ignore => Ok(obj),
@@ -111,6 +123,92 @@ pub fn typed<T: DeserializeOwned>(
             "strict decoding error: {}",
             list.join(", ")
         ))),
+    }
+}
+
+/// The dotted paths of keys that appear twice in one JSON object of `body` (Go's strict
+/// decoder reports them; serde keeps the last silently).
+pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
+    use serde::de::DeserializeSeed;
+    let mut out = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let _ = Duplicates {
+        path: String::new(),
+        out: &mut out,
+    }
+    .deserialize(&mut de);
+    out
+}
+
+struct Duplicates<'a> {
+    path: String,
+    out: &'a mut Vec<String>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Duplicates<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Duplicates<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let child = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            if !seen.insert(key) {
+                self.out.push(child.clone());
+            }
+            map.next_value_seed(Duplicates {
+                path: child,
+                out: self.out,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        while seq
+            .next_element_seed(Duplicates {
+                path: format!("{}[{i}]", self.path),
+                out: self.out,
+            })?
+            .is_some()
+        {
+            i += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
     }
 }
 
@@ -192,6 +290,16 @@ mod tests {
         assert_eq!(err.to_string(), "Thing in version \"v1\" cannot be handled as a Thing: strict decoding error: unknown field \"spec.foo\", unknown field \"spec.tags[0].bar\", unknown field \"x\"");
         let _: Thing = typed(v, &info(), FieldValidation::Ignore, &w).expect("ignore");
         assert!(w.take().is_empty());
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_at_any_depth() {
+        let body = br#"{"metadata":{"name":"a","name":"b"},"spec":{"tags":[{"name":"x","name":"y"}]},"spec":{}}"#;
+        assert_eq!(
+            duplicate_fields(body),
+            vec!["metadata.name", "spec.tags[0].name", "spec"]
+        );
+        assert!(duplicate_fields(br#"{"a":{"b":1},"c":{"b":2}}"#).is_empty());
     }
 
     #[test]

@@ -430,9 +430,18 @@ impl<S: Strategy> Registry<S> {
     fn decode_body(&self, req: &Request, opts: &WriteOptions) -> Result<S::Object, ApiError> {
         let value = decode::body_value(&req.body, req.content_type.as_deref())?;
         decode::check_type_meta(&value, self.info())?;
-        let mut obj: S::Object =
-            decode::typed(value, self.info(), opts.field_validation, &req.warnings)
-                .map_err(|e| e.for_body(self.info()))?;
+        let duplicates = match req.content_type.as_deref() {
+            None | Some("application/json") => decode::duplicate_fields(&req.body),
+            _ => Vec::new(),
+        };
+        let mut obj: S::Object = decode::typed_checked(
+            value,
+            &duplicates,
+            self.info(),
+            opts.field_validation,
+            &req.warnings,
+        )
+        .map_err(|e| e.for_body(self.info()))?;
         self.strategy.default(&mut obj);
         Ok(obj)
     }
