@@ -757,6 +757,32 @@ fn verb_for(method: &Method, info: &RequestInfo, query: &Query) -> Option<Verb> 
     })
 }
 
+/// The error for a verb a resource does not serve, as go-restful's routes give it: a watch is
+/// 405 naming the resource; a path with no route at all (an item path of a resource without
+/// item verbs, or the reverse) is 404; another method on an existing route is 405.
+fn disallowed(r: &ResourceInfo, info: &RequestInfo, verb: Verb) -> ApiError {
+    if verb == Verb::Watch {
+        return ApiError::MethodNotAllowed {
+            verb: verb.as_str().to_string(),
+            resource: apimachinery::GroupResource::new(r.group, r.resource),
+        };
+    }
+    let item_verbs = ["get", "update", "patch", "delete"];
+    let collection_verbs = ["list", "create", "deletecollection"];
+    let has_route = if info.name.is_some() && info.subresource.is_none() {
+        r.verbs.iter().any(|v| item_verbs.contains(v))
+    } else if info.name.is_none() {
+        r.verbs.iter().any(|v| collection_verbs.contains(v))
+    } else {
+        true
+    };
+    if has_route {
+        ApiError::RouteMethodNotAllowed
+    } else {
+        ApiError::RouteNotFound
+    }
+}
+
 /// Whether discovery advertises `verb` for this (sub)resource.
 fn allowed(info: &ResourceInfo, subresource: Option<&str>, verb: Verb) -> bool {
     let verbs = match subresource {
@@ -809,17 +835,7 @@ async fn api_request(
         return error_response(&ApiError::RouteNotFound, pretty);
     }
     if !allowed(resource.info(), info.subresource.as_deref(), verb) {
-        let err = match verb {
-            Verb::Watch | Verb::List => ApiError::MethodNotAllowed {
-                verb: verb.as_str().to_string(),
-                resource: apimachinery::GroupResource::new(
-                    resource.info().group,
-                    resource.info().resource,
-                ),
-            },
-            _ => ApiError::RouteMethodNotAllowed,
-        };
-        return error_response(&err, pretty);
+        return error_response(&disallowed(resource.info(), &info, verb), pretty);
     }
     let started = Instant::now();
     let response = handle_resource(

@@ -31,14 +31,27 @@ use crate::resource::{Reply, Request, Resource, Verb, WatchEvent};
 use crate::strategy::{to_bytes, ApiObject, ObjectAttrs, ObjectCodec, Strategy, StrategyContext};
 
 /// What kind of read-modify-write an update is.
-#[derive(Clone, Copy)]
-struct UpdateMode {
+#[derive(Clone, Copy, Debug)]
+pub struct UpdateMode {
     /// Through the `/status` subresource.
-    status: bool,
+    pub status: bool,
     /// The body must carry a resourceVersion (PUT of an image resource).
-    require_rv: bool,
+    pub require_rv: bool,
     /// Record an `Update` managedFields entry (apply records its own).
-    record: bool,
+    pub record: bool,
+    /// A write by the server itself for a virtual resource: spec and status both change
+    /// (`Strategy::prepare_for_internal_update`).
+    pub internal: bool,
+}
+
+impl UpdateMode {
+    /// What virtual resources write with.
+    pub const INTERNAL: UpdateMode = UpdateMode {
+        status: false,
+        require_rv: false,
+        record: true,
+        internal: true,
+    };
 }
 
 /// How many times a write re-reads and retries after losing a compare-and-swap.
@@ -611,6 +624,7 @@ impl<S: Strategy> Registry<S> {
             status,
             require_rv,
             record,
+            internal,
         } = mode;
         let namespace = req.namespace.as_deref();
         let key = self.key(namespace, name);
@@ -677,7 +691,11 @@ impl<S: Strategy> Registry<S> {
                         .await,
                 );
             } else {
-                self.strategy.prepare_for_update(&mut new, &old);
+                if internal {
+                    self.strategy.prepare_for_internal_update(&mut new, &old);
+                } else {
+                    self.strategy.prepare_for_update(&mut new, &old);
+                }
                 errs.extend(validate_object_meta_update(new.metadata(), old.metadata()));
                 errs.extend(self.strategy.validate_update(&ctx, &mut new, &old).await);
             }
@@ -782,6 +800,7 @@ impl<S: Strategy> Registry<S> {
                 status,
                 require_rv: true,
                 record: true,
+                internal: false,
             },
             |_| Ok(body.clone()),
         )
@@ -816,6 +835,7 @@ impl<S: Strategy> Registry<S> {
                 status,
                 require_rv: false,
                 record: true,
+                internal: false,
             },
             move |old| {
                 let mut doc = serde_json::to_value(old).map_err(internal)?;
@@ -1104,6 +1124,90 @@ impl<S: Strategy> Resource for Registry<S> {
 }
 
 impl<S: Strategy> Registry<S> {
+    /// The read-modify-write loop, for resources built on this one (virtual resources):
+    /// `produce` makes the new object from the current one; a produced object without a
+    /// resourceVersion is retried on conflict, one with a resourceVersion is pinned to it.
+    pub async fn update_object<F>(
+        &self,
+        req: &Request,
+        opts: &WriteOptions,
+        name: &str,
+        mode: UpdateMode,
+        produce: F,
+    ) -> Result<Reply, ApiError>
+    where
+        F: FnMut(&S::Object) -> Result<S::Object, ApiError> + Send,
+    {
+        self.update_with(req, opts, name, mode, produce).await
+    }
+
+    /// Creates an object through the normal create path (strategy, validation, managedFields).
+    pub async fn create_typed(
+        &self,
+        req: &Request,
+        opts: &WriteOptions,
+        obj: &mut S::Object,
+    ) -> Result<Reply, ApiError> {
+        self.create_object(req, opts, obj, true).await
+    }
+
+    /// A consistent read of one object's served form, from the watch cache.
+    pub async fn get_cached(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<S::Object>, ApiError> {
+        let key = self.key(namespace, name);
+        let (obj, _, _) = self
+            .cache
+            .get(&key, ReadRevision::Consistent)
+            .await
+            .map_err(|e| cache_error(e, &self.gr, "get"))?;
+        obj.map(|o| serde_json::from_slice(&o.json).map_err(internal))
+            .transpose()
+    }
+
+    /// A read of one object from whatever the watch cache holds (resourceVersion "0").
+    pub async fn get_any(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<S::Object>, ApiError> {
+        let key = self.key(namespace, name);
+        let (obj, _, _) = self
+            .cache
+            .get(&key, ReadRevision::Any)
+            .await
+            .map_err(|e| cache_error(e, &self.gr, "get"))?;
+        obj.map(|o| serde_json::from_slice(&o.json).map_err(internal))
+            .transpose()
+    }
+
+    /// A list of served objects with the list's metadata (resourceVersion, continue).
+    pub async fn list_objects(
+        &self,
+        req: &Request,
+        opts: &ListOptions,
+    ) -> Result<(Vec<S::Object>, Value), ApiError> {
+        match self.list(req, opts).await? {
+            Reply::List {
+                metadata, items, ..
+            } => {
+                let objects = items
+                    .iter()
+                    .map(|i| serde_json::from_slice(i).map_err(internal))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((objects, metadata))
+            }
+            _ => Err(ApiError::Internal("list returned no list".to_string())),
+        }
+    }
+
+    /// Whether the watch cache has loaded (virtual views built on it answer 504 until then).
+    pub fn is_ready(&self) -> bool {
+        self.cache.is_ready()
+    }
+
     /// For server-side apply.
     pub(crate) async fn apply_update<F>(
         &self,
@@ -1124,6 +1228,7 @@ impl<S: Strategy> Registry<S> {
                 status,
                 require_rv: false,
                 record: false,
+                internal: false,
             },
             produce,
         )

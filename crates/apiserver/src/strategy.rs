@@ -56,6 +56,12 @@ pub trait Strategy: Send + Sync + 'static {
 
     fn prepare_for_update(&self, new: &mut Self::Object, old: &Self::Object);
 
+    /// An update by the server itself (virtual resources): spec and status both change.
+    /// Upstream calls this the internal strategy.
+    fn prepare_for_internal_update(&self, new: &mut Self::Object, old: &Self::Object) {
+        self.prepare_for_update(new, old);
+    }
+
     async fn validate_update(
         &self,
         ctx: &StrategyContext<'_>,

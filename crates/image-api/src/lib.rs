@@ -9,9 +9,11 @@ pub mod reference;
 pub mod tags;
 pub mod types;
 pub mod validation;
+pub mod virtual_types;
 pub mod whitelist;
 
 pub use types::*;
+pub use virtual_types::*;
 
 pub const GROUP: &str = "image.openshift.io";
 pub const VERSION: &str = "v1";

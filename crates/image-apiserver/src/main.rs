@@ -139,7 +139,7 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
         ..CacheConfig::default()
     };
     let streams = Arc::new(Registry::new(
-        ImageStreamStrategy::new(hosts, store.clone()),
+        ImageStreamStrategy::new(hosts.clone(), store.clone()),
         store.clone(),
         cache_config.clone(),
     ));
@@ -160,7 +160,22 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
     let (auth, admin_token) = credentials::tokens(&config)?;
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let resources: Vec<Arc<dyn Resource>> = vec![images.clone(), streams.clone()];
+    let ctx = Arc::new(resources::context::Context {
+        streams: streams.clone(),
+        images: images.clone(),
+        hosts,
+    });
+    let resources: Vec<Arc<dyn Resource>> = vec![
+        images.clone(),
+        Arc::new(resources::imagesignature::ImageSignatures::new(ctx.clone())),
+        Arc::new(resources::layers::ImageStreamImages::new(ctx.clone())),
+        Arc::new(resources::imagestreammapping::ImageStreamMappings::new(
+            ctx.clone(),
+        )),
+        Arc::new(resources::layers::ImageStreams::new(ctx.clone())),
+        Arc::new(resources::imagestreamtag::ImageStreamTags::new(ctx.clone())),
+        Arc::new(resources::imagetag::ImageTags::new(ctx.clone())),
+    ];
     let api = Api::new(ApiConfig {
         group: image_api::GROUP,
         version: image_api::VERSION,

@@ -497,6 +497,14 @@ impl Strategy for ImageStreamStrategy {
         self.decorate(new);
     }
 
+    fn prepare_for_internal_update(&self, new: &mut ImageStream, old: &ImageStream) {
+        let status = std::mem::take(&mut new.status);
+        self.prepare_for_update(new, old);
+        new.status = status;
+        sort_status_tags(new);
+        self.decorate(new);
+    }
+
     async fn validate_update(
         &self,
         _ctx: &StrategyContext<'_>,

@@ -1,7 +1,13 @@
 //! The image resources, one module each, plugged into the generic machinery.
 
+pub mod context;
 pub mod image;
+pub mod imagesignature;
 pub mod imagestream;
+pub mod imagestreammapping;
+pub mod imagestreamtag;
+pub mod imagetag;
+pub mod layers;
 
 /// The integrated registry's names and the import mode tags default to (imagePolicyConfig).
 #[derive(Clone, Debug, Default)]

@@ -1,0 +1,227 @@
+//! The virtual resources' types: views computed from image streams and images
+//! (ImageStreamTag, ImageTag, ImageStreamImage, ImageStreamMapping, ImageStreamLayers).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::{Image, ImageLookupPolicy, NamedTagEventList, TagEventCondition, TagReference};
+
+fn is_empty_str(s: &str) -> bool {
+    s.is_empty()
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+macro_rules! object {
+    ($t:ty) => {
+        impl apimachinery::object::ApiObject for $t {
+            fn metadata(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn metadata_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+            fn set_type_meta(&mut self, kind: &str, api_version: &str) {
+                self.kind = kind.to_string();
+                self.api_version = api_version.to_string();
+            }
+        }
+    };
+}
+
+/// An ImageStreamTag is one tag of an image stream seen as an object: the tag's spec, its
+/// current image, and the stream's lookup policy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageStreamTag")]
+#[schemars(extend("x-kubernetes-group-version-kind" = [{"group": "image.openshift.io", "kind": "ImageStreamTag", "version": "v1"}]))]
+pub struct ImageStreamTag {
+    #[serde(default, skip_serializing_if = "is_empty_str")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "is_empty_str")]
+    pub api_version: String,
+    /// metadata of the tag: the stream's namespace, uid, resourceVersion and labels, and the
+    /// spec tag's annotations.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub metadata: ObjectMeta,
+    /// tag is the spec tag, if there is one.
+    #[serde(default)]
+    pub tag: Option<TagReference>,
+    /// generation is the spec tag generation of the current image.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub generation: i64,
+    /// lookupPolicy is the stream's.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub lookup_policy: ImageLookupPolicy,
+    /// conditions are the tag's import conditions.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub conditions: Vec<TagEventCondition>,
+    /// image is the tag's current image, with the reference its tag resolves to.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub image: Image,
+}
+object!(ImageStreamTag);
+
+/// A list of ImageStreamTags.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageStreamTagList")]
+#[schemars(extend("x-kubernetes-group-version-kind" = [{"group": "image.openshift.io", "kind": "ImageStreamTagList", "version": "v1"}]))]
+pub struct ImageStreamTagList {
+    #[serde(default, skip_serializing_if = "is_empty_str")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "is_empty_str")]
+    pub api_version: String,
+    pub metadata: ListMeta,
+    pub items: Vec<ImageStreamTag>,
+}
+
+/// An ImageTag is the full view of one tag: its spec, its whole history, and its current image.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageTag")]
+#[schemars(extend("x-kubernetes-group-version-kind" = [{"group": "image.openshift.io", "kind": "ImageTag", "version": "v1"}]))]
+pub struct ImageTag {
+    #[serde(default, skip_serializing_if = "is_empty_str")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "is_empty_str")]
+    pub api_version: String,
+    /// metadata is the stream's, named `<stream>:<tag>`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub metadata: ObjectMeta,
+    /// spec is the spec tag; null removes it on update.
+    #[serde(default)]
+    pub spec: Option<TagReference>,
+    /// status is the tag's history and conditions.
+    #[serde(default)]
+    pub status: Option<NamedTagEventList>,
+    /// image is the current image (never in lists).
+    #[serde(default)]
+    pub image: Option<Image>,
+}
+object!(ImageTag);
+
+/// A list of ImageTags.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageTagList")]
+#[schemars(extend("x-kubernetes-group-version-kind" = [{"group": "image.openshift.io", "kind": "ImageTagList", "version": "v1"}]))]
+pub struct ImageTagList {
+    #[serde(default, skip_serializing_if = "is_empty_str")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "is_empty_str")]
+    pub api_version: String,
+    pub metadata: ListMeta,
+    pub items: Vec<ImageTag>,
+}
+
+/// An ImageStreamImage is an image of a stream's history, addressed as `<stream>@<id>`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageStreamImage")]
+#[schemars(extend("x-kubernetes-group-version-kind" = [{"group": "image.openshift.io", "kind": "ImageStreamImage", "version": "v1"}]))]
+pub struct ImageStreamImage {
+    #[serde(default, skip_serializing_if = "is_empty_str")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "is_empty_str")]
+    pub api_version: String,
+    /// metadata: the requested name, the stream's annotations, the image's creation time.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub metadata: ObjectMeta,
+    /// image is the image.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub image: Image,
+}
+object!(ImageStreamImage);
+
+/// An ImageStreamMapping records that an image was pushed to a stream's tag (the registry posts
+/// one after each push).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageStreamMapping")]
+#[schemars(extend("x-kubernetes-group-version-kind" = [{"group": "image.openshift.io", "kind": "ImageStreamMapping", "version": "v1"}]))]
+pub struct ImageStreamMapping {
+    #[serde(default, skip_serializing_if = "is_empty_str")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "is_empty_str")]
+    pub api_version: String,
+    /// metadata names the stream.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub metadata: ObjectMeta,
+    /// image is the pushed image.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub image: Image,
+    /// tag is the tag the image goes to.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tag: String,
+}
+object!(ImageStreamMapping);
+
+/// ImageStreamLayers lists the blobs a stream's images reference (what a registry may serve
+/// from the stream).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageStreamLayers")]
+#[schemars(extend("x-kubernetes-group-version-kind" = [{"group": "image.openshift.io", "kind": "ImageStreamLayers", "version": "v1"}]))]
+pub struct ImageStreamLayers {
+    #[serde(default, skip_serializing_if = "is_empty_str")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "is_empty_str")]
+    pub api_version: String,
+    /// metadata is the stream's.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub metadata: ObjectMeta,
+    /// blobs maps each blob digest to its size and media type.
+    pub blobs: BTreeMap<String, ImageLayerData>,
+    /// images maps each image of the stream's history to its blobs.
+    pub images: BTreeMap<String, ImageBlobReferences>,
+}
+object!(ImageStreamLayers);
+
+/// The size and media type of a blob.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageLayerData")]
+pub struct ImageLayerData {
+    /// size in bytes, null when unknown (manifests and configs).
+    #[serde(default)]
+    pub size: Option<i64>,
+    /// mediaType of the blob.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub media_type: String,
+}
+
+/// The blobs one image references.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageBlobReferences")]
+pub struct ImageBlobReferences {
+    /// imageMissing is true when the stream refers to an image that does not exist.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub image_missing: bool,
+    /// layers are the layer digests, base first.
+    #[serde(default)]
+    pub layers: Option<Vec<String>>,
+    /// config is the config blob's digest (schema 2 and OCI images).
+    #[serde(default)]
+    pub config: Option<String>,
+    /// manifests are the sub-manifests of a manifest list.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub manifests: Vec<String>,
+}

@@ -1,0 +1,159 @@
+//! What the virtual resources share: the two stored registries, the registry configuration,
+//! and the helpers every tag view needs (name parsing, reading and writing the stream).
+
+use std::sync::Arc;
+
+use apimachinery::errors::ApiError;
+use apimachinery::options::WriteOptions;
+use apimachinery::GroupResource;
+use apiserver::registry::{Registry, UpdateMode};
+use apiserver::resource::{Reply, Request};
+use image_api::{Image, ImageStream};
+
+use super::image::ImageStrategy;
+use super::imagestream::ImageStreamStrategy;
+use super::RegistryHosts;
+
+pub struct Context {
+    pub streams: Arc<Registry<ImageStreamStrategy>>,
+    pub images: Arc<Registry<ImageStrategy>>,
+    pub hosts: RegistryHosts,
+}
+
+pub fn gr(resource: &str) -> GroupResource {
+    GroupResource::new(image_api::GROUP, resource)
+}
+
+pub fn not_found(resource: &str, name: &str) -> ApiError {
+    ApiError::NotFound {
+        resource: gr(resource),
+        name: name.to_string(),
+    }
+}
+
+/// The strict `<stream>:<tag>` parse of GET, PUT and DELETE (spec §2.1).
+pub fn parse_stream_tag(name: &str) -> Option<(&str, &str)> {
+    if name.contains('@') {
+        return None;
+    }
+    let (stream, tag) = name.split_once(':')?;
+    if stream.is_empty() || tag.is_empty() || tag.contains(':') {
+        return None;
+    }
+    Some((stream, tag))
+}
+
+/// The loose split of create: the tag defaults to `latest`; `None` without a `:`.
+pub fn split_stream_tag(name: &str) -> Option<(&str, &str)> {
+    let (stream, tag) = name.split_once(':')?;
+    Some((
+        stream,
+        if tag.is_empty() {
+            image_api::DEFAULT_IMAGE_TAG
+        } else {
+            tag
+        },
+    ))
+}
+
+/// A request's namespace, required by every namespaced view.
+pub fn namespace<'a>(req: &'a Request, message: &str) -> Result<&'a str, ApiError> {
+    req.namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::BadRequest(message.to_string()))
+}
+
+/// The stream object of a reply from the stream registry.
+pub fn stream_of(reply: Reply) -> Result<(ImageStream, u16), ApiError> {
+    match reply {
+        Reply::Object { code, json } => serde_json::from_slice(&json)
+            .map(|s| (s, code))
+            .map_err(|e| ApiError::Internal(e.to_string())),
+        _ => Err(ApiError::Internal(
+            "stream write returned no object".to_string(),
+        )),
+    }
+}
+
+impl Context {
+    /// Writes a changed stream through the stream strategy (generations, tag resolution,
+    /// validation), retrying conflicts unless `pinned` carries the resourceVersion the client
+    /// saw.
+    pub async fn update_stream<F>(
+        &self,
+        req: &Request,
+        opts: &WriteOptions,
+        name: &str,
+        status: bool,
+        pinned: Option<String>,
+        mut change: F,
+    ) -> Result<ImageStream, ApiError>
+    where
+        F: FnMut(&mut ImageStream) -> Result<(), ApiError> + Send,
+    {
+        let mode = if status {
+            UpdateMode {
+                status: true,
+                ..UpdateMode::INTERNAL
+            }
+        } else {
+            UpdateMode::INTERNAL
+        };
+        let reply = self
+            .streams
+            .update_object(req, opts, name, mode, |current| {
+                let mut next = current.clone();
+                change(&mut next)?;
+                next.metadata.resource_version = pinned.clone();
+                Ok(next)
+            })
+            .await?;
+        stream_of(reply).map(|(s, _)| s)
+    }
+
+    /// Creates a stream through the normal create path.
+    pub async fn create_stream(
+        &self,
+        req: &Request,
+        opts: &WriteOptions,
+        mut stream: ImageStream,
+    ) -> Result<ImageStream, ApiError> {
+        let reply = self.streams.create_typed(req, opts, &mut stream).await?;
+        stream_of(reply).map(|(s, _)| s)
+    }
+
+    pub async fn image(&self, name: &str) -> Result<Option<Image>, ApiError> {
+        if name.is_empty() {
+            return Ok(None);
+        }
+        self.images.get_cached(None, name).await
+    }
+}
+
+/// The view of an image inside a tag view: metadata extracted, manifest and config cleared,
+/// the pull spec the tag resolves to.
+pub fn image_view(mut image: Image, reference: String) -> Image {
+    image.docker_image_manifest.clear();
+    image.docker_image_config.clear();
+    image.docker_image_reference = reference;
+    image
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_tag_names() {
+        assert_eq!(parse_stream_tag("is:tag"), Some(("is", "tag")));
+        assert_eq!(parse_stream_tag("is"), None);
+        assert_eq!(parse_stream_tag("is:"), None);
+        assert_eq!(parse_stream_tag(":t"), None);
+        assert_eq!(parse_stream_tag("a:b:c"), None);
+        assert_eq!(parse_stream_tag("is@sha256:x"), None);
+        assert_eq!(split_stream_tag("is:"), Some(("is", "latest")));
+        assert_eq!(split_stream_tag("is:v1"), Some(("is", "v1")));
+        assert_eq!(split_stream_tag("is"), None);
+    }
+}

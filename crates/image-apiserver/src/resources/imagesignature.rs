@@ -1,0 +1,206 @@
+//! `imagesignatures` (spec §4): create and delete only; signatures live inside their Image and
+//! are written through the image update path.
+
+use std::sync::Arc;
+
+use apimachinery::discovery::ResourceInfo;
+use apimachinery::errors::ApiError;
+use apimachinery::field::{FieldError, FieldPath};
+use apimachinery::object::ApiObject;
+use apimachinery::options::WriteOptions;
+use apimachinery::table::ColumnDefinition;
+use apimachinery::GroupKind;
+use apiserver::decode;
+use apiserver::registry::UpdateMode;
+use apiserver::resource::{Reply, Request, Resource, Verb};
+use apiserver::strategy::to_bytes;
+use async_trait::async_trait;
+use image_api::validation::validate_signature;
+use image_api::ImageSignature;
+use serde_json::{json, Value};
+
+use super::context::{gr, not_found, Context};
+
+const RESOURCE: &str = "imagesignatures";
+
+pub fn info() -> ResourceInfo {
+    ResourceInfo {
+        group: image_api::GROUP,
+        version: image_api::VERSION,
+        resource: RESOURCE,
+        singular: "imagesignature",
+        kind: "ImageSignature",
+        namespaced: false,
+        verbs: &["create", "delete"],
+        short_names: &[],
+        categories: &[],
+        stored: false,
+        subresources: vec![],
+    }
+}
+
+pub struct ImageSignatures {
+    info: ResourceInfo,
+    ctx: Arc<Context>,
+}
+
+fn split(name: &str) -> Option<(&str, &str)> {
+    let (image, sig) = name.split_once('@')?;
+    (!image.is_empty() && !sig.is_empty() && !sig.contains('@')).then_some((image, sig))
+}
+
+fn malformed() -> ApiError {
+    ApiError::BadRequest(
+        "ImageSignatures must be accessed with <imageName>@<signatureName>".to_string(),
+    )
+}
+
+impl ImageSignatures {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        ImageSignatures { info: info(), ctx }
+    }
+
+    async fn create(&self, req: &Request) -> Result<Reply, ApiError> {
+        let opts = WriteOptions::parse(&req.query, "CreateOptions")?;
+        let value = decode::body_value(&req.body, req.content_type.as_deref())?;
+        decode::check_type_meta(&value, &self.info)?;
+        let mut sig: ImageSignature =
+            decode::typed(value, &self.info, opts.field_validation, &req.warnings)
+                .map_err(|e| e.for_body(&self.info))?;
+        // Only type, content and the name survive; the rest is the verifier's to set.
+        sig.conditions.clear();
+        sig.image_identity.clear();
+        sig.signed_claims = None;
+        sig.created = None;
+        sig.issued_by = None;
+        sig.issued_to = None;
+        let name = sig.metadata.name.clone().unwrap_or_default();
+        let errs: Vec<FieldError> = validate_signature(&sig, &FieldPath::new("signature"))
+            .into_iter()
+            .map(|mut e| {
+                let f = e.field.to_string();
+                e.field = FieldPath::new(f.strip_prefix("signature.").unwrap_or(&f));
+                e
+            })
+            .collect();
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(
+                GroupKind::new(image_api::GROUP, "ImageSignature"),
+                &name,
+                errs,
+            ));
+        }
+        let (image_name, _) = split(&name).ok_or_else(malformed)?;
+        let Some((image, rv)) = self.ctx.images.get_object(None, image_name).await? else {
+            return Err(not_found("images", image_name));
+        };
+        let duplicate = image.signatures.iter().any(|s| {
+            s.metadata.name.as_deref() == Some(name.as_str())
+                || (s.type_ == sig.type_ && s.content == sig.content)
+        });
+        if duplicate {
+            return Err(ApiError::AlreadyExists {
+                resource: gr("imageSignatures"),
+                name,
+            });
+        }
+        let mut stored = sig.clone();
+        stored.kind.clear();
+        stored.api_version.clear();
+        stored.metadata.resource_version = None;
+        let pinned = rv.to_string();
+        let add = stored.clone();
+        self.ctx
+            .images
+            .update_object(
+                req,
+                &opts,
+                image_name,
+                UpdateMode::INTERNAL,
+                move |current| {
+                    let mut next = current.clone();
+                    next.signatures.push(add.clone());
+                    next.metadata.resource_version = Some(pinned.clone());
+                    Ok(next)
+                },
+            )
+            .await?;
+        let mut out = stored;
+        out.set_type_meta("ImageSignature", image_api::API_VERSION);
+        Ok(Reply::Object {
+            code: 201,
+            json: to_bytes(&out).map_err(|e| ApiError::Internal(e.to_string()))?,
+        })
+    }
+
+    async fn delete(&self, req: &Request, name: &str) -> Result<Reply, ApiError> {
+        let (image_name, _) = split(name).ok_or_else(malformed)?;
+        let delete_opts = apiserver::delete::DeleteOptions::parse(req)?;
+        let opts = WriteOptions {
+            dry_run: delete_opts.dry_run,
+            field_manager: None,
+            field_validation: apimachinery::options::FieldValidation::Ignore,
+            force: None,
+        };
+        let Some((image, _)) = self.ctx.images.get_object(None, image_name).await? else {
+            return Err(not_found("images", image_name));
+        };
+        if !image
+            .signatures
+            .iter()
+            .any(|s| s.metadata.name.as_deref() == Some(name))
+        {
+            return Err(ApiError::NotFound {
+                resource: gr("imageSignatures"),
+                name: name.to_string(),
+            });
+        }
+        let target = name.to_string();
+        self.ctx
+            .images
+            .update_object(
+                req,
+                &opts,
+                image_name,
+                UpdateMode::INTERNAL,
+                move |current| {
+                    let mut next = current.clone();
+                    next.signatures
+                        .retain(|s| s.metadata.name.as_deref() != Some(target.as_str()));
+                    next.metadata.resource_version = None;
+                    Ok(next)
+                },
+            )
+            .await?;
+        Ok(Reply::Status {
+            code: 200,
+            status: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+        })
+    }
+}
+
+#[async_trait]
+impl Resource for ImageSignatures {
+    fn info(&self) -> &ResourceInfo {
+        &self.info
+    }
+
+    async fn handle(&self, req: Request) -> Result<Reply, ApiError> {
+        match (req.verb, req.name.clone()) {
+            (Verb::Create, None) => self.create(&req).await,
+            (Verb::Delete, Some(name)) => self.delete(&req, &name).await,
+            _ => Err(ApiError::RouteMethodNotAllowed),
+        }
+    }
+
+    fn table_columns(&self) -> Vec<ColumnDefinition> {
+        Vec::new()
+    }
+
+    fn table_row(&self, object: &Value) -> Vec<Value> {
+        vec![object
+            .pointer("/metadata/name")
+            .cloned()
+            .unwrap_or(Value::Null)]
+    }
+}
