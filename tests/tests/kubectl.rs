@@ -356,3 +356,86 @@ both_backends!(
     patch_label_annotate_edit,
     watch_wait_and_delete
 );
+
+const MAPPING: &str = "apiVersion: image.openshift.io/v1
+kind: ImageStreamMapping
+metadata:
+  name: web
+tag: pushed
+image:
+  metadata:
+    name: sha256:5555555555555555555555555555555555555555555555555555555555555555
+  dockerImageReference: quay.io/example/web@sha256:5555555555555555555555555555555555555555555555555555555555555555
+";
+
+async fn tag_model(server: &Server) {
+    let k = Kubectl::new(server);
+    k.ok(&[
+        "create",
+        "-n",
+        "team",
+        "-f",
+        path_str(&k.file("is.yaml", STREAM)),
+    ]);
+    let out = k.ok(&[
+        "create",
+        "-n",
+        "team",
+        "-f",
+        path_str(&k.file("ism.yaml", MAPPING)),
+    ]);
+    // The response of a mapping is a Status, which kubectl prints as such (as against
+    // openshift-apiserver).
+    assert_eq!(out.trim(), "status/<unknown> created");
+    let tags = k.ok(&["get", "istag,itag", "-n", "team"]);
+    assert!(
+        tags.contains("imagestreamtag.image.openshift.io/web:pushed"),
+        "{tags}"
+    );
+    assert!(
+        tags.contains("imagetag.image.openshift.io/web:latest"),
+        "{tags}"
+    );
+    assert!(
+        tags.contains("imagetag.image.openshift.io/web:pushed"),
+        "{tags}"
+    );
+    let isimage = k.ok(&[
+        "get",
+        "isimage",
+        "web@5555555555",
+        "-n",
+        "team",
+        "-o",
+        "jsonpath={.image.metadata.name}",
+    ]);
+    assert_eq!(
+        isimage,
+        "sha256:5555555555555555555555555555555555555555555555555555555555555555"
+    );
+    let all = k.ok(&["get", "all", "-n", "team"]);
+    // `all` expands to image streams (the only kind in the category): one table of them.
+    assert!(
+        all.lines()
+            .next()
+            .is_some_and(|h| h.starts_with("NAME") && h.contains("TAGS")),
+        "{all}"
+    );
+    assert!(all.lines().any(|l| l.starts_with("web ")), "{all}");
+    let explain = k.ok(&["explain", "imagetag.spec"]);
+    assert!(explain.contains("KIND:       ImageTag"), "{explain}");
+    assert!(explain.contains("referencePolicy"), "{explain}");
+    let out = k.ok(&["delete", "istag", "web:pushed", "-n", "team"]);
+    assert_eq!(
+        out.trim(),
+        "imagestreamtag.image.openshift.io \"web:pushed\" deleted"
+    );
+    let s = server.client().get(&stream("team", "web")).await.json();
+    assert!(!s["status"]["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .any(|t| t["tag"] == "pushed"));
+}
+
+both_backends!([], tag_model);

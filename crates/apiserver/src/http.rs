@@ -646,10 +646,17 @@ async fn openapi_v2(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("*/*");
-    if !accept.split(',').any(|c| {
-        let m = c.split(';').next().unwrap_or("").trim();
-        matches!(m, "application/json" | "*/*" | "application/*" | "")
-    }) {
+    let media: Vec<&str> = accept
+        .split(',')
+        .map(|c| c.split(';').next().unwrap_or("").trim())
+        .collect();
+    let json_ok = media
+        .iter()
+        .any(|m| matches!(*m, "application/json" | "*/*" | "application/*" | ""));
+    if !json_ok && media.iter().any(|m| PROTO_V2_TYPES.contains(m)) {
+        return respond(200, PROTO_V2_TYPES[1], proto_v2_header(&api), &[]);
+    }
+    if !json_ok {
         return error_response(
             &ApiError::NotAcceptable(
                 "only the following media types are accepted: application/json".to_string(),
@@ -671,6 +678,45 @@ async fn openapi_v2(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response
     resp.headers_mut()
         .insert(header::VARY, HeaderValue::from_static("Accept"));
     resp
+}
+
+/// The media types of the protobuf OpenAPI v2 document (client-go's `OpenAPISchema()` asks
+/// for nothing else).
+const PROTO_V2_TYPES: [&str; 2] = [
+    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+];
+
+/// The protobuf v2 document (gnostic `openapi.v2.Document`) with its header only: `swagger`
+/// (field 1) and `info` (field 2: title 1, version 2). kubectl falls back to it for kinds whose
+/// v3 PATCH operation does not advertise `fieldValidation` (create-only kinds); finding no
+/// definition there, it leaves validation to the server. The JSON documents are complete.
+fn proto_v2_header(api: &Api) -> Bytes {
+    fn field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
+        out.push((number << 3) | 2);
+        let mut len = bytes.len();
+        loop {
+            let byte = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+        out.extend_from_slice(bytes);
+    }
+    let mut info = Vec::new();
+    field(&mut info, 1, b"image-apiserver");
+    field(
+        &mut info,
+        2,
+        format!("{}/{}", api.config.group, api.config.version).as_bytes(),
+    );
+    let mut doc = Vec::new();
+    field(&mut doc, 1, b"2.0");
+    field(&mut doc, 2, &info);
+    Bytes::from(doc)
 }
 
 fn v3_path(api: &Api) -> String {

@@ -218,7 +218,13 @@ fn has(info: &ResourceInfo, verb: &str) -> bool {
     info.verbs.contains(&verb)
 }
 
-fn add_resource(docs: &mut Docs, group: &str, version: &str, r: &SchemaResource) {
+fn add_resource(
+    docs: &mut Docs,
+    group: &str,
+    version: &str,
+    r: &SchemaResource,
+    definitions: &Map<String, Value>,
+) {
     let info = &r.info;
     let kind = info.kind;
     let cg = camel_group(group);
@@ -410,11 +416,38 @@ fn add_resource(docs: &mut Docs, group: &str, version: &str, r: &SchemaResource)
         });
     }
     for sub in &info.subresources {
-        if sub.group_version.is_some() || sub.kind != kind {
-            continue;
-        }
         let path = format!("{item}/{}", sub.name);
         let cap = camel_group(sub.name);
+        if sub.group_version.is_none() && sub.kind != kind {
+            // A read-only view of another kind (image streams' layers), when we have its
+            // schema (in the same package as the resource's).
+            let schema = match r.schema.rsplit_once('.') {
+                Some((package, _)) => format!("{package}.{}", sub.kind),
+                None => continue,
+            };
+            if sub.verbs.contains(&"get") && definitions.contains_key(&schema) {
+                let sub_gvk = json!({"group": group, "version": version, "kind": sub.kind});
+                docs.add(
+                    &path,
+                    &item_params,
+                    Op {
+                        method: "get",
+                        action: "get",
+                        id: format!("read{cg}{cv}{ns}{kind}{cap}"),
+                        description: format!("read {} of the specified {kind}", sub.name),
+                        params: vec![],
+                        body: None,
+                        responses: vec![("200", &schema)],
+                        gvk: sub_gvk,
+                        stream: false,
+                    },
+                );
+            }
+            continue;
+        }
+        if sub.group_version.is_some() {
+            continue;
+        }
         if sub.verbs.contains(&"get") {
             docs.add(
                 &path,
@@ -561,7 +594,7 @@ pub fn build(
     }
     docs.tag = first;
     for r in resources {
-        add_resource(&mut docs, group, version, r);
+        add_resource(&mut docs, group, version, r, &definitions);
     }
     for d in definitions.values_mut() {
         clean(d);

@@ -19,6 +19,13 @@ fn definitions() -> Map<String, Value> {
     generator.subschema_for::<image_api::Image>();
     generator.subschema_for::<image_api::ImageList>();
     generator.subschema_for::<image_api::ImageSignature>();
+    generator.subschema_for::<image_api::ImageStreamTag>();
+    generator.subschema_for::<image_api::ImageStreamTagList>();
+    generator.subschema_for::<image_api::ImageTag>();
+    generator.subschema_for::<image_api::ImageTagList>();
+    generator.subschema_for::<image_api::ImageStreamImage>();
+    generator.subschema_for::<image_api::ImageStreamMapping>();
+    generator.subschema_for::<image_api::ImageStreamLayers>();
     generator.subschema_for::<Status>();
     generator.subschema_for::<DeleteOptions>();
     let mut defs = generator.take_definitions(true);
@@ -51,9 +58,34 @@ fn resources() -> Vec<SchemaResource> {
             list_schema: format!("{PREFIX}.ImageList"),
         },
         SchemaResource {
-            info: crate::resources::imagestream::info(),
+            info: crate::resources::imagesignature::info(),
+            schema: format!("{PREFIX}.ImageSignature"),
+            list_schema: format!("{PREFIX}.ImageSignature"),
+        },
+        SchemaResource {
+            info: crate::resources::layers::isimage_info(),
+            schema: format!("{PREFIX}.ImageStreamImage"),
+            list_schema: format!("{PREFIX}.ImageStreamImage"),
+        },
+        SchemaResource {
+            info: crate::resources::imagestreammapping::info(),
+            schema: format!("{PREFIX}.ImageStreamMapping"),
+            list_schema: format!("{PREFIX}.ImageStreamMapping"),
+        },
+        SchemaResource {
+            info: crate::resources::layers::streams_info(),
             schema: format!("{PREFIX}.ImageStream"),
             list_schema: format!("{PREFIX}.ImageStreamList"),
+        },
+        SchemaResource {
+            info: crate::resources::imagestreamtag::info(),
+            schema: format!("{PREFIX}.ImageStreamTag"),
+            list_schema: format!("{PREFIX}.ImageStreamTagList"),
+        },
+        SchemaResource {
+            info: crate::resources::imagetag::info(),
+            schema: format!("{PREFIX}.ImageTag"),
+            list_schema: format!("{PREFIX}.ImageTagList"),
         },
     ]
 }

@@ -27,22 +27,30 @@ pub struct ImageStreams {
     ctx: Arc<Context>,
 }
 
+/// Discovery of image streams with every subresource.
+pub fn streams_info() -> ResourceInfo {
+    let mut info = super::imagestream::info();
+    info.subresources.push(SubresourceInfo {
+        name: "layers",
+        kind: "ImageStreamLayers",
+        group_version: None,
+        verbs: &["get"],
+    });
+    info.subresources.push(SubresourceInfo {
+        name: "secrets",
+        kind: "SecretList",
+        group_version: None,
+        verbs: &["get"],
+    });
+    info
+}
+
 impl ImageStreams {
     pub fn new(ctx: Arc<Context>) -> Self {
-        let mut info = super::imagestream::info();
-        info.subresources.push(SubresourceInfo {
-            name: "layers",
-            kind: "ImageStreamLayers",
-            group_version: None,
-            verbs: &["get"],
-        });
-        info.subresources.push(SubresourceInfo {
-            name: "secrets",
-            kind: "SecretList",
-            group_version: None,
-            verbs: &["get"],
-        });
-        ImageStreams { info, ctx }
+        ImageStreams {
+            info: streams_info(),
+            ctx,
+        }
     }
 }
 
