@@ -158,6 +158,27 @@ async fn reads(server: &Server, args: &Args) {
     })
     .await;
     println!("{}", gets.line("GET imagestream (consistent read)"));
+    // The same stream through its virtual ImageStreamTag view (needs an image).
+    let image = json!({"metadata": {"name": "sha256:7777777777777777777777777777777777777777777777777777777777777777"}, "dockerImageReference": "quay.io/example/app@sha256:7777777777777777777777777777777777777777777777777777777777777777"});
+    let r = setup
+        .post(
+            "/apis/image.openshift.io/v1/namespaces/bench/imagestreammappings",
+            &json!({"metadata": {"name": "target"}, "tag": "pushed", "image": image}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "mapping failed: {}", r.text());
+    let c = cs.clone();
+    let istags = load(args.clients, args.seconds, move |i, _| {
+        let c = c[i].clone();
+        async move {
+            c.get("/apis/image.openshift.io/v1/namespaces/bench/imagestreamtags/target:pushed")
+                .await
+                .status
+                == 200
+        }
+    })
+    .await;
+    println!("{}", istags.line("GET imagestreamtag"));
     let c = cs.clone();
     let gets0 = load(args.clients, args.seconds, move |i, _| {
         let c = c[i].clone();
