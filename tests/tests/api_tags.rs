@@ -426,6 +426,35 @@ async fn stream_tags(server: &Server) {
         format!("imagestreamtags.image.openshift.io \"{D2}\" not found")
     );
 
+    // Server-side apply through istag: creates the spec tag, then changes it.
+    let applied = "apiVersion: image.openshift.io/v1\nkind: ImageStreamTag\nmetadata:\n  name: app:applied\ntag:\n  from:\n    kind: DockerImage\n    name: quay.io/a/b:7\n";
+    let r = c
+        .patch(
+            &istag("ns", "app:applied"),
+            "application/apply-patch+yaml",
+            applied,
+        )
+        .await;
+    assert_eq!(r.status, 422, "apply needs a field manager");
+    let r = c
+        .patch(
+            &format!("{}?fieldManager=me", istag("ns", "app:applied")),
+            "application/apply-patch+yaml",
+            applied,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let again = applied.replace(":7", ":8");
+    let r = c
+        .patch(
+            &format!("{}?fieldManager=me", istag("ns", "app:applied")),
+            "application/apply-patch+yaml",
+            &again,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["tag"]["from"]["name"], "quay.io/a/b:8");
+
     // Watch is not served.
     let r = c
         .get(&format!("{V1}/namespaces/ns/imagestreamtags?watch=true"))

@@ -512,8 +512,9 @@ impl Resource for ImageStreamTags {
                 let patch_type = patch_type(req.content_type.as_deref())?;
                 let warnings = req.warnings.clone();
                 let validation = opts.field_validation;
+                let patch_opts = opts.clone();
                 self.update(&req, n, opts, move |old| {
-                    let doc = apply_patch(old, patch_type, &body)?;
+                    let doc = apply_patch(old, patch_type, &body, &patch_opts)?;
                     decode::typed(doc, &info, validation, &warnings).map_err(|e| e.for_body(&info))
                 })
                 .await
@@ -563,29 +564,64 @@ impl Resource for ImageStreamTags {
     }
 }
 
-/// The patch types a tag view accepts: all but apply (server-side apply needs stored
-/// managedFields, which a view does not have).
+/// The patch types a tag view accepts: all of them.
 pub fn patch_type(ct: Option<&str>) -> Result<PatchType, ApiError> {
-    match PatchType::from_content_type(ct)? {
-        PatchType::Apply => Err(ApiError::UnsupportedMediaType(
-            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json".to_string(),
-        )),
-        t => Ok(t),
-    }
+    PatchType::from_content_type(ct)
 }
 
-/// Applies a patch to a view's JSON.
+/// Applies a patch to a view's JSON. Server-side apply on a view merges the applied
+/// configuration as the sole owner would: a view keeps no managedFields of its own, so there
+/// is nobody to conflict with and nothing previously applied to remove.
 pub fn apply_patch<T: serde::Serialize>(
     old: &T,
     patch_type: PatchType,
     body: &[u8],
+    opts: &WriteOptions,
 ) -> Result<Value, ApiError> {
     let mut doc = serde_json::to_value(old).map_err(|e| ApiError::Internal(e.to_string()))?;
     match patch_type {
         PatchType::Json => patch::apply_json_patch(&mut doc, body)?,
         PatchType::Merge => patch::apply_merge_patch(&mut doc, body)?,
         PatchType::Strategic => patch::apply_strategic_merge_patch(&mut doc, body, &[])?,
-        PatchType::Apply => {}
+        PatchType::Apply => {
+            let Some(manager) = opts.field_manager.as_deref().filter(|m| !m.is_empty()) else {
+                return Err(ApiError::invalid(
+                    apimachinery::GroupKind::new("meta.k8s.io", "PatchOptions"),
+                    "",
+                    vec![FieldError::required(
+                        &FieldPath::new("fieldManager"),
+                        "is required for apply patch",
+                    )],
+                ));
+            };
+            let applied = decode::yaml_value(body)?;
+            if applied
+                .pointer("/metadata/managedFields")
+                .is_some_and(|v| !v.is_null())
+            {
+                return Err(ApiError::BadRequest(
+                    "metadata.managedFields must be nil".to_string(),
+                ));
+            }
+            let managed = doc.pointer("/metadata/managedFields").cloned();
+            let mut merged = apiserver::apply::apply_to(
+                &doc,
+                &applied,
+                manager,
+                image_api::API_VERSION,
+                true,
+                &[],
+                None,
+            )
+            .map_err(|c| apiserver::apply::conflict_error(&c))?;
+            if let Some(meta) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
+                match managed {
+                    Some(m) => meta.insert("managedFields".into(), m),
+                    None => meta.remove("managedFields"),
+                };
+            }
+            doc = merged;
+        }
     }
     Ok(doc)
 }

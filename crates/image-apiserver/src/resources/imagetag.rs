@@ -420,8 +420,9 @@ impl Resource for ImageTags {
                 let pt = patch_type(req.content_type.as_deref())?;
                 let warnings = req.warnings.clone();
                 let validation = opts.field_validation;
+                let patch_opts = opts.clone();
                 self.update(&req, n, opts, move |old| {
-                    let doc = apply_patch(old, pt, &body)?;
+                    let doc = apply_patch(old, pt, &body, &patch_opts)?;
                     decode::typed(doc, &info, validation, &warnings).map_err(|e| e.for_body(&info))
                 })
                 .await
