@@ -278,6 +278,16 @@ pub struct WriteOptions {
 }
 
 impl WriteOptions {
+    /// The options of a write made on behalf of a delete (virtual resources).
+    pub fn for_delete(dry_run: bool) -> Self {
+        WriteOptions {
+            dry_run,
+            field_manager: None,
+            field_validation: FieldValidation::Ignore,
+            force: None,
+        }
+    }
+
     /// `kind` is the options kind named in errors (`CreateOptions`, `UpdateOptions`,
     /// `PatchOptions`).
     pub fn parse(query: &Query, kind: &str) -> Result<Self, ApiError> {

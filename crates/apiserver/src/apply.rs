@@ -9,7 +9,7 @@ use apimachinery::options::WriteOptions;
 use apimachinery::GroupKind;
 use serde_json::{Map, Value};
 
-use crate::managed::{self, FieldPath, FieldSet};
+use crate::managed::{self, value_at, FieldPath, FieldSet};
 use crate::registry::{now, Registry};
 use crate::resource::{Reply, Request};
 use crate::strategy::{ApiObject, Strategy};
@@ -84,25 +84,6 @@ pub fn conflict_error(conflicts: &[Conflict]) -> ApiError {
             })
             .collect(),
     }
-}
-
-fn value_at<'a>(obj: &'a Value, path: &FieldPath) -> Option<&'a Value> {
-    let mut cur = obj;
-    for el in path {
-        if let Some(name) = el.strip_prefix("f:") {
-            cur = cur.get(name)?;
-        } else if let Some(key) = el.strip_prefix("k:") {
-            let key: Value = serde_json::from_str(key).ok()?;
-            let key = key.as_object()?;
-            cur = cur
-                .as_array()?
-                .iter()
-                .find(|item| key.iter().all(|(k, v)| item.get(k) == Some(v)))?;
-        } else {
-            return None;
-        }
-    }
-    Some(cur)
 }
 
 /// Removes the field at `path` from `obj`.

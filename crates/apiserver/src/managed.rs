@@ -242,7 +242,7 @@ pub fn changed_fields(
 }
 
 /// The JSON value at a field path (list elements found by key).
-fn value_at<'a>(obj: &'a Value, path: &FieldPath) -> Option<&'a Value> {
+pub fn value_at<'a>(obj: &'a Value, path: &FieldPath) -> Option<&'a Value> {
     let mut cur = obj;
     for el in path {
         if let Some(name) = el.strip_prefix("f:") {

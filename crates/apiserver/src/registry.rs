@@ -1157,14 +1157,8 @@ impl<S: Strategy> Registry<S> {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<S::Object>, ApiError> {
-        let key = self.key(namespace, name);
-        let (obj, _, _) = self
-            .cache
-            .get(&key, ReadRevision::Consistent)
+        self.read_cached(namespace, name, ReadRevision::Consistent)
             .await
-            .map_err(|e| cache_error(e, &self.gr, "get"))?;
-        obj.map(|o| serde_json::from_slice(&o.json).map_err(internal))
-            .transpose()
     }
 
     /// A read of one object from whatever the watch cache holds (resourceVersion "0").
@@ -1173,10 +1167,19 @@ impl<S: Strategy> Registry<S> {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<S::Object>, ApiError> {
+        self.read_cached(namespace, name, ReadRevision::Any).await
+    }
+
+    async fn read_cached(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        at: ReadRevision,
+    ) -> Result<Option<S::Object>, ApiError> {
         let key = self.key(namespace, name);
         let (obj, _, _) = self
             .cache
-            .get(&key, ReadRevision::Any)
+            .get(&key, at)
             .await
             .map_err(|e| cache_error(e, &self.gr, "get"))?;
         obj.map(|o| serde_json::from_slice(&o.json).map_err(internal))

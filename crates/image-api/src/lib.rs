@@ -6,6 +6,7 @@
 pub mod limits;
 pub mod metadata;
 pub mod reference;
+mod serde_util;
 pub mod tags;
 pub mod types;
 pub mod validation;

@@ -7,41 +7,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-fn is_empty_str(s: &str) -> bool {
-    s.is_empty()
-}
-
-/// Go decodes `null` into a zero value; serde's `Default` does the same here.
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-macro_rules! object {
-    ($t:ty) => {
-        impl apimachinery::object::ApiObject for $t {
-            fn metadata(&self) -> &ObjectMeta {
-                &self.metadata
-            }
-            fn metadata_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.metadata
-            }
-            fn set_type_meta(&mut self, kind: &str, api_version: &str) {
-                self.kind = kind.to_string();
-                self.api_version = api_version.to_string();
-            }
-        }
-    };
-}
+use crate::serde_util::{is_empty_str, is_false, null_as_default};
 
 // ---------------------------------------------------------------------------------------------
 // ImageStream
@@ -68,7 +36,7 @@ pub struct ImageStream {
     #[serde(default, deserialize_with = "null_as_default")]
     pub status: ImageStreamStatus,
 }
-object!(ImageStream);
+crate::serde_util::object!(ImageStream);
 
 /// ImageStreamSpec is the desired state of an image stream.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -372,7 +340,7 @@ pub struct Image {
     )]
     pub docker_image_manifests: Vec<ImageManifest>,
 }
-object!(Image);
+crate::serde_util::object!(Image);
 
 /// ImageLayer represents a single layer of the image. Some images may have multiple layers. Some may have none.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -485,7 +453,7 @@ pub struct ImageSignature {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_to: Option<SignatureSubject>,
 }
-object!(ImageSignature);
+crate::serde_util::object!(ImageSignature);
 
 /// SignatureCondition describes an image signature condition of particular kind at particular probe time.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

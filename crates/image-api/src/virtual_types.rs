@@ -4,38 +4,11 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::{Image, ImageLookupPolicy, NamedTagEventList, TagEventCondition, TagReference};
 
-fn is_empty_str(s: &str) -> bool {
-    s.is_empty()
-}
-
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-macro_rules! object {
-    ($t:ty) => {
-        impl apimachinery::object::ApiObject for $t {
-            fn metadata(&self) -> &ObjectMeta {
-                &self.metadata
-            }
-            fn metadata_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.metadata
-            }
-            fn set_type_meta(&mut self, kind: &str, api_version: &str) {
-                self.kind = kind.to_string();
-                self.api_version = api_version.to_string();
-            }
-        }
-    };
-}
+use crate::serde_util::{is_empty_str, null_as_default};
 
 /// An ImageStreamTag is one tag of an image stream seen as an object: the tag's spec, its
 /// current image, and the stream's lookup policy.
@@ -72,7 +45,7 @@ pub struct ImageStreamTag {
     #[serde(default, deserialize_with = "null_as_default")]
     pub image: Image,
 }
-object!(ImageStreamTag);
+crate::serde_util::object!(ImageStreamTag);
 
 /// A list of ImageStreamTags.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -111,7 +84,7 @@ pub struct ImageTag {
     #[serde(default)]
     pub image: Option<Image>,
 }
-object!(ImageTag);
+crate::serde_util::object!(ImageTag);
 
 /// A list of ImageTags.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -144,7 +117,7 @@ pub struct ImageStreamImage {
     #[serde(default, deserialize_with = "null_as_default")]
     pub image: Image,
 }
-object!(ImageStreamImage);
+crate::serde_util::object!(ImageStreamImage);
 
 /// An ImageStreamMapping records that an image was pushed to a stream's tag (the registry posts
 /// one after each push).
@@ -167,7 +140,7 @@ pub struct ImageStreamMapping {
     #[serde(default, deserialize_with = "null_as_default")]
     pub tag: String,
 }
-object!(ImageStreamMapping);
+crate::serde_util::object!(ImageStreamMapping);
 
 /// ImageStreamLayers lists the blobs a stream's images reference (what a registry may serve
 /// from the stream).
@@ -188,7 +161,7 @@ pub struct ImageStreamLayers {
     /// images maps each image of the stream's history to its blobs.
     pub images: BTreeMap<String, ImageBlobReferences>,
 }
-object!(ImageStreamLayers);
+crate::serde_util::object!(ImageStreamLayers);
 
 /// The size and media type of a blob.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

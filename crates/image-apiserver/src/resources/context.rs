@@ -140,6 +140,17 @@ pub fn image_view(mut image: Image, reference: String) -> Image {
     image
 }
 
+/// `<duration> ago` of an RFC 3339 time in a served object, as tables print ages.
+pub fn age(time: Option<&serde_json::Value>) -> String {
+    time.and_then(serde_json::Value::as_str)
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(|t| {
+            let secs = jiff::Timestamp::now().as_second() - t.as_second();
+            format!("{} ago", apimachinery::table::human_duration(secs))
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

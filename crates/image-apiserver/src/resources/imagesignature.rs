@@ -136,12 +136,7 @@ impl ImageSignatures {
     async fn delete(&self, req: &Request, name: &str) -> Result<Reply, ApiError> {
         let (image_name, _) = split(name).ok_or_else(malformed)?;
         let delete_opts = apiserver::delete::DeleteOptions::parse(req)?;
-        let opts = WriteOptions {
-            dry_run: delete_opts.dry_run,
-            field_manager: None,
-            field_validation: apimachinery::options::FieldValidation::Ignore,
-            force: None,
-        };
+        let opts = WriteOptions::for_delete(delete_opts.dry_run);
         let Some((image, _)) = self.ctx.images.get_object(None, image_name).await? else {
             return Err(not_found("images", image_name));
         };

@@ -9,7 +9,7 @@ use apimachinery::errors::ApiError;
 use apimachinery::field::{BadValue, FieldError, FieldPath};
 use apimachinery::object::ApiObject;
 use apimachinery::options::{ListOptions, WriteOptions};
-use apimachinery::table::{human_duration, ColumnDefinition};
+use apimachinery::table::ColumnDefinition;
 use apimachinery::validation::path_segment_name_errors;
 use apiserver::decode;
 use apiserver::patch::{self, PatchType};
@@ -421,47 +421,38 @@ impl ImageStreamTags {
 
     async fn delete(&self, req: &Request, name: &str) -> Result<Reply, ApiError> {
         let (stream_name, tag) = parse_stream_tag(name).ok_or_else(bad_name)?;
-        let ns = req.namespace.clone().unwrap_or_default();
-        let opts = apiserver::delete::DeleteOptions::parse(req)?;
-        let write = WriteOptions {
-            dry_run: opts.dry_run,
-            field_manager: None,
-            field_validation: apimachinery::options::FieldValidation::Ignore,
-            force: None,
-        };
-        let Some((stream, _)) = self.ctx.streams.get_object(Some(&ns), stream_name).await? else {
-            return Err(not_found("imagestreams", stream_name));
-        };
-        if let Some(uid) = &opts.precondition_uid {
-            if stream.metadata.uid.as_deref() != Some(uid.as_str()) {
-                return Err(ApiError::Conflict {
-                    qualified: gr(RESOURCE).to_string(),
-                    group: image_api::GROUP.to_string(),
-                    kind: RESOURCE.to_string(),
-                    name: name.to_string(),
-                    message: "the UID precondition was not met".to_string(),
-                });
-            }
-        }
-        remove_tag(&self.ctx, req, &write, stream_name, tag, RESOURCE, name).await?;
-        Ok(Reply::Status {
-            code: 200,
-            status: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
-        })
+        delete_tag(&self.ctx, req, stream_name, tag, RESOURCE, name).await
     }
 }
 
-/// Removes a tag's spec and history from a stream (istag and itag DELETE).
-pub async fn remove_tag(
+/// istag and itag DELETE (spec §9.6): the stream must exist, a `preconditions.uid` must be the
+/// stream's, and both the spec tag and the history go.
+pub async fn delete_tag(
     ctx: &Context,
     req: &Request,
-    opts: &WriteOptions,
     stream_name: &str,
     tag: &str,
     resource: &str,
     name: &str,
-) -> Result<(), ApiError> {
-    ctx.update_stream(req, opts, stream_name, false, None, |s| {
+) -> Result<Reply, ApiError> {
+    let ns = req.namespace.clone().unwrap_or_default();
+    let opts = apiserver::delete::DeleteOptions::parse(req)?;
+    let Some((stream, _)) = ctx.streams.get_object(Some(&ns), stream_name).await? else {
+        return Err(not_found("imagestreams", stream_name));
+    };
+    if let Some(uid) = &opts.precondition_uid {
+        if stream.metadata.uid.as_deref() != Some(uid.as_str()) {
+            return Err(ApiError::Conflict {
+                qualified: gr(resource).to_string(),
+                group: image_api::GROUP.to_string(),
+                kind: resource.to_string(),
+                name: name.to_string(),
+                message: "the UID precondition was not met".to_string(),
+            });
+        }
+    }
+    let write = WriteOptions::for_delete(opts.dry_run);
+    ctx.update_stream(req, &write, stream_name, false, None, |s| {
         let before = (s.spec.tags.len(), s.status.tags.len());
         s.spec.tags.retain(|t| t.name != tag);
         s.status.tags.retain(|t| t.tag != tag);
@@ -470,8 +461,11 @@ pub async fn remove_tag(
         }
         Ok(())
     })
-    .await
-    .map(|_| ())
+    .await?;
+    Ok(Reply::Status {
+        code: 200,
+        status: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+    })
 }
 
 /// Whether anything but annotations, tag, lookupPolicy and generation changed (§9.5).
@@ -507,17 +501,8 @@ impl Resource for ImageStreamTags {
             }
             (Verb::Patch, Some(n)) => {
                 let opts = WriteOptions::parse(&req.query, "PatchOptions")?;
-                let body = req.body.clone();
-                let info = self.info.clone();
-                let patch_type = patch_type(req.content_type.as_deref())?;
-                let warnings = req.warnings.clone();
-                let validation = opts.field_validation;
-                let patch_opts = opts.clone();
-                self.update(&req, n, opts, move |old| {
-                    let doc = apply_patch(old, patch_type, &body, &patch_opts)?;
-                    decode::typed(doc, &info, validation, &warnings).map_err(|e| e.for_body(&info))
-                })
-                .await
+                let patch = patcher(&req, &self.info, &opts)?;
+                self.update(&req, n, opts, patch).await
             }
             (Verb::Delete, Some(n)) => self.delete(&req, n).await,
             _ => Err(ApiError::RouteMethodNotAllowed),
@@ -545,23 +530,34 @@ impl Resource for ImageStreamTags {
             .pointer("/image/dockerImageReference")
             .cloned()
             .unwrap_or(json!(""));
-        let updated = object
-            .pointer("/metadata/creationTimestamp")
-            .and_then(Value::as_str)
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .map(|t| {
-                format!(
-                    "{} ago",
-                    human_duration(jiff::Timestamp::now().as_second() - t.as_second())
-                )
-            })
-            .unwrap_or_default();
+        let updated = context::age(object.pointer("/metadata/creationTimestamp"));
         let image = object
             .pointer("/image/metadata/name")
             .cloned()
             .unwrap_or(json!(""));
         vec![name, reference, Value::from(updated), image]
     }
+}
+
+/// The function a PATCH applies to a view: the patch (of any type) on the old view's JSON,
+/// decoded with the request's field validation.
+pub fn patcher<T>(
+    req: &Request,
+    info: &ResourceInfo,
+    opts: &WriteOptions,
+) -> Result<impl FnOnce(&T) -> Result<T, ApiError>, ApiError>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let patch_type = patch_type(req.content_type.as_deref())?;
+    let body = req.body.clone();
+    let info = info.clone();
+    let warnings = req.warnings.clone();
+    let opts = opts.clone();
+    Ok(move |old: &T| {
+        let doc = apply_patch(old, patch_type, &body, &opts)?;
+        decode::typed(doc, &info, opts.field_validation, &warnings).map_err(|e| e.for_body(&info))
+    })
 }
 
 /// The patch types a tag view accepts: all of them.

@@ -17,10 +17,10 @@ use async_trait::async_trait;
 use image_api::tags::{latest_tagged_image, resolve_reference};
 use image_api::validation::validate_tag_reference;
 use image_api::{default_tag_reference, ImageStream, ImageTag};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::context::{self, gr, not_found, parse_stream_tag, split_stream_tag, Context};
-use super::imagestreamtag::{apply_patch, patch_type, remove_tag};
+use super::imagestreamtag::{delete_tag, patcher};
 
 const RESOURCE: &str = "imagetags";
 
@@ -366,33 +366,7 @@ impl ImageTags {
 
     async fn delete(&self, req: &Request, name: &str) -> Result<Reply, ApiError> {
         let (stream_name, tag) = parse_stream_tag(name).ok_or_else(bad_name)?;
-        let ns = req.namespace.clone().unwrap_or_default();
-        let opts = apiserver::delete::DeleteOptions::parse(req)?;
-        let write = WriteOptions {
-            dry_run: opts.dry_run,
-            field_manager: None,
-            field_validation: apimachinery::options::FieldValidation::Ignore,
-            force: None,
-        };
-        let Some((stream, _)) = self.ctx.streams.get_object(Some(&ns), stream_name).await? else {
-            return Err(not_found("imagestreams", stream_name));
-        };
-        if let Some(uid) = &opts.precondition_uid {
-            if stream.metadata.uid.as_deref() != Some(uid.as_str()) {
-                return Err(ApiError::Conflict {
-                    qualified: gr(RESOURCE).to_string(),
-                    group: image_api::GROUP.to_string(),
-                    kind: RESOURCE.to_string(),
-                    name: name.to_string(),
-                    message: "the UID precondition was not met".to_string(),
-                });
-            }
-        }
-        remove_tag(&self.ctx, req, &write, stream_name, tag, RESOURCE, name).await?;
-        Ok(Reply::Status {
-            code: 200,
-            status: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
-        })
+        delete_tag(&self.ctx, req, stream_name, tag, RESOURCE, name).await
     }
 }
 
@@ -415,17 +389,8 @@ impl Resource for ImageTags {
             }
             (Verb::Patch, Some(n)) => {
                 let opts = WriteOptions::parse(&req.query, "PatchOptions")?;
-                let body = req.body.clone();
-                let info = self.info.clone();
-                let pt = patch_type(req.content_type.as_deref())?;
-                let warnings = req.warnings.clone();
-                let validation = opts.field_validation;
-                let patch_opts = opts.clone();
-                self.update(&req, n, opts, move |old| {
-                    let doc = apply_patch(old, pt, &body, &patch_opts)?;
-                    decode::typed(doc, &info, validation, &warnings).map_err(|e| e.for_body(&info))
-                })
-                .await
+                let patch = patcher(&req, &self.info, &opts)?;
+                self.update(&req, n, opts, patch).await
             }
             (Verb::Delete, Some(n)) => self.delete(&req, n).await,
             _ => Err(ApiError::RouteMethodNotAllowed),

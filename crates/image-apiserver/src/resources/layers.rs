@@ -8,7 +8,7 @@ use std::sync::Arc;
 use apimachinery::discovery::{ResourceInfo, SubresourceInfo};
 use apimachinery::errors::ApiError;
 use apimachinery::object::ApiObject;
-use apimachinery::table::{human_duration, ColumnDefinition};
+use apimachinery::table::ColumnDefinition;
 use apiserver::resource::{Reply, Request, Resource, Verb};
 use apiserver::strategy::to_bytes;
 use async_trait::async_trait;
@@ -342,17 +342,7 @@ impl Resource for ImageStreamImages {
     }
 
     fn table_row(&self, object: &Value) -> Vec<Value> {
-        let updated = object
-            .pointer("/metadata/creationTimestamp")
-            .and_then(Value::as_str)
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .map(|t| {
-                format!(
-                    "{} ago",
-                    human_duration(jiff::Timestamp::now().as_second() - t.as_second())
-                )
-            })
-            .unwrap_or_default();
+        let updated = context::age(object.pointer("/metadata/creationTimestamp"));
         vec![
             object
                 .pointer("/metadata/name")
