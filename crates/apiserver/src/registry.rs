@@ -248,7 +248,10 @@ impl<S: Strategy> Registry<S> {
         let obj = obj.ok_or_else(|| self.not_found(name))?;
         Ok(Reply::Object {
             code: 200,
-            json: obj.json.clone(),
+            json: self
+                .cache
+                .wire(&obj)
+                .map_err(|e| cache_error(e, &self.gr, "get"))?,
         })
     }
 
@@ -338,15 +341,17 @@ impl<S: Strategy> Registry<S> {
                 }
             }
         }
+        let items = result
+            .items
+            .iter()
+            .map(|(_, o)| self.cache.wire(o))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| cache_error(e, &self.gr, "list"))?;
         Ok(Reply::List {
             kind: format!("{}List", self.info().kind),
             api_version: self.info().group_version(),
             metadata: Value::Object(metadata),
-            items: result
-                .items
-                .into_iter()
-                .map(|(_, o)| o.json.clone())
-                .collect(),
+            items,
         })
     }
 
@@ -1055,11 +1060,14 @@ impl<S: Strategy> WatchState<S> {
     fn convert(&self, item: WatchItem<ObjectAttrs>) -> Option<WatchEvent> {
         let cache = self.watcher.cache();
         match &item {
-            WatchItem::Initial(obj) => Some(WatchEvent {
-                event_type: "ADDED",
-                object: obj.json.clone(),
-                frame: cache.frame(&item).ok().flatten(),
-            }),
+            WatchItem::Initial(obj) => {
+                let object = cache.wire(obj).ok()?;
+                Some(WatchEvent {
+                    event_type: "ADDED",
+                    frame: Some(storage::cache::watch_frame("ADDED", &object)),
+                    object,
+                })
+            }
             WatchItem::Event(event, view) => {
                 let object = cache.event_object(event, *view).ok()?;
                 Some(WatchEvent {
@@ -1182,8 +1190,14 @@ impl<S: Strategy> Registry<S> {
             .get(&key, at)
             .await
             .map_err(|e| cache_error(e, &self.gr, "get"))?;
-        obj.map(|o| serde_json::from_slice(&o.json).map_err(internal))
-            .transpose()
+        obj.map(|o| {
+            let json = self
+                .cache
+                .wire(&o)
+                .map_err(|e| cache_error(e, &self.gr, "get"))?;
+            serde_json::from_slice(&json).map_err(internal)
+        })
+        .transpose()
     }
 
     /// A list of served objects with the list's metadata (resourceVersion, continue).

@@ -19,6 +19,8 @@ pub enum CodecError {
     },
     #[error("stored object {key} is not a JSON object with metadata")]
     NotAnObject { key: String },
+    #[error("cached object {key} does not expand: {reason}")]
+    Corrupt { key: String, reason: String },
 }
 
 /// A stored value made ready to serve.
@@ -40,7 +42,14 @@ pub trait Codec: Send + Sync + 'static {
         revision: Revision,
     ) -> Result<Decoded<Self::Attrs>, CodecError>;
 
-    /// The same served JSON with another resourceVersion (a DELETED event carries the last
+    /// The wire JSON of what `decode` produced, when the codec keeps objects in another form
+    /// in memory (compressed, say). The default keeps the JSON itself.
+    fn wire(&self, key: &str, cached: &Bytes) -> Result<Bytes, CodecError> {
+        let _ = key;
+        Ok(cached.clone())
+    }
+
+    /// The same wire JSON with another resourceVersion (a DELETED event carries the last
     /// state of the object at the deletion revision).
     fn with_revision(
         &self,

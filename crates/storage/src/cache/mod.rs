@@ -344,7 +344,10 @@ impl<C: Codec> WatchCache<C> {
     /// encode (they carry the resource's kind). Event frames are encoded once and shared.
     pub fn frame(&self, item: &WatchItem<C::Attrs>) -> CacheResult<Option<Bytes>> {
         match item {
-            WatchItem::Initial(object) => Ok(Some(watch_frame("ADDED", &object.json))),
+            WatchItem::Initial(object) => {
+                let json = self.inner.codec.wire("", &object.json)?;
+                Ok(Some(watch_frame("ADDED", &json)))
+            }
             WatchItem::Event(event, view) => self.event_frame(event, *view).map(Some),
             WatchItem::Bookmark(_) | WatchItem::InitialEventsEnd(_) => Ok(None),
         }
@@ -360,16 +363,22 @@ impl<C: Codec> WatchCache<C> {
         Ok(slot.get_or_init(|| frame).clone())
     }
 
+    /// The wire JSON of a cached object.
+    pub fn wire(&self, object: &CachedObject<C::Attrs>) -> CacheResult<Bytes> {
+        Ok(self.inner.codec.wire("", &object.json)?)
+    }
+
     /// The object JSON a watcher with this view of `event` receives.
     pub fn event_object(&self, event: &CachedEvent<C::Attrs>, view: View) -> CacheResult<Bytes> {
         match (view, &event.prev) {
             (View::DeletedPrev, Some(prev)) => {
+                let json = self.inner.codec.wire(&event.key, &prev.json)?;
                 Ok(self
                     .inner
                     .codec
-                    .with_revision(&event.key, &prev.json, event.revision)?)
+                    .with_revision(&event.key, &json, event.revision)?)
             }
-            _ => Ok(event.object.json.clone()),
+            _ => Ok(self.inner.codec.wire(&event.key, &event.object.json)?),
         }
     }
 }
