@@ -368,6 +368,34 @@ async fn stream_tags(server: &Server) {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["tag"]["reference"], true);
 
+    // 46: the istag table.
+    let t = c
+        .get_accept(
+            &format!("{V1}/namespaces/ns/imagestreamtags"),
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+        )
+        .await
+        .json();
+    let cols: Vec<(&str, i64)> = t["columnDefinitions"]
+        .as_array()
+        .expect("cols")
+        .iter()
+        .filter_map(|c| Some((c["name"].as_str()?, c["priority"].as_i64()?)))
+        .collect();
+    assert_eq!(
+        cols,
+        vec![
+            ("Name", 0),
+            ("Image Reference", 0),
+            ("Updated", 0),
+            ("Image Name", 1)
+        ]
+    );
+    assert_eq!(t["rows"][0]["cells"][0], "app:newer");
+    assert!(t["rows"][0]["cells"][2]
+        .as_str()
+        .is_some_and(|u| u.ends_with(" ago")));
+
     // 28: the list has status tags with images only, sorted, without manifests.
     let list = c
         .get(&format!("{V1}/namespaces/ns/imagestreamtags"))
