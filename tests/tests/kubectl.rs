@@ -300,6 +300,29 @@ async fn patch_label_annotate_edit(server: &Server) {
     );
 }
 
+/// Waits until the server has `n` open image stream watches (kubectl has started watching).
+async fn wait_for_watches(server: &Server, n: u64) {
+    let client = server.client();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = client.get("/metrics").await.text();
+        let open = metrics
+            .lines()
+            .find(|l| l.starts_with("apiserver_longrunning_requests{resource=\"imagestreams\"}"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        if open >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "kubectl never opened {n} watches"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn watch_wait_and_delete(server: &Server) {
     let k = Kubectl::new(server);
     k.ok(&["create", "-f", path_str(&k.file("is.yaml", STREAM))]);
@@ -309,7 +332,7 @@ async fn watch_wait_and_delete(server: &Server) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("kubectl get -w");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    wait_for_watches(server, 1).await;
     k.ok(&["label", "is", "web", "seen=yes"]);
     let waiter = k
         .command(&["wait", "--for=delete", "is/web", "--timeout=20s"])
@@ -317,7 +340,7 @@ async fn watch_wait_and_delete(server: &Server) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("kubectl wait");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    wait_for_watches(server, 2).await;
     let out = k.ok(&["delete", "is", "web", "--wait"]);
     assert_eq!(out.trim(), "imagestream.image.openshift.io \"web\" deleted");
     let waited = tokio::task::spawn_blocking(move || waiter.wait_with_output())
