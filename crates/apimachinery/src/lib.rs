@@ -15,6 +15,7 @@
 
 pub mod continue_token;
 pub mod discovery;
+pub mod duration;
 pub mod errors;
 pub mod field;
 pub mod fields;

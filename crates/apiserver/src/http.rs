@@ -297,18 +297,11 @@ fn request_timeout(req: &HttpRequest) -> std::time::Duration {
         .unwrap_or(default)
 }
 
-/// The Go durations clients send as `?timeout=`: `32s`, `1m`, `500ms`.
+/// A client's `?timeout=` (Go duration, e.g. `32s`); zero or malformed means none.
 fn parse_seconds(text: &str) -> Option<std::time::Duration> {
-    let (num, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.')?);
-    let n: f64 = num.parse().ok()?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    };
-    (secs > 0.0).then(|| std::time::Duration::from_secs_f64(secs))
+    apimachinery::duration::parse_go_duration(text)
+        .ok()
+        .filter(|d| !d.is_zero())
 }
 
 fn too_many_requests() -> Response {
