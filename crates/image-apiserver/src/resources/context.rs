@@ -8,7 +8,7 @@ use apimachinery::options::WriteOptions;
 use apimachinery::GroupResource;
 use apiserver::registry::{Registry, UpdateMode};
 use apiserver::resource::{Reply, Request};
-use image_api::{Image, ImageStream};
+use image_api::{Image, ImageStream, TagReference};
 
 use super::image::ImageStrategy;
 use super::imagestream::ImageStreamStrategy;
@@ -123,12 +123,57 @@ impl Context {
         stream_of(reply).map(|(s, _)| s)
     }
 
+    /// istag and itag create (spec §9.4, §10.3): adds the spec tag, creating the stream when it
+    /// is missing; `exists` is the error when the spec tag is already there.
+    pub async fn add_spec_tag(
+        &self,
+        req: &Request,
+        opts: &WriteOptions,
+        stream_name: &str,
+        tag: &str,
+        spec: Option<TagReference>,
+        exists: ApiError,
+    ) -> Result<ImageStream, ApiError> {
+        let namespace = req.namespace.as_deref().unwrap_or("");
+        if self
+            .streams
+            .get_object(Some(namespace), stream_name)
+            .await?
+            .is_none()
+        {
+            let mut fresh = new_stream(namespace, stream_name);
+            fresh.spec.tags.extend(spec.clone());
+            match self.create_stream(req, opts, fresh).await {
+                Ok(s) => return Ok(s),
+                // Someone created it meanwhile: add the tag to theirs.
+                Err(ApiError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.update_stream(req, opts, stream_name, false, None, |s| {
+            if s.spec_tag(tag).is_some() {
+                return Err(exists.clone());
+            }
+            s.spec.tags.extend(spec.clone());
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn image(&self, name: &str) -> Result<Option<Image>, ApiError> {
         if name.is_empty() {
             return Ok(None);
         }
         self.images.get_cached(None, name).await
     }
+}
+
+/// A stream that does not exist yet: the create mode of tag views.
+pub fn new_stream(namespace: &str, name: &str) -> ImageStream {
+    let mut s = ImageStream::default();
+    s.metadata.name = Some(name.to_string());
+    s.metadata.namespace = Some(namespace.to_string());
+    s
 }
 
 /// The view of an image inside a tag view: metadata extracted, manifest and config cleared,

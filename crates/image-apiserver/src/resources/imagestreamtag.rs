@@ -245,8 +245,8 @@ impl ImageStreamTags {
         let opts = WriteOptions::parse(&req.query, "CreateOptions")?;
         let mut ist = self.decode(req, &opts)?;
         Self::check_namespace(req, &mut ist)?;
-        let ns =
-            context::namespace(req, "a namespace must be specified to import images")?.to_string();
+        // The namespace check of create (spec §9.4 step 3).
+        context::namespace(req, "a namespace must be specified to import images")?;
         let name = ist.metadata.name.clone().unwrap_or_default();
         let Some((stream_name, tag)) = split_stream_tag(&name) else {
             return Err(ApiError::BadRequest(format!(
@@ -269,38 +269,14 @@ impl ImageStreamTags {
             t.annotations = ist.metadata.annotations.clone();
             t
         });
-        let exists = || ApiError::AlreadyExists {
+        let exists = ApiError::AlreadyExists {
             resource: gr("imagestreamtag"),
             name: name.clone(),
         };
-        let stream = match self.ctx.streams.get_object(Some(&ns), stream_name).await? {
-            None => {
-                let mut fresh = ImageStream::default();
-                fresh.metadata.name = Some(stream_name.to_string());
-                fresh.metadata.namespace = Some(ns.clone());
-                fresh.spec.tags.extend(spec_tag.clone());
-                match self.ctx.create_stream(req, &opts, fresh).await {
-                    Ok(s) => Some(s),
-                    Err(ApiError::AlreadyExists { .. }) => None,
-                    Err(e) => return Err(e),
-                }
-            }
-            Some(_) => None,
-        };
-        let stream = match stream {
-            Some(s) => s,
-            None => {
-                self.ctx
-                    .update_stream(req, &opts, stream_name, false, None, |s| {
-                        if s.spec_tag(tag).is_some() {
-                            return Err(exists());
-                        }
-                        s.spec.tags.extend(spec_tag.clone());
-                        Ok(())
-                    })
-                    .await?
-            }
-        };
+        let stream = self
+            .ctx
+            .add_spec_tag(req, &opts, stream_name, tag, spec_tag, exists)
+            .await?;
         let image = match latest_tagged_image(&stream, tag) {
             Some(e) => self.ctx.image(&e.image).await?,
             None => None,
@@ -323,12 +299,9 @@ impl ImageStreamTags {
         let ns = context::namespace(req, "namespace is required on ImageStreamTags")?.to_string();
         let existing = self.ctx.streams.get_object(Some(&ns), stream_name).await?;
         let create_mode = existing.is_none();
-        let stream = existing.map(|(s, _)| s).unwrap_or_else(|| {
-            let mut s = ImageStream::default();
-            s.metadata.name = Some(stream_name.to_string());
-            s.metadata.namespace = Some(ns.clone());
-            s
-        });
+        let stream = existing
+            .map(|(s, _)| s)
+            .unwrap_or_else(|| context::new_stream(&ns, stream_name));
         let old = build(&stream, tag, None, true)?;
         let mut new = produce(&old)?;
         Self::check_namespace(req, &mut new)?;

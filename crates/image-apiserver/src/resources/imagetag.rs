@@ -194,8 +194,8 @@ impl ImageTags {
     async fn create(&self, req: &Request) -> Result<Reply, ApiError> {
         let opts = WriteOptions::parse(&req.query, "CreateOptions")?;
         let mut it = self.decode(req, &opts)?;
-        let ns =
-            context::namespace(req, "a namespace must be specified to import images")?.to_string();
+        // The namespace check of create (spec §9.4 step 3).
+        context::namespace(req, "a namespace must be specified to import images")?;
         let name = it.metadata.name.clone().unwrap_or_default();
         let Some((stream_name, tag)) = split_stream_tag(&name) else {
             return Err(ApiError::BadRequest(format!(
@@ -221,38 +221,14 @@ impl ImageTags {
             return Err(invalid(&name, errs));
         }
         let spec = it.spec.clone();
-        let exists = || ApiError::AlreadyExists {
+        let exists = ApiError::AlreadyExists {
             resource: gr(RESOURCE),
             name: name.clone(),
         };
-        let created = match self.ctx.streams.get_object(Some(&ns), stream_name).await? {
-            None => {
-                let mut fresh = ImageStream::default();
-                fresh.metadata.name = Some(stream_name.to_string());
-                fresh.metadata.namespace = Some(ns.clone());
-                fresh.spec.tags.extend(spec.clone());
-                match self.ctx.create_stream(req, &opts, fresh).await {
-                    Ok(s) => Some(s),
-                    Err(ApiError::AlreadyExists { .. }) => None,
-                    Err(e) => return Err(e),
-                }
-            }
-            Some(_) => None,
-        };
-        let stream = match created {
-            Some(s) => s,
-            None => {
-                self.ctx
-                    .update_stream(req, &opts, stream_name, false, None, |s| {
-                        if s.spec_tag(tag).is_some() {
-                            return Err(exists());
-                        }
-                        s.spec.tags.extend(spec.clone());
-                        Ok(())
-                    })
-                    .await?
-            }
-        };
+        let stream = self
+            .ctx
+            .add_spec_tag(req, &opts, stream_name, tag, spec, exists)
+            .await?;
         reply(&self.with_image(&stream, tag, &name).await?, 201)
     }
 
@@ -270,12 +246,9 @@ impl ImageTags {
         let ns = context::namespace(req, "namespace is required on ImageTags")?.to_string();
         let existing = self.ctx.streams.get_object(Some(&ns), stream_name).await?;
         let create_mode = existing.is_none();
-        let stream = existing.map(|(s, _)| s).unwrap_or_else(|| {
-            let mut s = ImageStream::default();
-            s.metadata.name = Some(stream_name.to_string());
-            s.metadata.namespace = Some(ns.clone());
-            s
-        });
+        let stream = existing
+            .map(|(s, _)| s)
+            .unwrap_or_else(|| context::new_stream(&ns, stream_name));
         let old = build(&stream, tag).unwrap_or_else(|| {
             let mut it = ImageTag {
                 metadata: stream.metadata.clone(),
