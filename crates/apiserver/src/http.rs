@@ -236,7 +236,8 @@ async fn common_layer(
 /// answers), a timeout for non-watch requests (504), and a panic becomes a 500 Status.
 async fn run_guarded(api: &Api, req: HttpRequest, next: axum::middleware::Next) -> Response {
     use futures::FutureExt;
-    let watch = is_long_running(&req);
+    let query = Query::parse(req.uri().query());
+    let watch = is_long_running(&req, &query);
     let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let _permit = if watch {
         None
@@ -251,7 +252,7 @@ async fn run_guarded(api: &Api, req: HttpRequest, next: axum::middleware::Next) 
             Err(_) => return too_many_requests(),
         }
     };
-    let timeout = request_timeout(&req);
+    let timeout = request_timeout(&query);
     let run = std::panic::AssertUnwindSafe(next.run(req)).catch_unwind();
     let outcome = if watch {
         Ok(run.await)
@@ -281,17 +282,16 @@ async fn run_guarded(api: &Api, req: HttpRequest, next: axum::middleware::Next) 
 }
 
 /// Watches are long-running: no timeout (they end on their own) and no in-flight slot.
-fn is_long_running(req: &HttpRequest) -> bool {
+fn is_long_running(req: &HttpRequest, query: &Query) -> bool {
     let path = req.uri().path();
-    let q = Query::parse(req.uri().query());
-    *req.method() == Method::GET && (path.contains("/watch/") || q.flag("watch"))
+    *req.method() == Method::GET && (path.contains("/watch/") || query.flag("watch"))
 }
 
 /// `--request-timeout` (60 s), shortened by a `?timeout=` the client sends (Go duration).
-fn request_timeout(req: &HttpRequest) -> std::time::Duration {
+fn request_timeout(query: &Query) -> std::time::Duration {
     let default = std::time::Duration::from_secs(60);
-    let q = Query::parse(req.uri().query());
-    q.get("timeout")
+    query
+        .get("timeout")
         .and_then(parse_seconds)
         .map(|t| t.min(default))
         .unwrap_or(default)
