@@ -1124,7 +1124,7 @@ impl<S: Strategy> Resource for Registry<S> {
             .cloned()
             .unwrap_or(Value::String(String::new()));
         let mut cells = vec![name];
-        if let Ok(obj) = serde_json::from_value::<S::Object>(object.clone()) {
+        if let Ok(obj) = <S::Object as serde::Deserialize>::deserialize(object) {
             cells.extend(self.strategy.table_cells(&obj));
         }
         cells

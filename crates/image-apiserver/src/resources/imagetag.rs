@@ -396,7 +396,7 @@ impl Resource for ImageTags {
             .pointer("/metadata/name")
             .cloned()
             .unwrap_or(Value::Null);
-        let it: ImageTag = serde_json::from_value(object.clone()).unwrap_or_default();
+        let it = <ImageTag as serde::Deserialize>::deserialize(object).unwrap_or_default();
         let (spec, status, history, updated) = columns(&it);
         vec![
             name,
