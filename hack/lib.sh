@@ -1,39 +1,136 @@
 # Shared helpers for hack/ scripts. Source it; do not run it.
+#
+# Every system package, binary and file that building, testing and benchmarking need is checked
+# here, and installed from Debian's packages when apt-get is available. Elsewhere the scripts stop
+# and say what is missing and what provides it. README.md lists the same things in a table: keep
+# the two in step.
 
 # Runs a command as root (directly, or through sudo when not root).
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-apt_updated=0
-# Installs Debian packages whose command is missing: pairs of "command:package".
-ensure_commands() {
-  local missing=()
-  for pair in "$@"; do
-    local cmd=${pair%%:*} pkg=${pair#*:}
-    command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
+# What is missing so far: Debian package names, and one line each for people without apt-get.
+missing_packages=()
+missing_reasons=()
+
+# Records a missing dependency: the Debian package that provides it and a readable reason.
+need() {
+  local package=$1 reason=$2
+  missing_packages+=("$package")
+  missing_reasons+=("$reason")
+}
+
+# Things no Debian 12 package provides: the scripts can only say how to get them.
+missing_by_hand=()
+
+# need_by_hand COMMAND HOW: the command must be on the PATH; HOW says where it comes from.
+need_by_hand() {
+  type -P "$1" >/dev/null 2>&1 || missing_by_hand+=("$1: $2")
+}
+
+# need_command COMMAND PACKAGE REASON: the command must be on the PATH.
+need_command() {
+  type -P "$1" >/dev/null 2>&1 || need "$2" "$1 ($3)"
+}
+
+# protoc must compile etcd's protobufs, which import google/protobuf/descriptor.proto. Debian
+# ships that file in libprotobuf-dev, not in protobuf-compiler, so a working `protoc` command is
+# not enough: compile a file that imports it, as etcd-client's build script will.
+protoc_compiles_well_known_types() {
+  local protoc=${PROTOC:-protoc}
+  command -v "$protoc" >/dev/null 2>&1 || return 1
+  local dir
+  dir=$(mktemp -d)
+  printf 'syntax = "proto3";\nimport "google/protobuf/descriptor.proto";\n' >"$dir/check.proto"
+  local include=()
+  [ -n "${PROTOC_INCLUDE:-}" ] && include=(-I "$PROTOC_INCLUDE")
+  "$protoc" "${include[@]}" -I "$dir" -o /dev/null "$dir/check.proto" >/dev/null 2>&1
+  local status=$?
+  rm -rf "$dir"
+  return $status
+}
+
+need_protoc() {
+  if ! command -v "${PROTOC:-protoc}" >/dev/null 2>&1; then
+    need protobuf-compiler "protoc (etcd-client compiles etcd's protobufs)"
+  fi
+  if ! protoc_compiles_well_known_types; then
+    need libprotobuf-dev "google/protobuf/*.proto, the well-known types protoc imports (with protoc: Homebrew's protobuf has both)"
+  fi
+}
+
+# Installs what was recorded as missing, or explains it when there is no apt-get; fails while
+# anything that must be installed by hand is missing.
+install_missing() {
+  if [ ${#missing_by_hand[@]} -ne 0 ]; then
+    echo "missing, to install by hand (no Debian package provides them):" >&2
+    printf '  - %s\n' "${missing_by_hand[@]}" >&2
+  fi
+  if [ ${#missing_packages[@]} -ne 0 ]; then
+    install_packages || return 1
+  fi
+  [ ${#missing_by_hand[@]} -eq 0 ]
+}
+
+install_packages() {
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "missing: ${missing[*]} (install them; this script knows only Debian's apt-get)" >&2
+    echo "missing (these scripts install only with Debian's apt-get; install them, then retry):" >&2
+    printf '  - %s\n' "${missing_reasons[@]}" >&2
     return 1
   fi
-  echo "installing: ${missing[*]}" >&2
-  if [ $apt_updated -eq 0 ]; then
-    as_root apt-get update -qq
-    apt_updated=1
+  local packages log
+  packages=$(printf '%s\n' "${missing_packages[@]}" | sort -u | tr '\n' ' ')
+  echo "installing Debian packages: $packages" >&2
+  log=$(mktemp)
+  # apt and dpkg are verbose even with -qq: show their output only when they fail.
+  # shellcheck disable=SC2086 # one word per package
+  if ! { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends $packages; } >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    return 1
   fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  rm -f "$log"
+  missing_packages=()
+  missing_reasons=()
 }
 
-# What building needs: etcd-client compiles etcd's protobufs with protoc.
+# Runs the checks twice at most: once to install, once to prove the install worked.
+ensure() {
+  local checks=$1
+  "$checks"
+  install_missing || return 1
+  "$checks"
+  if [ ${#missing_packages[@]} -ne 0 ]; then
+    echo "still missing after installing:" >&2
+    printf '  - %s\n' "${missing_reasons[@]}" >&2
+    return 1
+  fi
+}
+
+build_checks() {
+  need_by_hand cargo "the Rust toolchain (rustup; rust-version in Cargo.toml)"
+  need_command cc gcc "the linker, and ring's C code"
+  need_protoc
+}
+
+test_checks() {
+  build_checks
+  need_command etcd etcd-server "a real etcd for the etcd backend's tests"
+  need_command docker-registry docker-registry "a real container registry for import tests"
+  need_command skopeo skopeo "pushes the test images into the registry"
+  need_command kill procps "tests stop servers with signals"
+  need_command sha256sum coreutils "tests compute image digests"
+  need_by_hand kubectl "the kubectl tests drive the one on the PATH (v1.32 or later)"
+}
+
+# What building needs.
 ensure_build_deps() {
-  command -v cargo >/dev/null 2>&1 || { echo "cargo is missing: install Rust (rustup)" >&2; return 1; }
-  ensure_commands protoc:protobuf-compiler
+  ensure build_checks
 }
 
-# What the tests need besides the build: a real etcd, a container registry and skopeo.
+# What the tests and benchmarks need besides the build.
 ensure_test_deps() {
-  ensure_build_deps
-  ensure_commands etcd:etcd-server docker-registry:docker-registry skopeo:skopeo
+  ensure test_checks
 }
