@@ -397,7 +397,10 @@ async fn server_side_apply(server: &Server) {
     assert_eq!(r.status, 409);
     let s = r.json();
     assert_eq!(s["reason"], "Conflict");
-    assert_eq!(s["message"], "Apply failed with 1 conflict: conflict with \"one\" using image.openshift.io/v1: .metadata.labels.owner");
+    assert_eq!(
+        s["message"],
+        "Apply failed with 1 conflict: conflict with \"one\": .metadata.labels.owner"
+    );
     assert_eq!(s["details"]["causes"][0]["reason"], "FieldManagerConflict");
     assert_eq!(s["details"]["causes"][0]["field"], ".metadata.labels.owner");
     let r = c

@@ -10,16 +10,35 @@ use apimachinery::GroupKind;
 use serde_json::{Map, Value};
 
 use crate::managed::{self, value_at, FieldPath, FieldSet};
-use crate::registry::{now, Registry};
-use crate::resource::{Reply, Request};
+use crate::registry::{now, Registry, UpdateStrategy, WriteContext};
+use crate::resource::Request;
 use crate::strategy::{ApiObject, Strategy};
 
 /// A conflict with another manager over one field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
+    /// The other manager, as structured-merge-diff names it (`manager_identity`).
     pub manager: String,
-    pub api_version: String,
     pub field: String,
+}
+
+/// How a conflict names the manager of a managedFields entry, as kube's fieldmanager prints
+/// it: the quoted name, the subresource if any, and for `Update` managers the apiVersion and
+/// time they wrote with (`"kubectl-edit" using image.openshift.io/v1 at 2026-01-01T00:00:00Z`).
+/// An `Apply` manager is just its name.
+pub fn manager_identity(entry: &Value) -> String {
+    let field = |name: &str| entry.get(name).and_then(Value::as_str);
+    let mut out = format!("{:?}", field("manager").unwrap_or(""));
+    if let Some(sub) = field("subresource").filter(|s| !s.is_empty()) {
+        out.push_str(&format!(" with subresource {sub:?}"));
+    }
+    if field("operation") == Some("Update") {
+        out.push_str(&format!(" using {}", field("apiVersion").unwrap_or("")));
+        if let Some(time) = field("time").filter(|t| !t.is_empty()) {
+            out.push_str(&format!(" at {time}"));
+        }
+    }
+    out
 }
 
 /// SMD's path printing: `.spec.tags[name="latest"].from`.
@@ -48,26 +67,22 @@ pub fn conflict_error(conflicts: &[Conflict]) -> ApiError {
     let message = if n == 1 {
         let c = &conflicts[0];
         format!(
-            "Apply failed with 1 conflict: conflict with {:?} using {}: {}",
-            c.manager, c.api_version, c.field
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            c.manager, c.field
         )
     } else {
-        let mut by_manager: Vec<(String, String, Vec<String>)> = Vec::new();
+        let mut by_manager: Vec<(String, Vec<String>)> = Vec::new();
         for c in conflicts {
-            match by_manager.iter_mut().find(|(m, _, _)| *m == c.manager) {
-                Some((_, _, fields)) => fields.push(c.field.clone()),
-                None => by_manager.push((
-                    c.manager.clone(),
-                    c.api_version.clone(),
-                    vec![c.field.clone()],
-                )),
+            match by_manager.iter_mut().find(|(m, _)| *m == c.manager) {
+                Some((_, fields)) => fields.push(c.field.clone()),
+                None => by_manager.push((c.manager.clone(), vec![c.field.clone()])),
             }
         }
         let body: Vec<String> = by_manager
             .iter()
-            .map(|(m, v, fields)| {
+            .map(|(m, fields)| {
                 let list: Vec<String> = fields.iter().map(|f| format!("- {f}")).collect();
-                format!("conflicts with {m:?} using {v}:\n{}", list.join("\n"))
+                format!("conflicts with {m}:\n{}", list.join("\n"))
             })
             .collect();
         format!("Apply failed with {n} conflicts: {}", body.join("\n"))
@@ -76,12 +91,7 @@ pub fn conflict_error(conflicts: &[Conflict]) -> ApiError {
         message,
         causes: conflicts
             .iter()
-            .map(|c| {
-                (
-                    format!("conflict with {:?} using {}", c.manager, c.api_version),
-                    c.field.clone(),
-                )
-            })
+            .map(|c| (format!("conflict with {}", c.manager), c.field.clone()))
             .collect(),
     }
 }
@@ -232,16 +242,7 @@ pub fn apply_to(
             if leaf && lv != av {
                 conflicting.insert(p.clone());
                 conflicts.push(Conflict {
-                    manager: e
-                        .get("manager")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string(),
-                    api_version: e
-                        .get("apiVersion")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string(),
+                    manager: manager_identity(e),
                     field: path_string(p),
                 });
             }
@@ -298,23 +299,17 @@ pub fn apply_to(
     Ok(out)
 }
 
+/// Server-side apply of `req`'s body to object `name`: creates it when it is missing (not on
+/// `/status`), else merges it into the live object through the update loop. Returns the HTTP
+/// code (201 or 200) and the served object.
 pub(crate) async fn apply<S: Strategy>(
     registry: &Registry<S>,
     req: &Request,
     opts: &WriteOptions,
     name: &str,
-    status: bool,
-) -> Result<Reply, ApiError> {
-    let Some(manager) = opts.field_manager.clone().filter(|m| !m.is_empty()) else {
-        return Err(ApiError::invalid(
-            GroupKind::new("meta.k8s.io", "PatchOptions"),
-            "",
-            vec![FieldError::required(
-                &ErrPath::new("fieldManager"),
-                "is required for apply patch",
-            )],
-        ));
-    };
+    strategy: UpdateStrategy,
+) -> Result<(u16, S::Object), ApiError> {
+    let manager = required_field_manager(opts)?;
     let applied = crate::decode::yaml_value(&req.body)?;
     if applied
         .pointer("/metadata/managedFields")
@@ -324,43 +319,75 @@ pub(crate) async fn apply<S: Strategy>(
             "metadata.managedFields must be nil".to_string(),
         ));
     }
-    let info = registry.resource_info().clone();
+    let info = registry.info().clone();
     crate::decode::check_type_meta(&applied, &info)?;
     let gv = info.group_version();
     let keys = registry.strategy().list_merge_keys();
-    let subresource = status.then_some("status");
-    let force = opts.force.unwrap_or(false);
-    let existing = registry.get_object(req.namespace.as_deref(), name).await?;
-    if existing.is_none() && !status {
-        let mut body = applied.clone();
-        if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.entry("name")
-                .or_insert_with(|| Value::String(name.to_string()));
-        }
-        let set = managed::applied_field_set(&applied, keys, &["status"]);
-        let mut obj: S::Object =
-            crate::decode::typed(body, &info, opts.field_validation, &req.warnings)
-                .map_err(|e| e.for_body(&info))?;
-        registry.strategy().default(&mut obj);
-        let entry: k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry =
-            serde_json::from_value(apply_entry(&manager, &gv, &set, None))
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-        obj.metadata_mut().managed_fields = (!set.is_empty()).then(|| vec![entry]);
-        return registry.apply_create(req, opts, &mut obj).await;
+    let ctx = WriteContext::new(req, opts).applied();
+    let existing = registry.get_current(req.namespace.as_deref(), name).await?;
+    if existing.is_none() && strategy == UpdateStrategy::Main {
+        let obj = applied_new_object(registry, req, opts, name, &applied, &manager)?;
+        return Ok((201, registry.create(&ctx, obj).await?));
     }
-    let warnings = req.warnings.clone();
-    registry
-        .apply_update(req, opts, name, status, move |old| {
+    let subresource = (strategy == UpdateStrategy::Status).then_some("status");
+    let force = opts.force.unwrap_or(false);
+    let updated = registry
+        .update(&ctx, name, strategy, |old| {
             let live = serde_json::to_value(old).map_err(|e| ApiError::Internal(e.to_string()))?;
             let out = apply_to(&live, &applied, &manager, &gv, force, keys, subresource)
                 .map_err(|c| conflict_error(&c))?;
             let mut obj: S::Object =
-                crate::decode::typed(out, &info, opts.field_validation, &warnings)
+                crate::decode::typed(out, &info, opts.field_validation, &req.warnings)
                     .map_err(|e| e.for_body(&info))?;
             registry.strategy().default(&mut obj);
             Ok(obj)
         })
-        .await
+        .await?;
+    Ok((200, updated))
+}
+
+fn required_field_manager(opts: &WriteOptions) -> Result<String, ApiError> {
+    opts.field_manager
+        .clone()
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                GroupKind::new("meta.k8s.io", "PatchOptions"),
+                "",
+                vec![FieldError::required(
+                    &ErrPath::new("fieldManager"),
+                    "is required for apply patch",
+                )],
+            )
+        })
+}
+
+/// The object an apply creates: the applied configuration, named after the URL, owned by the
+/// manager.
+fn applied_new_object<S: Strategy>(
+    registry: &Registry<S>,
+    req: &Request,
+    opts: &WriteOptions,
+    name: &str,
+    applied: &Value,
+    manager: &str,
+) -> Result<S::Object, ApiError> {
+    let info = registry.info();
+    let keys = registry.strategy().list_merge_keys();
+    let mut body = applied.clone();
+    if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.entry("name")
+            .or_insert_with(|| Value::String(name.to_string()));
+    }
+    let set = managed::applied_field_set(applied, keys, &["status"]);
+    let mut obj: S::Object = crate::decode::typed(body, info, opts.field_validation, &req.warnings)
+        .map_err(|e| e.for_body(info))?;
+    registry.strategy().default(&mut obj);
+    let entry: k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry =
+        serde_json::from_value(apply_entry(manager, &info.group_version(), &set, None))
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    obj.metadata_mut().managed_fields = (!set.is_empty()).then(|| vec![entry]);
+    Ok(obj)
 }
 
 #[cfg(test)]
@@ -379,7 +406,7 @@ mod tests {
         assert_eq!(conflict[0].field, ".spec.tags[name=\"t\"].from.name");
         assert_eq!(
             conflict_error(&conflict).to_string(),
-            "Apply failed with 1 conflict: conflict with \"one\" using g/v1: .spec.tags[name=\"t\"].from.name"
+            "Apply failed with 1 conflict: conflict with \"one\": .spec.tags[name=\"t\"].from.name"
         );
         let forced = apply_to(&first, &json!({"metadata":{"name":"a"},"spec":{"tags":[{"name":"t","from":{"kind":"DockerImage","name":"y"}}]}}), "two", "g/v1", true, KEYS, None).expect("force");
         assert_eq!(forced["spec"]["tags"][0]["from"]["name"], "y");
@@ -390,6 +417,39 @@ mod tests {
             .map(|e| e["manager"].as_str().unwrap_or(""))
             .collect();
         assert!(managers.contains(&"two"));
+    }
+
+    #[test]
+    fn conflicts_name_update_managers_with_version_and_time_and_apply_managers_bare() {
+        let update = json!({"manager": "kubectl-edit", "operation": "Update",
+            "apiVersion": "image.openshift.io/v1", "time": "2026-11-29T10:00:00Z"});
+        assert_eq!(
+            manager_identity(&update),
+            "\"kubectl-edit\" using image.openshift.io/v1 at 2026-11-29T10:00:00Z"
+        );
+        let status = json!({"manager": "m", "operation": "Update", "apiVersion": "g/v1",
+            "subresource": "status"});
+        assert_eq!(
+            manager_identity(&status),
+            "\"m\" with subresource \"status\" using g/v1"
+        );
+        let apply = json!({"manager": "mgr-one", "operation": "Apply", "apiVersion": "g/v1",
+            "time": "2026-11-29T10:00:00Z"});
+        assert_eq!(manager_identity(&apply), "\"mgr-one\"");
+        let two = conflict_error(&[
+            Conflict {
+                manager: "\"a\"".into(),
+                field: ".x".into(),
+            },
+            Conflict {
+                manager: "\"a\"".into(),
+                field: ".y".into(),
+            },
+        ]);
+        assert_eq!(
+            two.to_string(),
+            "Apply failed with 2 conflicts: conflicts with \"a\":\n- .x\n- .y"
+        );
     }
 
     #[test]

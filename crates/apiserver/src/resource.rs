@@ -106,9 +106,28 @@ impl Request {
 pub struct WatchEvent {
     /// `ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK` or `ERROR`.
     pub event_type: &'static str,
-    pub object: Bytes,
-    /// The whole JSON frame, when it is shared between watchers.
-    pub frame: Option<Bytes>,
+    pub body: WatchBody,
+}
+
+/// The bytes of a watch event: its object, or the whole JSON line when the watch cache encoded
+/// it once for every watcher (then the object is expanded only for watchers that want another
+/// representation).
+pub enum WatchBody {
+    Object(Bytes),
+    Frame(Bytes),
+}
+
+impl WatchEvent {
+    /// The event's object as JSON (for conversions to tables and metadata).
+    pub fn object(&self) -> Value {
+        match &self.body {
+            WatchBody::Object(json) => serde_json::from_slice(json).unwrap_or_default(),
+            WatchBody::Frame(frame) => serde_json::from_slice::<Value>(frame)
+                .ok()
+                .and_then(|mut line| line.get_mut("object").map(Value::take))
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// What a resource answers.

@@ -69,6 +69,12 @@ pub trait Strategy: Send + Sync + 'static {
         old: &Self::Object,
     ) -> Vec<FieldError>;
 
+    /// Whether a PUT or PATCH without a resourceVersion overwrites the latest version
+    /// (upstream's `AllowUnconditionalUpdate`); when false it is a 422.
+    fn allow_unconditional_update(&self) -> bool {
+        true
+    }
+
     /// Whether the resource has a `/status` subresource.
     fn has_status(&self) -> bool {
         false

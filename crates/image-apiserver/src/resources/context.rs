@@ -6,8 +6,8 @@ use std::sync::Arc;
 use apimachinery::errors::ApiError;
 use apimachinery::options::WriteOptions;
 use apimachinery::GroupResource;
-use apiserver::registry::{Registry, UpdateMode};
-use apiserver::resource::{Reply, Request};
+use apiserver::registry::{ReadRevision, Registry, UpdateStrategy, WriteContext};
+use apiserver::resource::Request;
 use image_api::{Image, ImageStream, TagReference};
 
 use super::image::ImageStrategy;
@@ -64,52 +64,34 @@ pub fn namespace<'a>(req: &'a Request, message: &str) -> Result<&'a str, ApiErro
         .ok_or_else(|| ApiError::BadRequest(message.to_string()))
 }
 
-/// The stream object of a reply from the stream registry.
-pub fn stream_of(reply: Reply) -> Result<(ImageStream, u16), ApiError> {
-    match reply {
-        Reply::Object { code, json } => serde_json::from_slice(&json)
-            .map(|s| (s, code))
-            .map_err(|e| ApiError::Internal(e.to_string())),
-        _ => Err(ApiError::Internal(
-            "stream write returned no object".to_string(),
-        )),
-    }
-}
-
 impl Context {
-    /// Writes a changed stream through the stream strategy (generations, tag resolution,
-    /// validation), retrying conflicts unless `pinned` carries the resourceVersion the client
-    /// saw.
+    /// Writes a changed stream through `strategy` (generations, tag resolution, validation).
+    /// The change is made to the current stream and keeps its resourceVersion, so a concurrent
+    /// write makes the registry re-read and re-apply it; `pinned`, the resourceVersion the
+    /// client sent, makes such a write a 409 instead.
     pub async fn update_stream<F>(
         &self,
         req: &Request,
         opts: &WriteOptions,
         name: &str,
-        status: bool,
+        strategy: UpdateStrategy,
         pinned: Option<String>,
         mut change: F,
     ) -> Result<ImageStream, ApiError>
     where
         F: FnMut(&mut ImageStream) -> Result<(), ApiError> + Send,
     {
-        let mode = if status {
-            UpdateMode {
-                status: true,
-                ..UpdateMode::INTERNAL
-            }
-        } else {
-            UpdateMode::INTERNAL
-        };
-        let reply = self
-            .streams
-            .update_object(req, opts, name, mode, |current| {
+        let ctx = WriteContext::new(req, opts);
+        self.streams
+            .update(&ctx, name, strategy, |current| {
                 let mut next = current.clone();
                 change(&mut next)?;
-                next.metadata.resource_version = pinned.clone();
+                if let Some(rv) = &pinned {
+                    next.metadata.resource_version = Some(rv.clone());
+                }
                 Ok(next)
             })
-            .await?;
-        stream_of(reply).map(|(s, _)| s)
+            .await
     }
 
     /// Creates a stream through the normal create path.
@@ -117,10 +99,11 @@ impl Context {
         &self,
         req: &Request,
         opts: &WriteOptions,
-        mut stream: ImageStream,
+        stream: ImageStream,
     ) -> Result<ImageStream, ApiError> {
-        let reply = self.streams.create_typed(req, opts, &mut stream).await?;
-        stream_of(reply).map(|(s, _)| s)
+        self.streams
+            .create(&WriteContext::new(req, opts), stream)
+            .await
     }
 
     /// istag and itag create (spec §9.4, §10.3): adds the spec tag, creating the stream when it
@@ -137,7 +120,7 @@ impl Context {
         let namespace = req.namespace.as_deref().unwrap_or("");
         if self
             .streams
-            .get_object(Some(namespace), stream_name)
+            .get_current(Some(namespace), stream_name)
             .await?
             .is_none()
         {
@@ -150,13 +133,20 @@ impl Context {
                 Err(e) => return Err(e),
             }
         }
-        self.update_stream(req, opts, stream_name, false, None, |s| {
-            if s.spec_tag(tag).is_some() {
-                return Err(exists.clone());
-            }
-            s.spec.tags.extend(spec.clone());
-            Ok(())
-        })
+        self.update_stream(
+            req,
+            opts,
+            stream_name,
+            UpdateStrategy::Internal,
+            None,
+            |s| {
+                if s.spec_tag(tag).is_some() {
+                    return Err(exists.clone());
+                }
+                s.spec.tags.extend(spec.clone());
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -164,7 +154,7 @@ impl Context {
         if name.is_empty() {
             return Ok(None);
         }
-        self.images.get_cached(None, name).await
+        self.images.get(None, name, ReadRevision::Consistent).await
     }
 }
 

@@ -101,6 +101,11 @@ impl Strategy for ImageStrategy {
     }
 
     /// Upstream reports the Image GC policy as unsupported: deletes never add finalizers.
+    /// Upstream's image strategy requires a resourceVersion on update.
+    fn allow_unconditional_update(&self) -> bool {
+        false
+    }
+
     fn garbage_collection(&self) -> bool {
         false
     }

@@ -11,7 +11,7 @@ use apimachinery::options::WriteOptions;
 use apimachinery::table::ColumnDefinition;
 use apimachinery::GroupKind;
 use apiserver::decode;
-use apiserver::registry::UpdateMode;
+use apiserver::registry::{UpdateStrategy, WriteContext};
 use apiserver::resource::{Reply, Request, Resource, Verb};
 use apiserver::strategy::to_bytes;
 use async_trait::async_trait;
@@ -91,7 +91,7 @@ impl ImageSignatures {
             ));
         }
         let (image_name, _) = split(&name).ok_or_else(malformed)?;
-        let Some((image, rv)) = self.ctx.images.get_object(None, image_name).await? else {
+        let Some((image, rv)) = self.ctx.images.get_current(None, image_name).await? else {
             return Err(not_found("images", image_name));
         };
         let duplicate = image.signatures.iter().any(|s| {
@@ -110,20 +110,15 @@ impl ImageSignatures {
         stored.metadata.resource_version = None;
         let pinned = rv.to_string();
         let add = stored.clone();
+        let ctx = WriteContext::new(req, &opts);
         self.ctx
             .images
-            .update_object(
-                req,
-                &opts,
-                image_name,
-                UpdateMode::INTERNAL,
-                move |current| {
-                    let mut next = current.clone();
-                    next.signatures.push(add.clone());
-                    next.metadata.resource_version = Some(pinned.clone());
-                    Ok(next)
-                },
-            )
+            .update(&ctx, image_name, UpdateStrategy::Internal, |current| {
+                let mut next = current.clone();
+                next.signatures.push(add.clone());
+                next.metadata.resource_version = Some(pinned.clone());
+                Ok(next)
+            })
             .await?;
         let mut out = stored;
         out.set_type_meta("ImageSignature", image_api::API_VERSION);
@@ -137,7 +132,7 @@ impl ImageSignatures {
         let (image_name, _) = split(name).ok_or_else(malformed)?;
         let delete_opts = apiserver::delete::DeleteOptions::parse(req)?;
         let opts = WriteOptions::for_delete(delete_opts.dry_run);
-        let Some((image, _)) = self.ctx.images.get_object(None, image_name).await? else {
+        let Some((image, _)) = self.ctx.images.get_current(None, image_name).await? else {
             return Err(not_found("images", image_name));
         };
         if !image
@@ -151,21 +146,15 @@ impl ImageSignatures {
             });
         }
         let target = name.to_string();
+        let ctx = WriteContext::new(req, &opts);
         self.ctx
             .images
-            .update_object(
-                req,
-                &opts,
-                image_name,
-                UpdateMode::INTERNAL,
-                move |current| {
-                    let mut next = current.clone();
-                    next.signatures
-                        .retain(|s| s.metadata.name.as_deref() != Some(target.as_str()));
-                    next.metadata.resource_version = None;
-                    Ok(next)
-                },
-            )
+            .update(&ctx, image_name, UpdateStrategy::Internal, |current| {
+                let mut next = current.clone();
+                next.signatures
+                    .retain(|s| s.metadata.name.as_deref() != Some(target.as_str()));
+                Ok(next)
+            })
             .await?;
         Ok(Reply::Status {
             code: 200,

@@ -518,6 +518,11 @@ impl Strategy for ImageStreamStrategy {
         errs
     }
 
+    /// Upstream's image stream strategy requires a resourceVersion on update.
+    fn allow_unconditional_update(&self) -> bool {
+        false
+    }
+
     fn has_status(&self) -> bool {
         true
     }

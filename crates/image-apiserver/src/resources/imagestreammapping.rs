@@ -12,6 +12,7 @@ use apimachinery::table::ColumnDefinition;
 use apimachinery::validation::{dns1123_label_errors, path_segment_name_errors};
 use apimachinery::GroupKind;
 use apiserver::decode;
+use apiserver::registry::{UpdateStrategy, WriteContext};
 use apiserver::resource::{Reply, Request, Resource, Verb};
 use async_trait::async_trait;
 use image_api::tags::{add_tag_event, new_event, update_tracking_tags};
@@ -124,7 +125,7 @@ impl ImageStreamMappings {
         let Some((stream, _)) = self
             .ctx
             .streams
-            .get_object(Some(&url_ns), &stream_name)
+            .get_current(Some(&url_ns), &stream_name)
             .await?
         else {
             return Err(not_found(RESOURCE, &stream_name));
@@ -135,7 +136,12 @@ impl ImageStreamMappings {
         image.api_version.clear();
         image.metadata.namespace = None;
         image.metadata.resource_version = None;
-        let existed = match self.ctx.images.create_typed(req, &opts, &mut image).await {
+        let existed = match self
+            .ctx
+            .images
+            .create(&WriteContext::new(req, &opts), image)
+            .await
+        {
             Ok(_) => false,
             Err(ApiError::AlreadyExists { .. }) => true,
             Err(e) => return Err(e),
@@ -152,31 +158,38 @@ impl ImageStreamMappings {
         let generation = stream.metadata.generation.unwrap_or(0);
         let result = self
             .ctx
-            .update_stream(req, &opts, &stream_name, true, None, |s| {
-                let mut reference = requested_ref.clone();
-                if existed && managed {
-                    let repo = if s.status.docker_image_repository.is_empty() {
-                        &s.spec.docker_image_repository
-                    } else {
-                        &s.status.docker_image_repository
-                    };
-                    if !repo.is_empty() {
-                        reference = format!("{repo}@{image_name}");
+            .update_stream(
+                req,
+                &opts,
+                &stream_name,
+                UpdateStrategy::Status,
+                None,
+                |s| {
+                    let mut reference = requested_ref.clone();
+                    if existed && managed {
+                        let repo = if s.status.docker_image_repository.is_empty() {
+                            &s.spec.docker_image_repository
+                        } else {
+                            &s.status.docker_image_repository
+                        };
+                        if !repo.is_empty() {
+                            reference = format!("{repo}@{image_name}");
+                        }
                     }
-                }
-                let event = new_event(
-                    &reference,
-                    &image_name,
-                    s.metadata.generation.unwrap_or(generation),
-                    apiserver::registry::now(),
-                );
-                // An identical event changes nothing: re-posting a mapping is idempotent.
-                if !add_tag_event(s, &tag, event) {
-                    return Ok(());
-                }
-                update_tracking_tags(s, &tag);
-                Ok(())
-            })
+                    let event = new_event(
+                        &reference,
+                        &image_name,
+                        s.metadata.generation.unwrap_or(generation),
+                        apiserver::registry::now(),
+                    );
+                    // An identical event changes nothing: re-posting a mapping is idempotent.
+                    if !add_tag_event(s, &tag, event) {
+                        return Ok(());
+                    }
+                    update_tracking_tags(s, &tag);
+                    Ok(())
+                },
+            )
             .await;
         match result {
             Ok(_) => {}

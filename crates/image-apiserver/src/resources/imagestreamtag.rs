@@ -13,6 +13,7 @@ use apimachinery::table::ColumnDefinition;
 use apimachinery::validation::path_segment_name_errors;
 use apiserver::decode;
 use apiserver::patch::{self, PatchType};
+use apiserver::registry::{ReadRevision, UpdateStrategy};
 use apiserver::resource::{Reply, Request, Resource, Verb};
 use apiserver::strategy::to_bytes;
 use async_trait::async_trait;
@@ -165,7 +166,7 @@ impl ImageStreamTags {
         let stream = self
             .ctx
             .streams
-            .get_cached(Some(ns), stream_name)
+            .get(Some(ns), stream_name, ReadRevision::Consistent)
             .await?
             .ok_or_else(|| not_found(RESOURCE, stream_name))?;
         let event = latest_tagged_image(&stream, tag)
@@ -189,7 +190,11 @@ impl ImageStreamTags {
             field_selector: Default::default(),
             ..opts.clone()
         };
-        let (streams, metadata) = self.ctx.streams.list_objects(req, &stream_opts).await?;
+        let (streams, metadata) = self
+            .ctx
+            .streams
+            .list(req.namespace.as_deref(), &stream_opts)
+            .await?;
         let mut items = Vec::new();
         for stream in &streams {
             let mut tags: Vec<&str> = stream.status.tags.iter().map(|t| t.tag.as_str()).collect();
@@ -211,7 +216,8 @@ impl ImageStreamTags {
         Ok(Reply::List {
             kind: "ImageStreamTagList".to_string(),
             api_version: image_api::API_VERSION.to_string(),
-            metadata,
+            metadata: serde_json::to_value(&metadata)
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
             items,
         })
     }
@@ -297,7 +303,7 @@ impl ImageStreamTags {
     {
         let (stream_name, tag) = parse_stream_tag(name).ok_or_else(bad_name)?;
         let ns = context::namespace(req, "namespace is required on ImageStreamTags")?.to_string();
-        let existing = self.ctx.streams.get_object(Some(&ns), stream_name).await?;
+        let existing = self.ctx.streams.get_current(Some(&ns), stream_name).await?;
         let create_mode = existing.is_none();
         let stream = existing
             .map(|(s, _)| s)
@@ -379,7 +385,14 @@ impl ImageStreamTags {
             self.ctx.create_stream(req, &opts, fresh).await?
         } else {
             self.ctx
-                .update_stream(req, &opts, stream_name, false, pinned, apply)
+                .update_stream(
+                    req,
+                    &opts,
+                    stream_name,
+                    UpdateStrategy::Internal,
+                    pinned,
+                    apply,
+                )
                 .await?
         };
         let image = match latest_tagged_image(&written, tag) {
@@ -410,7 +423,7 @@ pub async fn delete_tag(
 ) -> Result<Reply, ApiError> {
     let ns = req.namespace.clone().unwrap_or_default();
     let opts = apiserver::delete::DeleteOptions::parse(req)?;
-    let Some((stream, _)) = ctx.streams.get_object(Some(&ns), stream_name).await? else {
+    let Some((stream, _)) = ctx.streams.get_current(Some(&ns), stream_name).await? else {
         return Err(not_found("imagestreams", stream_name));
     };
     if let Some(uid) = &opts.precondition_uid {
@@ -425,15 +438,22 @@ pub async fn delete_tag(
         }
     }
     let write = WriteOptions::for_delete(opts.dry_run);
-    ctx.update_stream(req, &write, stream_name, false, None, |s| {
-        let before = (s.spec.tags.len(), s.status.tags.len());
-        s.spec.tags.retain(|t| t.name != tag);
-        s.status.tags.retain(|t| t.tag != tag);
-        if before == (s.spec.tags.len(), s.status.tags.len()) {
-            return Err(not_found(resource, name));
-        }
-        Ok(())
-    })
+    ctx.update_stream(
+        req,
+        &write,
+        stream_name,
+        UpdateStrategy::Internal,
+        None,
+        |s| {
+            let before = (s.spec.tags.len(), s.status.tags.len());
+            s.spec.tags.retain(|t| t.name != tag);
+            s.status.tags.retain(|t| t.tag != tag);
+            if before == (s.spec.tags.len(), s.status.tags.len()) {
+                return Err(not_found(resource, name));
+            }
+            Ok(())
+        },
+    )
     .await?;
     Ok(Reply::Status {
         code: 200,

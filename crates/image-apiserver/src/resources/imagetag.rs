@@ -11,6 +11,7 @@ use apimachinery::object::ApiObject;
 use apimachinery::options::{ListOptions, WriteOptions};
 use apimachinery::table::{human_duration, ColumnDefinition};
 use apiserver::decode;
+use apiserver::registry::{ReadRevision, UpdateStrategy};
 use apiserver::resource::{Reply, Request, Resource, Verb};
 use apiserver::strategy::to_bytes;
 use async_trait::async_trait;
@@ -130,7 +131,7 @@ impl ImageTags {
         let stream = self
             .ctx
             .streams
-            .get_cached(Some(ns), stream_name)
+            .get(Some(ns), stream_name, ReadRevision::Consistent)
             .await?
             .ok_or_else(|| not_found(RESOURCE, stream_name))?;
         reply(&self.with_image(&stream, tag, name).await?, 200)
@@ -145,7 +146,11 @@ impl ImageTags {
             field_selector: Default::default(),
             ..opts.clone()
         };
-        let (streams, metadata) = self.ctx.streams.list_objects(req, &stream_opts).await?;
+        let (streams, metadata) = self
+            .ctx
+            .streams
+            .list(req.namespace.as_deref(), &stream_opts)
+            .await?;
         let mut items = Vec::new();
         for stream in &streams {
             let mut tags: Vec<&str> = stream
@@ -174,7 +179,8 @@ impl ImageTags {
         Ok(Reply::List {
             kind: "ImageTagList".to_string(),
             api_version: image_api::API_VERSION.to_string(),
-            metadata,
+            metadata: serde_json::to_value(&metadata)
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
             items,
         })
     }
@@ -244,7 +250,7 @@ impl ImageTags {
     {
         let (stream_name, tag) = parse_stream_tag(name).ok_or_else(bad_name)?;
         let ns = context::namespace(req, "namespace is required on ImageTags")?.to_string();
-        let existing = self.ctx.streams.get_object(Some(&ns), stream_name).await?;
+        let existing = self.ctx.streams.get_current(Some(&ns), stream_name).await?;
         let create_mode = existing.is_none();
         let stream = existing
             .map(|(s, _)| s)
@@ -321,7 +327,14 @@ impl ImageTags {
             self.ctx.create_stream(req, &opts, fresh).await?
         } else {
             self.ctx
-                .update_stream(req, &opts, stream_name, false, pinned, apply)
+                .update_stream(
+                    req,
+                    &opts,
+                    stream_name,
+                    UpdateStrategy::Internal,
+                    pinned,
+                    apply,
+                )
                 .await?
         };
         let it = match self.with_image(&written, tag, name).await {

@@ -9,6 +9,7 @@ use apimachinery::discovery::{ResourceInfo, SubresourceInfo};
 use apimachinery::errors::ApiError;
 use apimachinery::object::ApiObject;
 use apimachinery::table::ColumnDefinition;
+use apiserver::registry::ReadRevision;
 use apiserver::resource::{Reply, Request, Resource, Verb};
 use apiserver::strategy::to_bytes;
 use async_trait::async_trait;
@@ -74,7 +75,7 @@ pub async fn stream_layers(
         if out.images.contains_key(&name) {
             continue;
         }
-        let Some(image) = ctx.images.get_any(None, &name).await? else {
+        let Some(image) = ctx.images.get(None, &name, ReadRevision::Any).await? else {
             out.images.insert(
                 name,
                 ImageBlobReferences {
@@ -169,7 +170,7 @@ impl ImageStreams {
         let stream = self
             .ctx
             .streams
-            .get_cached(req.namespace.as_deref(), name)
+            .get(req.namespace.as_deref(), name, ReadRevision::Consistent)
             .await?
             .ok_or_else(|| not_found("imagestreams", name))?;
         let layers = stream_layers(&self.ctx, &stream).await?;
@@ -267,7 +268,7 @@ impl ImageStreamImages {
         let stream = self
             .ctx
             .streams
-            .get_cached(Some(ns), stream_name)
+            .get(Some(ns), stream_name, ReadRevision::Consistent)
             .await?
             .ok_or_else(|| not_found("imagestreamimages", stream_name))?;
         let layers = stream_layers(&self.ctx, &stream).await?;
@@ -302,7 +303,7 @@ impl ImageStreamImages {
         let image = self
             .ctx
             .images
-            .get_cached(None, &image_name)
+            .get(None, &image_name, ReadRevision::Consistent)
             .await?
             .ok_or_else(|| not_found("images", &image_name))?;
         let mut isi = ImageStreamImage::default();

@@ -1,0 +1,227 @@
+//! Resource requests (spec §1, §4): parsing `/apis/...` paths, choosing the verb, checking it
+//! against discovery, negotiating the representation, and handing the request to the resource.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use apimachinery::discovery::ResourceInfo;
+use apimachinery::errors::{ApiError, MAX_REQUEST_BODY_BYTES};
+use apimachinery::negotiate::{self, IncludeObject, Shape, Target};
+use apimachinery::options::Query;
+use apimachinery::request::{self, RequestInfo};
+use axum::extract::{Path, Request as HttpRequest, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::response::Response;
+
+use super::discovery_handlers::not_found_paths;
+use super::render::{error_response, render, respond, wants_pretty, Encoder};
+use super::Api;
+use crate::resource::{Request, Resource, UserInfo, Verb, Warnings};
+
+fn verb_for(method: &Method, info: &RequestInfo, query: &Query) -> Option<Verb> {
+    let named = info.name.is_some();
+    Some(match *method {
+        Method::GET | Method::HEAD => {
+            if info.watch_path || (!named && query.flag("watch")) {
+                Verb::Watch
+            } else if named {
+                Verb::Get
+            } else {
+                Verb::List
+            }
+        }
+        Method::POST if !named || info.subresource.is_some() => Verb::Create,
+        Method::PUT if named => Verb::Update,
+        Method::PATCH if named => Verb::Patch,
+        Method::DELETE if named => Verb::Delete,
+        Method::DELETE => Verb::DeleteCollection,
+        _ => return None,
+    })
+}
+
+/// The error for a verb a resource does not serve, as go-restful's routes give it: a watch is
+/// 405 naming the resource; a path with no route at all (an item path of a resource without
+/// item verbs, or the reverse) is 404; another method on an existing route is 405.
+fn disallowed(r: &ResourceInfo, info: &RequestInfo, verb: Verb) -> ApiError {
+    if verb == Verb::Watch {
+        return ApiError::MethodNotAllowed {
+            verb: verb.as_str().to_string(),
+            resource: apimachinery::GroupResource::new(r.group, r.resource),
+        };
+    }
+    let item_verbs = ["get", "update", "patch", "delete"];
+    let collection_verbs = ["list", "create", "deletecollection"];
+    let has_route = if info.name.is_some() && info.subresource.is_none() {
+        r.verbs.iter().any(|v| item_verbs.contains(v))
+    } else if info.name.is_none() {
+        r.verbs.iter().any(|v| collection_verbs.contains(v))
+    } else {
+        true
+    };
+    if has_route {
+        ApiError::RouteMethodNotAllowed
+    } else {
+        ApiError::RouteNotFound
+    }
+}
+
+/// Whether discovery advertises `verb` for this (sub)resource.
+fn allowed(info: &ResourceInfo, subresource: Option<&str>, verb: Verb) -> bool {
+    let verbs = match subresource {
+        None => info.verbs,
+        Some(s) => match info.subresources.iter().find(|x| x.name == s) {
+            Some(sub) => sub.verbs,
+            None => return true,
+        },
+    };
+    verbs.contains(&verb.as_str())
+}
+
+pub(super) async fn api_request(
+    State(api): State<Arc<Api>>,
+    Path(rest): Path<String>,
+    user: axum::Extension<UserInfo>,
+    req: HttpRequest,
+) -> Response {
+    let headers = req.headers().clone();
+    let query = Query::parse(req.uri().query());
+    let pretty = wants_pretty(&query, &headers);
+    let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let group_matches = segments.first() == Some(&api.config.group);
+    match segments.as_slice() {
+        [_] if group_matches => return respond(200, "application/json", api.group.clone(), &[]),
+        [_, v] if group_matches && *v == api.config.version => {
+            return respond(200, "application/json", api.resource_list.clone(), &[])
+        }
+        _ => {}
+    }
+    let Some(info) = request::parse(&rest)
+        .filter(|i| i.group == api.config.group && i.version == api.config.version)
+    else {
+        if group_matches {
+            return error_response(&ApiError::RouteNotFound, pretty);
+        }
+        return not_found_paths(State(api.clone())).await;
+    };
+    let Some(resource) = api.resource(&info.resource).cloned() else {
+        return error_response(&ApiError::RouteNotFound, pretty);
+    };
+    let Some(verb) = verb_for(req.method(), &info, &query) else {
+        return error_response(&ApiError::RouteMethodNotAllowed, pretty);
+    };
+    if info.namespace.is_some() != resource.info().namespaced
+        && !(resource.info().namespaced
+            && info.namespace.is_none()
+            && matches!(verb, Verb::List | Verb::Watch))
+    {
+        return error_response(&ApiError::RouteNotFound, pretty);
+    }
+    if !allowed(resource.info(), info.subresource.as_deref(), verb) {
+        return error_response(&disallowed(resource.info(), &info, verb), pretty);
+    }
+    let started = Instant::now();
+    let response = handle_resource(
+        &api,
+        resource.clone(),
+        info,
+        verb,
+        query,
+        headers,
+        user.0,
+        req,
+        pretty,
+    )
+    .await;
+    api.metrics.observe(
+        verb.as_str(),
+        resource.info().resource,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle_resource(
+    api: &Arc<Api>,
+    resource: Arc<dyn Resource>,
+    info: RequestInfo,
+    verb: Verb,
+    query: Query,
+    headers: HeaderMap,
+    user: UserInfo,
+    req: HttpRequest,
+    pretty: bool,
+) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let shape = match verb {
+        Verb::List | Verb::DeleteCollection => Shape::List,
+        Verb::Watch => Shape::Watch,
+        _ => Shape::Item,
+    };
+    let negotiated = match negotiate::negotiate(accept, shape, &resource.type_name()) {
+        Ok(n) => n,
+        Err(e) => return error_response(&e, pretty),
+    };
+    let include = if negotiated.target == Target::Table {
+        match IncludeObject::parse(query.get("includeObject")) {
+            Ok(i) => i,
+            Err(e) => return error_response(&e, pretty),
+        }
+    } else {
+        IncludeObject::None
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_string())
+        .filter(|ct| !ct.is_empty());
+    let body = match axum::body::to_bytes(req.into_body(), MAX_REQUEST_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error_response(
+                &ApiError::RequestEntityTooLarge(format!("limit is {MAX_REQUEST_BODY_BYTES}")),
+                pretty,
+            )
+        }
+    };
+    let warnings = Warnings::default();
+    let request = Request {
+        verb,
+        namespace: info.namespace,
+        name: info.name,
+        subresource: info.subresource,
+        query,
+        body,
+        content_type,
+        user,
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        warnings: warnings.clone(),
+        shutdown: api.config.shutdown.clone(),
+    };
+    let reply = match resource.handle(request).await {
+        Ok(r) => r,
+        Err(e) => {
+            let mut resp = error_response(&e, pretty);
+            for w in warnings.take() {
+                if let Ok(v) =
+                    HeaderValue::from_str(&format!("299 - {}", apimachinery::field::go_quote(&w)))
+                {
+                    resp.headers_mut().append(header::WARNING, v);
+                }
+            }
+            return resp;
+        }
+    };
+    let encoder = Encoder {
+        encoding: negotiated.encoding,
+        pretty,
+    };
+    let warnings = warnings.take();
+    render(
+        api, resource, reply, negotiated, include, &encoder, &warnings,
+    )
+}

@@ -1,0 +1,144 @@
+//! The HTTP surface (spec §0, §1, §3, §4.4, §4.5, §5.1, §7): routing of API paths to resources,
+//! authentication, content negotiation, encoding of objects, lists, tables, watch streams and
+//! Status errors, discovery, version, health and OpenAPI documents.
+
+mod discovery_handlers;
+mod dispatch;
+mod health;
+mod middleware;
+mod openapi;
+mod render;
+mod router;
+mod watch;
+
+pub use self::render::error_response;
+pub use self::router::router;
+
+use std::sync::Arc;
+
+use apimachinery::discovery::{self, ResourceInfo};
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use self::render::json_line;
+use crate::auth::TokenAuthenticator;
+use crate::metrics::Metrics;
+use crate::resource::Resource;
+
+/// What `/healthz`, `/livez` and `/readyz` check, supplied by the binary.
+#[async_trait::async_trait]
+pub trait Health: Send + Sync {
+    /// Storage answers (the `etcd` check).
+    async fn storage_ok(&self) -> bool;
+    /// Every watch cache has loaded (the `informer-sync` check).
+    fn caches_ready(&self) -> bool;
+}
+
+/// OpenAPI documents served as they are (generated at build time, checked into `api/`).
+#[derive(Clone, Default)]
+pub struct OpenApi {
+    pub v2: Option<Bytes>,
+    /// The `/openapi/v3/apis/<group>/<version>` document.
+    pub v3: Option<Bytes>,
+}
+
+pub struct ApiConfig {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub resources: Vec<Arc<dyn Resource>>,
+    pub auth: TokenAuthenticator,
+    pub health: Arc<dyn Health>,
+    pub openapi: OpenApi,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Shared with whatever else records metrics (the instrumented store).
+    pub metrics: Metrics,
+    /// kube's `--max-requests-inflight` and `--max-mutating-requests-inflight`.
+    pub max_requests_inflight: usize,
+    pub max_mutating_requests_inflight: usize,
+}
+
+/// Everything precomputed that requests share.
+pub struct Api {
+    config: ApiConfig,
+    group_list: Bytes,
+    group: Bytes,
+    resource_list: Bytes,
+    aggregated: Bytes,
+    aggregated_etag: String,
+    v3_hash: Option<String>,
+    pub metrics: Metrics,
+    readonly: Arc<tokio::sync::Semaphore>,
+    mutating: Arc<tokio::sync::Semaphore>,
+}
+
+impl Api {
+    pub fn new(config: ApiConfig) -> Arc<Self> {
+        let infos: Vec<ResourceInfo> = config.resources.iter().map(|r| r.info().clone()).collect();
+        let gv = format!("{}/{}", config.group, config.version);
+        let mut group_list =
+            serde_json::to_value(discovery::api_group_list(&[(config.group, config.version)]))
+                .unwrap_or_default();
+        group_list["kind"] = json!("APIGroupList");
+        group_list["apiVersion"] = json!("v1");
+        let mut group = serde_json::to_value(discovery::api_group(config.group, config.version))
+            .unwrap_or_default();
+        group["kind"] = json!("APIGroup");
+        group["apiVersion"] = json!("v1");
+        let mut resource_list =
+            serde_json::to_value(discovery::api_resource_list(&gv, &infos)).unwrap_or_default();
+        resource_list["kind"] = json!("APIResourceList");
+        resource_list["apiVersion"] = json!("v1");
+        let aggregated = json_line(&discovery::aggregated_discovery(
+            config.group,
+            config.version,
+            &infos,
+        ));
+        let v3_hash = config.openapi.v3.as_ref().map(|d| discovery::hex_sha512(d));
+        Arc::new(Api {
+            group_list: json_line(&group_list),
+            group: json_line(&group),
+            resource_list: json_line(&resource_list),
+            aggregated_etag: discovery::etag(&aggregated),
+            aggregated,
+            v3_hash,
+            metrics: config.metrics.clone(),
+            readonly: Arc::new(tokio::sync::Semaphore::new(
+                config.max_requests_inflight.max(1),
+            )),
+            mutating: Arc::new(tokio::sync::Semaphore::new(
+                config.max_mutating_requests_inflight.max(1),
+            )),
+            config,
+        })
+    }
+
+    fn resource(&self, name: &str) -> Option<&Arc<dyn Resource>> {
+        self.config
+            .resources
+            .iter()
+            .find(|r| r.info().resource == name)
+    }
+
+    fn root_paths(&self) -> Value {
+        let g = self.config.group;
+        let v = self.config.version;
+        let mut paths = vec![
+            "/apis".to_string(),
+            format!("/apis/{g}"),
+            format!("/apis/{g}/{v}"),
+            "/healthz".into(),
+            "/livez".into(),
+            "/metrics".into(),
+            "/openapi/v2".into(),
+            "/openapi/v3".into(),
+            "/readyz".into(),
+            "/version".into(),
+        ];
+        paths.sort();
+        json!({ "paths": paths })
+    }
+
+    fn shutting_down(&self) -> bool {
+        *self.config.shutdown.borrow()
+    }
+}

@@ -1,0 +1,316 @@
+//! Encoding of responses (spec §4.4, §4.5): JSON, pretty JSON and YAML bodies, Status errors
+//! in Go's field order, and objects and lists rendered as themselves, as Tables or as
+//! PartialObjectMetadata.
+
+use std::sync::Arc;
+
+use apimachinery::errors::ApiError;
+use apimachinery::negotiate::{Encoding, IncludeObject, Negotiated, Target};
+use apimachinery::options::Query;
+use apimachinery::table::{partial_object_metadata, Table, TableRow, NAME_COLUMN};
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::{json, Value};
+
+use super::watch::watch_response;
+use super::Api;
+use crate::resource::{Reply, Resource};
+
+pub(super) fn json_line<T: serde::Serialize>(v: &T) -> Bytes {
+    let mut out = serde_json::to_vec(v).unwrap_or_default();
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+pub(super) fn wants_pretty(query: &Query, headers: &HeaderMap) -> bool {
+    if query.pretty() {
+        return true;
+    }
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    ua.starts_with("curl") || ua.starts_with("Wget") || ua.starts_with("Mozilla/5.0")
+}
+
+/// Sorts object keys (YAML output lists keys in order, as Go's does).
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+pub(super) struct Encoder {
+    pub(super) encoding: Encoding,
+    pub(super) pretty: bool,
+}
+
+impl Encoder {
+    /// Encodes JSON bytes (compact, from the cache) for the response.
+    fn bytes(&self, json: Bytes) -> Bytes {
+        match (self.encoding, self.pretty) {
+            (Encoding::Json, false) => {
+                let mut out = BytesMut::with_capacity(json.len() + 1);
+                out.put_slice(&json);
+                out.put_u8(b'\n');
+                out.freeze()
+            }
+            _ => match serde_json::from_slice::<Value>(&json) {
+                Ok(v) => self.value(&v),
+                Err(_) => json,
+            },
+        }
+    }
+
+    fn value(&self, v: &Value) -> Bytes {
+        match (self.encoding, self.pretty) {
+            (Encoding::Yaml, _) => {
+                Bytes::from(serde_norway::to_string(&sorted(v.clone())).unwrap_or_default())
+            }
+            (Encoding::Json, true) => {
+                Bytes::from(serde_json::to_string_pretty(v).unwrap_or_default())
+            }
+            (Encoding::Json, false) => json_line(v),
+        }
+    }
+}
+
+pub(super) fn respond(code: u16, content_type: &str, body: Bytes, warnings: &[String]) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    for w in warnings {
+        let text = format!("299 - {}", apimachinery::field::go_quote(w));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            headers.append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+/// A Status error response.
+pub fn error_response(err: &ApiError, pretty: bool) -> Response {
+    let mut status = serde_json::to_value(err.to_status()).unwrap_or_default();
+    if let Some(o) = status.as_object_mut() {
+        o.insert("kind".into(), json!("Status"));
+        o.insert("apiVersion".into(), json!("v1"));
+    }
+    let status = order_status(status);
+    let body = if pretty {
+        Bytes::from(serde_json::to_string_pretty(&status).unwrap_or_default())
+    } else {
+        json_line(&status)
+    };
+    let mut resp = respond(err.code(), "application/json", body, &[]);
+    let headers = resp.headers_mut();
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Some(retry) = err.retry_after().filter(|r| *r > 0) {
+        if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
+            headers.insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+/// Go's field order for Status: kind, apiVersion, metadata, status, message, reason, details,
+/// code.
+fn order_status(v: Value) -> Value {
+    let Value::Object(mut m) = v else { return v };
+    let mut out = serde_json::Map::new();
+    for k in [
+        "kind",
+        "apiVersion",
+        "metadata",
+        "status",
+        "message",
+        "reason",
+        "details",
+        "code",
+    ] {
+        match m.remove(k) {
+            Some(val) => {
+                out.insert(k.to_string(), val);
+            }
+            None if k == "metadata" => {
+                out.insert(k.to_string(), json!({}));
+            }
+            None => {}
+        }
+    }
+    out.extend(m);
+    Value::Object(out)
+}
+
+pub(super) fn table_object(include: IncludeObject, object: &Value) -> Value {
+    match include {
+        IncludeObject::None => Value::Null,
+        IncludeObject::Metadata => partial_object_metadata(object),
+        IncludeObject::Object => object.clone(),
+    }
+}
+
+fn table_for(
+    resource: &dyn Resource,
+    metadata: Value,
+    objects: &[Value],
+    include: IncludeObject,
+    with_columns: bool,
+) -> Table {
+    let mut columns = vec![NAME_COLUMN];
+    columns.extend(resource.table_columns());
+    let rows = objects
+        .iter()
+        .map(|o| TableRow {
+            cells: resource.table_row(o),
+            object: table_object(include, o),
+        })
+        .collect();
+    Table::new(
+        metadata,
+        if with_columns { columns } else { Vec::new() },
+        rows,
+    )
+}
+
+pub(super) fn render(
+    api: &Arc<Api>,
+    resource: Arc<dyn Resource>,
+    reply: Reply,
+    negotiated: Negotiated,
+    include: IncludeObject,
+    encoder: &Encoder,
+    warnings: &[String],
+) -> Response {
+    let ct = negotiated.encoding.content_type();
+    match reply {
+        Reply::Status { code, status } => respond(code, ct, encoder.value(&status), warnings),
+        Reply::Object { code, json } => match negotiated.target {
+            Target::Object => respond(code, ct, encoder.bytes(json), warnings),
+            Target::Table => {
+                let obj: Value = serde_json::from_slice(&json).unwrap_or_default();
+                let rv = obj
+                    .pointer("/metadata/resourceVersion")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let table = table_for(
+                    resource.as_ref(),
+                    json!({"resourceVersion": rv}),
+                    &[obj],
+                    include,
+                    true,
+                );
+                respond(
+                    code,
+                    ct,
+                    encoder.value(&serde_json::to_value(&table).unwrap_or_default()),
+                    warnings,
+                )
+            }
+            Target::PartialObjectMetadata | Target::PartialObjectMetadataList => {
+                let obj: Value = serde_json::from_slice(&json).unwrap_or_default();
+                respond(
+                    code,
+                    ct,
+                    encoder.value(&partial_object_metadata(&obj)),
+                    warnings,
+                )
+            }
+        },
+        Reply::List {
+            kind,
+            api_version,
+            metadata,
+            items,
+        } => match negotiated.target {
+            Target::Object if negotiated.encoding == Encoding::Json && !encoder.pretty => {
+                let mut out =
+                    BytesMut::with_capacity(items.iter().map(Bytes::len).sum::<usize>() + 256);
+                out.put_slice(b"{\"kind\":");
+                out.put_slice(&serde_json::to_vec(&kind).unwrap_or_default());
+                out.put_slice(b",\"apiVersion\":");
+                out.put_slice(&serde_json::to_vec(&api_version).unwrap_or_default());
+                out.put_slice(b",\"metadata\":");
+                out.put_slice(&serde_json::to_vec(&metadata).unwrap_or_default());
+                out.put_slice(b",\"items\":[");
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.put_u8(b',');
+                    }
+                    out.put_slice(item);
+                }
+                out.put_slice(b"]}\n");
+                respond(200, ct, out.freeze(), warnings)
+            }
+            Target::Object => {
+                let items: Vec<Value> = items
+                    .iter()
+                    .filter_map(|i| serde_json::from_slice(i).ok())
+                    .collect();
+                let list = json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items});
+                respond(200, ct, encoder.value(&list), warnings)
+            }
+            Target::Table => {
+                let objects: Vec<Value> = items
+                    .iter()
+                    .filter_map(|i| serde_json::from_slice(i).ok())
+                    .collect();
+                let table = table_for(resource.as_ref(), metadata, &objects, include, true);
+                respond(
+                    200,
+                    ct,
+                    encoder.value(&serde_json::to_value(&table).unwrap_or_default()),
+                    warnings,
+                )
+            }
+            Target::PartialObjectMetadata | Target::PartialObjectMetadataList => {
+                let items: Vec<Value> = items
+                    .iter()
+                    .filter_map(|i| serde_json::from_slice::<Value>(i).ok())
+                    .map(|o| partial_object_metadata(&o))
+                    .collect();
+                let list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items});
+                respond(200, ct, encoder.value(&list), warnings)
+            }
+        },
+        Reply::Watch(stream) => watch_response(api, resource, stream, negotiated.target, include),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_keep_go_field_order() {
+        let v = order_status(
+            json!({"code": 404, "message": "m", "kind": "Status", "apiVersion": "v1", "status": "Failure"}),
+        );
+        let keys: Vec<&String> = v.as_object().expect("object").keys().collect();
+        assert_eq!(
+            keys,
+            vec![
+                "kind",
+                "apiVersion",
+                "metadata",
+                "status",
+                "message",
+                "code"
+            ]
+        );
+    }
+}

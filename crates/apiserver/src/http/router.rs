@@ -1,0 +1,39 @@
+//! The `router` fn: every path the server answers, mapped to its handler in the sibling
+//! modules, wrapped in the common middleware layer.
+
+use std::sync::Arc;
+
+use axum::routing::{any, get};
+use axum::Router;
+
+use super::discovery_handlers::{apis, not_found_paths, root, version};
+use super::dispatch::api_request;
+use super::health::{healthz, healthz_one, livez, livez_one, metrics, readyz, readyz_one};
+use super::middleware::common_layer;
+use super::openapi::{openapi_v2, openapi_v3_doc, openapi_v3_index};
+use super::Api;
+
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/version", get(version))
+        .route("/healthz", get(healthz))
+        .route("/healthz/{check}", get(healthz_one))
+        .route("/livez", get(livez))
+        .route("/livez/{check}", get(livez_one))
+        .route("/readyz", get(readyz))
+        .route("/readyz/{check}", get(readyz_one))
+        .route("/metrics", get(metrics))
+        .route("/openapi/v2", get(openapi_v2))
+        .route("/openapi/v3", get(openapi_v3_index))
+        .route("/openapi/v3/{*path}", get(openapi_v3_doc))
+        .route("/apis", get(apis))
+        .route("/apis/", get(apis))
+        .route("/apis/{*rest}", any(api_request))
+        .fallback(not_found_paths)
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            common_layer,
+        ))
+        .with_state(api)
+}

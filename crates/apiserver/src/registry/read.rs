@@ -1,0 +1,233 @@
+//! Reads: one object or a page of a list, through the watch cache (or, for the
+//! read-modify-write loops, the store itself).
+
+use std::sync::Arc;
+
+use apimachinery::continue_token::ContinueToken;
+use apimachinery::errors::{ApiError, CONTINUE_EXPIRED_MSG};
+use apimachinery::options::{ListOptions, ReadAt};
+use bytes::Bytes;
+use serde::Serialize;
+use storage::cache::{CacheError, ListRequest, ReadRevision, Selection};
+use storage::{Revision, StorageError};
+
+use super::{cache_error, internal, storage_error, Registry};
+use crate::strategy::{ObjectAttrs, Strategy};
+
+/// A list's metadata, in Go's field order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListMeta {
+    pub resource_version: String,
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    pub continue_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining_item_count: Option<u64>,
+}
+
+/// A page of a list as the cache holds it: each item's served JSON.
+pub(super) struct WireList {
+    pub metadata: ListMeta,
+    pub items: Vec<Bytes>,
+}
+
+fn read_revision(at: ReadAt) -> ReadRevision {
+    match at {
+        ReadAt::Latest => ReadRevision::Consistent,
+        ReadAt::Any => ReadRevision::Any,
+        ReadAt::NotOlderThan(n) => ReadRevision::NotOlderThan(n as Revision),
+        ReadAt::Exact(n) => ReadRevision::Exact(n as Revision),
+    }
+}
+
+/// Where a list starts and at which revision: from its continue token, or from its options.
+struct ListStart {
+    start: Option<String>,
+    revision: ReadRevision,
+    token: Option<ContinueToken>,
+}
+
+impl<S: Strategy> Registry<S> {
+    /// One object's served form from the watch cache, as of `at`.
+    pub async fn get(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        at: ReadRevision,
+    ) -> Result<Option<S::Object>, ApiError> {
+        self.get_wire(namespace, name, at)
+            .await?
+            .map(|json| serde_json::from_slice(&json).map_err(internal))
+            .transpose()
+    }
+
+    /// One object's served JSON from the watch cache (GET writes it as it is).
+    pub(super) async fn get_wire(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        at: ReadRevision,
+    ) -> Result<Option<Bytes>, ApiError> {
+        let key = self.key(namespace, name);
+        let (obj, _, _) = self
+            .cache
+            .get(&key, at)
+            .await
+            .map_err(|e| cache_error(e, &self.gr, "get"))?;
+        obj.map(|o| self.cache.wire(&o))
+            .transpose()
+            .map_err(|e| cache_error(e, &self.gr, "get"))
+    }
+
+    /// The object as the store holds it now, with its revision: where every read-modify-write
+    /// starts, so that its compare-and-swap is against the latest version.
+    pub async fn get_current(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<(S::Object, Revision)>, ApiError> {
+        let key = self.key(namespace, name);
+        let got = self
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| storage_error(e, &self.gr, "get"))?;
+        got.kv
+            .map(|kv| {
+                let obj = self
+                    .codec
+                    .served(&key, &kv.value, kv.mod_revision)
+                    .map_err(internal)?;
+                Ok((obj, kv.mod_revision))
+            })
+            .transpose()
+    }
+
+    /// A page of served objects in `namespace` (all namespaces when `None`).
+    pub async fn list(
+        &self,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<(Vec<S::Object>, ListMeta), ApiError> {
+        let page = self.list_wire(namespace, opts).await?;
+        let items = page
+            .items
+            .iter()
+            .map(|json| serde_json::from_slice(json).map_err(internal))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((items, page.metadata))
+    }
+
+    pub(super) fn selection(
+        &self,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<Selection<ObjectAttrs>, ApiError> {
+        let mut supported = vec!["metadata.name", "metadata.namespace"];
+        supported.extend_from_slice(self.strategy.selectable_field_names());
+        opts.field_selector
+            .check_fields(&supported)
+            .map_err(|e| ApiError::BadRequest(e.0))?;
+        let mut sel = Selection::prefix(self.prefix(namespace));
+        if !opts.label_selector.is_empty() || !opts.field_selector.is_empty() {
+            let labels = opts.label_selector.clone();
+            let fields = opts.field_selector.clone();
+            sel.filter = Some(Arc::new(move |a: &ObjectAttrs| {
+                labels.matches_with(|k| a.label(k)) && fields.matches(|f| a.field(f))
+            }));
+        }
+        Ok(sel)
+    }
+
+    fn list_start(&self, opts: &ListOptions) -> Result<ListStart, ApiError> {
+        let Some(token) = &opts.continue_token else {
+            return Ok(ListStart {
+                start: None,
+                revision: read_revision(opts.list_read_at()?),
+                token: None,
+            });
+        };
+        if opts.resource_version.as_deref().is_some_and(|rv| rv != "0") {
+            return Err(ApiError::BadRequest(
+                "specifying resource version is not allowed when using continue".to_string(),
+            ));
+        }
+        let t = ContinueToken::decode(token)
+            .map_err(|e| ApiError::BadRequest(format!("invalid continue token: {e}")))?;
+        Ok(ListStart {
+            start: Some(format!("{}{}", self.resource_prefix(), t.start)),
+            revision: if t.revision == -1 {
+                ReadRevision::Consistent
+            } else {
+                ReadRevision::Exact(t.revision)
+            },
+            token: Some(t),
+        })
+    }
+
+    /// A page of the list as the cache holds it (LIST assembles its body from these bytes).
+    pub(super) async fn list_wire(
+        &self,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<WireList, ApiError> {
+        let selection = self.selection(namespace, opts)?;
+        let filtered = selection.filter.is_some();
+        let ListStart {
+            start,
+            revision,
+            token,
+        } = self.list_start(opts)?;
+        let limit = match revision {
+            ReadRevision::Any => 0,
+            _ => opts.limit as usize,
+        };
+        let request = ListRequest {
+            selection,
+            start,
+            limit,
+            revision,
+        };
+        let result = self
+            .cache
+            .list(request)
+            .await
+            .map_err(|e| self.list_error(e, token.as_ref()))?;
+        let mut metadata = ListMeta {
+            resource_version: result.revision.to_string(),
+            ..ListMeta::default()
+        };
+        if let Some((last, _)) = result.items.last().filter(|_| result.more) {
+            let resource_prefix = self.resource_prefix();
+            let rel = last.strip_prefix(&resource_prefix).unwrap_or(last);
+            metadata.continue_token = Some(ContinueToken::after(result.revision, rel).encode());
+            if !filtered && result.remaining > 0 {
+                metadata.remaining_item_count = Some(result.remaining);
+            }
+        }
+        let items = result
+            .items
+            .iter()
+            .map(|(_, o)| self.cache.wire(o))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| cache_error(e, &self.gr, "list"))?;
+        Ok(WireList { metadata, items })
+    }
+
+    /// A continued list whose revision was compacted gets a fresh token (kube's 410).
+    fn list_error(&self, e: CacheError, token: Option<&ContinueToken>) -> ApiError {
+        match (e, token) {
+            (CacheError::Storage(StorageError::Compacted { .. }), Some(t)) => ApiError::Expired {
+                message: CONTINUE_EXPIRED_MSG.to_string(),
+                continue_token: Some(
+                    ContinueToken {
+                        revision: -1,
+                        start: t.start.clone(),
+                    }
+                    .encode(),
+                ),
+            },
+            (e, _) => cache_error(e, &self.gr, "list"),
+        }
+    }
+}

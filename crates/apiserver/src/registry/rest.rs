@@ -1,0 +1,281 @@
+//! The registry served over HTTP: request bodies in, typed calls to the core, bytes out. PUT,
+//! PATCH and apply become update functions for the one read-modify-write loop.
+
+use apimachinery::discovery::ResourceInfo;
+use apimachinery::errors::ApiError;
+use apimachinery::field::{FieldError, FieldPath};
+use apimachinery::options::{ListOptions, WriteOptions};
+use apimachinery::table::ColumnDefinition;
+use apimachinery::GroupKind;
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::{json, Value};
+use storage::cache::ReadRevision;
+use storage::Revision;
+
+use super::{internal, render, Deleted, Registry, UpdateStrategy, WriteContext};
+use crate::decode::{self, DecodeError};
+use crate::delete::DeleteOptions;
+use crate::patch::{self, PatchType};
+use crate::resource::{Reply, Request, Resource, Verb};
+use crate::strategy::{ApiObject, Strategy};
+
+/// A request's object decoded from its body: type checks, field validation, defaults.
+pub fn decode_body<S: Strategy>(
+    strategy: &S,
+    req: &Request,
+    opts: &WriteOptions,
+) -> Result<S::Object, ApiError> {
+    let info = strategy.info();
+    let value = decode::body_value(&req.body, req.content_type.as_deref())?;
+    decode::check_type_meta(&value, info)?;
+    let duplicates = match req.content_type.as_deref() {
+        None | Some("application/json") => decode::duplicate_fields(&req.body),
+        _ => Vec::new(),
+    };
+    let mut obj: S::Object = decode::typed_checked(
+        value,
+        &duplicates,
+        info,
+        opts.field_validation,
+        &req.warnings,
+    )
+    .map_err(|e| e.for_body(info))?;
+    strategy.default(&mut obj);
+    Ok(obj)
+}
+
+/// A patch result that does not decode: 422 on field `patch` (Strict unknown fields too).
+fn patched_invalid(info: &ResourceInfo, name: &str, doc: &Value, e: DecodeError) -> ApiError {
+    let detail = match e {
+        DecodeError::Strict(d) => d,
+        DecodeError::Malformed(e) => e.to_string(),
+    };
+    ApiError::invalid(
+        GroupKind::new(info.group, info.kind),
+        name,
+        vec![FieldError::invalid(
+            &FieldPath::new("patch"),
+            apimachinery::field::BadValue::Str(doc.to_string()),
+            detail,
+        )],
+    )
+}
+
+/// `force` belongs to apply patches only.
+fn reject_force(opts: &WriteOptions) -> Result<(), ApiError> {
+    if opts.force.is_none() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        GroupKind::new("meta.k8s.io", "PatchOptions"),
+        "",
+        vec![FieldError::forbidden(
+            &FieldPath::new("force"),
+            "may not be specified for non-apply patch",
+        )],
+    ))
+}
+
+fn object_reply<T: serde::Serialize>(code: u16, obj: &T) -> Result<Reply, ApiError> {
+    Ok(Reply::Object {
+        code,
+        json: render(obj)?,
+    })
+}
+
+impl<S: Strategy> Registry<S> {
+    async fn get_reply(&self, req: &Request, name: &str) -> Result<Reply, ApiError> {
+        let at = match req.query.get("resourceVersion").filter(|s| !s.is_empty()) {
+            None => ReadRevision::Consistent,
+            Some(rv) => match apimachinery::options::parse_resource_version(rv)? {
+                0 => ReadRevision::Any,
+                n => ReadRevision::NotOlderThan(n as Revision),
+            },
+        };
+        let json = self
+            .get_wire(req.namespace.as_deref(), name, at)
+            .await?
+            .ok_or_else(|| self.not_found(name))?;
+        Ok(Reply::Object { code: 200, json })
+    }
+
+    async fn list_reply(&self, req: &Request, opts: &ListOptions) -> Result<Reply, ApiError> {
+        let page = self.list_wire(req.namespace.as_deref(), opts).await?;
+        Ok(Reply::List {
+            kind: format!("{}List", self.info().kind),
+            api_version: self.info().group_version(),
+            metadata: serde_json::to_value(&page.metadata).map_err(internal)?,
+            items: page.items,
+        })
+    }
+
+    async fn create_reply(&self, req: &Request) -> Result<Reply, ApiError> {
+        let opts = WriteOptions::parse(&req.query, "CreateOptions")?;
+        let obj = decode_body(self.strategy(), req, &opts)?;
+        let created = self.create(&WriteContext::new(req, &opts), obj).await?;
+        object_reply(201, &created)
+    }
+
+    async fn put_reply(
+        &self,
+        req: &Request,
+        name: &str,
+        strategy: UpdateStrategy,
+    ) -> Result<Reply, ApiError> {
+        let opts = WriteOptions::parse(&req.query, "UpdateOptions")?;
+        let body = decode_body(self.strategy(), req, &opts)?;
+        let ctx = WriteContext::new(req, &opts);
+        let updated = self
+            .update(&ctx, name, strategy, |_| Ok(body.clone()))
+            .await?;
+        object_reply(200, &updated)
+    }
+
+    async fn patch_reply(
+        &self,
+        req: &Request,
+        name: &str,
+        strategy: UpdateStrategy,
+    ) -> Result<Reply, ApiError> {
+        let patch_type = PatchType::from_content_type(req.content_type.as_deref())?;
+        let opts = WriteOptions::parse(&req.query, "PatchOptions")?;
+        if patch_type == PatchType::Apply {
+            let (code, obj) = crate::apply::apply(self, req, &opts, name, strategy).await?;
+            return object_reply(code, &obj);
+        }
+        reject_force(&opts)?;
+        let ctx = WriteContext::new(req, &opts);
+        let updated = self
+            .update(&ctx, name, strategy, |old| {
+                self.patched(old, name, patch_type, req, &opts)
+            })
+            .await?;
+        object_reply(200, &updated)
+    }
+
+    /// The current object with the request's patch applied, decoded and defaulted.
+    fn patched(
+        &self,
+        old: &S::Object,
+        name: &str,
+        patch_type: PatchType,
+        req: &Request,
+        opts: &WriteOptions,
+    ) -> Result<S::Object, ApiError> {
+        let info = self.info();
+        let mut doc = serde_json::to_value(old).map_err(internal)?;
+        match patch_type {
+            PatchType::Json => patch::apply_json_patch(&mut doc, &req.body)?,
+            PatchType::Merge => patch::apply_merge_patch(&mut doc, &req.body)?,
+            PatchType::Strategic => patch::apply_strategic_merge_patch(
+                &mut doc,
+                &req.body,
+                self.strategy.list_merge_keys(),
+            )?,
+            PatchType::Apply => {}
+        }
+        decode::check_type_meta(&doc, info)?;
+        let mut obj: S::Object =
+            decode::typed(doc.clone(), info, opts.field_validation, &req.warnings)
+                .map_err(|e| patched_invalid(info, name, &doc, e))?;
+        self.strategy.default(&mut obj);
+        Ok(obj)
+    }
+
+    /// The Status of a completed delete.
+    fn deleted_status(&self, name: &str, obj: &S::Object) -> Value {
+        json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": {
+                "name": name,
+                "group": self.gr.group,
+                "kind": self.gr.resource,
+                "uid": obj.metadata().uid.clone().unwrap_or_default(),
+            },
+        })
+    }
+
+    async fn delete_reply(&self, req: &Request, name: &str) -> Result<Reply, ApiError> {
+        let opts = DeleteOptions::parse(req)?;
+        match self.delete(req.namespace.as_deref(), name, &opts).await? {
+            Deleted::Gone(obj) => Ok(Reply::Status {
+                code: 200,
+                status: self.deleted_status(name, &obj),
+            }),
+            Deleted::Pending(obj) => object_reply(200, &obj),
+        }
+    }
+
+    async fn delete_collection_reply(&self, req: &Request) -> Result<Reply, ApiError> {
+        let delete_opts = DeleteOptions::parse(req)?;
+        let list_opts = ListOptions::parse(&req.query, false)?;
+        let outcomes = self
+            .delete_collection(req.namespace.as_deref(), &list_opts, &delete_opts)
+            .await?;
+        let items = outcomes
+            .iter()
+            .map(|(Deleted::Gone(obj) | Deleted::Pending(obj))| render(obj))
+            .collect::<Result<Vec<Bytes>, _>>()?;
+        let revision = self.current_revision().await?;
+        Ok(Reply::List {
+            kind: format!("{}List", self.info().kind),
+            api_version: self.info().group_version(),
+            metadata: json!({"resourceVersion": revision.to_string()}),
+            items,
+        })
+    }
+}
+
+#[async_trait]
+impl<S: Strategy> Resource for Registry<S> {
+    fn info(&self) -> &ResourceInfo {
+        self.strategy.info()
+    }
+
+    async fn handle(&self, req: Request) -> Result<Reply, ApiError> {
+        let strategy = match req.subresource.as_deref() {
+            None => UpdateStrategy::Main,
+            Some("status") if self.strategy.has_status() => UpdateStrategy::Status,
+            Some(_) => return Err(ApiError::RouteNotFound),
+        };
+        let main = strategy == UpdateStrategy::Main;
+        let name = req.name.clone();
+        match (req.verb, name.as_deref()) {
+            (Verb::Get, Some(name)) => self.get_reply(&req, name).await,
+            (Verb::List, None) => {
+                let opts = ListOptions::parse(&req.query, false)?;
+                self.list_reply(&req, &opts).await
+            }
+            (Verb::Watch, _) if main => {
+                let opts = ListOptions::parse(&req.query, true)?;
+                Ok(Reply::Watch(self.watch(&req, opts).await?))
+            }
+            (Verb::Create, None) => self.create_reply(&req).await,
+            (Verb::Update, Some(name)) => self.put_reply(&req, name, strategy).await,
+            (Verb::Patch, Some(name)) => self.patch_reply(&req, name, strategy).await,
+            (Verb::Delete, Some(name)) if main => self.delete_reply(&req, name).await,
+            (Verb::DeleteCollection, None) => self.delete_collection_reply(&req).await,
+            _ => Err(ApiError::RouteMethodNotAllowed),
+        }
+    }
+
+    fn table_columns(&self) -> Vec<ColumnDefinition> {
+        self.strategy.table_columns()
+    }
+
+    fn table_row(&self, object: &Value) -> Vec<Value> {
+        let name = object
+            .pointer("/metadata/name")
+            .cloned()
+            .unwrap_or(Value::String(String::new()));
+        let mut cells = vec![name];
+        if let Ok(obj) = <S::Object as serde::Deserialize>::deserialize(object) {
+            cells.extend(self.strategy.table_cells(&obj));
+        }
+        cells
+    }
+}

@@ -1,0 +1,249 @@
+//! Update: the one read-modify-write loop (upstream's `GuaranteedUpdate`) behind PUT, PATCH,
+//! apply, `/status` and the internal writes of virtual resources, with `before_update` (system
+//! fields, the chosen update strategy, validation) and managedFields.
+
+use apimachinery::errors::ApiError;
+use apimachinery::field::{FieldError, FieldPath};
+use apimachinery::validation::validate_object_meta_update;
+use apimachinery::GroupKind;
+use storage::{Revision, StorageError};
+
+use super::{
+    internal, now, storage_error, ManagedFields, Registry, UpdateStrategy, WriteContext,
+    MAX_UPDATE_ATTEMPTS,
+};
+use crate::managed::{self, UpdateRecord};
+use crate::strategy::{ApiObject, Strategy, StrategyContext};
+
+impl<S: Strategy> Registry<S> {
+    /// Reads the current object, lets `produce` make the new one from it, and writes that with
+    /// a compare-and-swap; returns the served result.
+    ///
+    /// The retry rule, one for every caller: a lost compare-and-swap re-reads and runs
+    /// `produce` again. A produced object that carries a resourceVersion is held to it against
+    /// the fresh read (409 if it moved on); one without is written over the latest version. So
+    /// a PATCH (made from the current object, so carrying its version) is re-applied to the
+    /// fresh object, as kube does, while a PUT that names an old version fails. When the
+    /// retries run out the answer is ServerTimeout, as upstream's.
+    pub async fn update<F>(
+        &self,
+        ctx: &WriteContext<'_>,
+        name: &str,
+        strategy: UpdateStrategy,
+        mut produce: F,
+    ) -> Result<S::Object, ApiError>
+    where
+        F: FnMut(&S::Object) -> Result<S::Object, ApiError> + Send,
+    {
+        let key = self.key(ctx.namespace, name);
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let Some((old, current)) = self.get_current(ctx.namespace, name).await? else {
+                return Err(self.not_found(name));
+            };
+            let mut new = produce(&old)?;
+            self.check_identity(ctx.namespace, name, &mut new)?;
+            self.check_resource_version(name, &new, current)?;
+            self.before_update(ctx, strategy, &mut new, &old).await?;
+            if self.stored_bytes(&new)? == self.stored_bytes(&old)? {
+                return Ok(self.serve(old, current));
+            }
+            if ctx.managed_fields == ManagedFields::RecordUpdate {
+                self.record_managed_fields(ctx, Some(&old), &mut new, strategy.subresource())?;
+            }
+            if ctx.options.dry_run {
+                return Ok(self.serve(new, current));
+            }
+            if let Some(deleted) = self.finish_deletion(&key, &new, current).await? {
+                return Ok(deleted);
+            }
+            match self
+                .store
+                .update(&key, self.stored_bytes(&new)?, current)
+                .await
+            {
+                Ok(rev) => return Ok(self.serve(new, rev)),
+                Err(StorageError::Conflict { .. }) => continue,
+                Err(StorageError::NotFound { .. }) => return Err(self.not_found(name)),
+                Err(e) => return Err(storage_error(e, &self.gr, "update")),
+            }
+        }
+        Err(ApiError::ServerTimeout {
+            resource: self.gr.clone(),
+            operation: "update".to_string(),
+            retry_after: 1,
+        })
+    }
+
+    /// The produced object must be in the request's namespace and keep the URL's name.
+    fn check_identity(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        new: &mut S::Object,
+    ) -> Result<(), ApiError> {
+        self.check_namespace(namespace, new)?;
+        let new_name = new.metadata().name.clone().unwrap_or_default();
+        if !new_name.is_empty() && new_name != name {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({new_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        new.metadata_mut().name = Some(name.to_string());
+        Ok(())
+    }
+
+    /// Optimistic concurrency: a resourceVersion, when given, must be the current one; without
+    /// one, only strategies that allow unconditional updates proceed. (Internal writes keep
+    /// the version of the object they were made from, so they are retried like patches.)
+    fn check_resource_version(
+        &self,
+        name: &str,
+        new: &S::Object,
+        current: Revision,
+    ) -> Result<(), ApiError> {
+        let given = new
+            .metadata()
+            .resource_version
+            .as_deref()
+            .filter(|s| !s.is_empty());
+        match given {
+            None if !self.strategy.allow_unconditional_update() => Err(ApiError::invalid(
+                GroupKind::new(self.gr.group.clone(), self.gr.resource.clone()),
+                name,
+                vec![FieldError::invalid(
+                    &FieldPath::new("metadata").child("resourceVersion"),
+                    0i64,
+                    "must be specified for an update",
+                )],
+            )),
+            None => Ok(()),
+            Some(rv) => {
+                let rv = apimachinery::options::parse_resource_version(rv)?;
+                if rv as Revision != current {
+                    return Err(ApiError::conflict(&self.gr, name));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Upstream's `BeforeUpdate`: system fields from the old object, the immutable uid, the
+    /// chosen strategy's prepare, generic metadata validation, the strategy's validation; then
+    /// decorations.
+    async fn before_update(
+        &self,
+        ctx: &WriteContext<'_>,
+        strategy: UpdateStrategy,
+        new: &mut S::Object,
+        old: &S::Object,
+    ) -> Result<(), ApiError> {
+        restore_system_fields(new, old);
+        let mut errs = Vec::new();
+        if new.metadata().uid.as_deref().unwrap_or("")
+            != old.metadata().uid.as_deref().unwrap_or("")
+        {
+            errs.push(FieldError::invalid(
+                &FieldPath::new("metadata").child("uid"),
+                new.metadata().uid.clone().unwrap_or_default(),
+                "field is immutable",
+            ));
+        }
+        match strategy {
+            UpdateStrategy::Main => self.strategy.prepare_for_update(new, old),
+            UpdateStrategy::Status => self.strategy.prepare_for_status_update(new, old),
+            UpdateStrategy::Internal => self.strategy.prepare_for_internal_update(new, old),
+        }
+        errs.extend(validate_object_meta_update(new.metadata(), old.metadata()));
+        let strategy_ctx = StrategyContext {
+            user: ctx.user,
+            namespace: ctx.namespace,
+        };
+        errs.extend(match strategy {
+            UpdateStrategy::Status => {
+                self.strategy
+                    .validate_status_update(&strategy_ctx, new, old)
+                    .await
+            }
+            _ => self.strategy.validate_update(&strategy_ctx, new, old).await,
+        });
+        if !errs.is_empty() {
+            let name = new.metadata().name.clone().unwrap_or_default();
+            return Err(self.invalid(&name, errs));
+        }
+        self.strategy.decorate(new);
+        Ok(())
+    }
+
+    /// An update that removes the last finalizer of an object being deleted deletes it.
+    async fn finish_deletion(
+        &self,
+        key: &str,
+        new: &S::Object,
+        current: Revision,
+    ) -> Result<Option<S::Object>, ApiError> {
+        let meta = new.metadata();
+        if meta.deletion_timestamp.is_none()
+            || meta.finalizers.as_ref().is_some_and(|f| !f.is_empty())
+        {
+            return Ok(None);
+        }
+        match self.store.delete(key, Some(current)).await {
+            Ok((rev, _)) => Ok(Some(self.serve(new.clone(), rev))),
+            Err(StorageError::Conflict { .. }) => Err(ApiError::conflict(
+                &self.gr,
+                meta.name.as_deref().unwrap_or(""),
+            )),
+            Err(e) => Err(storage_error(e, &self.gr, "delete")),
+        }
+    }
+
+    /// Adds or refreshes the field manager's `Update` entry in managedFields.
+    pub(super) fn record_managed_fields(
+        &self,
+        ctx: &WriteContext<'_>,
+        old: Option<&S::Object>,
+        new: &mut S::Object,
+        subresource: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let manager = managed::manager_name(ctx.options.field_manager.as_deref(), ctx.user_agent);
+        let time = serde_json::to_value(now()).unwrap_or_default();
+        let gv = self.info().group_version();
+        let old_v = old
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(internal)?;
+        let mut new_v = serde_json::to_value(&*new).map_err(internal)?;
+        managed::record_update(
+            old_v.as_ref(),
+            &mut new_v,
+            &UpdateRecord {
+                manager: &manager,
+                api_version: &gv,
+                subresource,
+                time: time.as_str().unwrap_or(""),
+                merge_keys: self.strategy.list_merge_keys(),
+            },
+        );
+        *new = serde_json::from_value(new_v).map_err(internal)?;
+        Ok(())
+    }
+}
+
+/// §2.4: what an update cannot change is silently taken from the stored object.
+fn restore_system_fields<O: ApiObject>(new: &mut O, old: &O) {
+    let old = old.metadata();
+    let meta = new.metadata_mut();
+    if meta.uid.as_deref().is_none_or(str::is_empty) {
+        meta.uid = old.uid.clone();
+    }
+    meta.creation_timestamp = old.creation_timestamp.clone();
+    meta.deletion_timestamp = old.deletion_timestamp.clone();
+    meta.deletion_grace_period_seconds = old.deletion_grace_period_seconds;
+    meta.generation = old.generation;
+    meta.self_link = None;
+    match &meta.managed_fields {
+        None => meta.managed_fields = old.managed_fields.clone(),
+        Some(m) if m.is_empty() => meta.managed_fields = None,
+        Some(_) => {}
+    }
+}
