@@ -66,11 +66,7 @@ impl<S: Strategy> Registry<S> {
                 Err(e) => return Err(storage_error(e, &self.gr, "delete")),
             }
         }
-        Err(ApiError::ServerTimeout {
-            resource: self.gr.clone(),
-            operation: "delete".to_string(),
-            retry_after: 1,
-        })
+        Err(self.retries_exhausted("delete"))
     }
 
     /// Deletes every object of a list (deletecollection): the outcome of each, skipping those

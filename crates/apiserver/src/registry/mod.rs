@@ -220,6 +220,15 @@ impl<S: Strategy> Registry<S> {
         }
     }
 
+    /// Upstream's answer when a write keeps losing its compare-and-swap.
+    fn retries_exhausted(&self, operation: &str) -> ApiError {
+        ApiError::ServerTimeout {
+            resource: self.gr.clone(),
+            operation: operation.to_string(),
+            retry_after: 1,
+        }
+    }
+
     fn invalid(&self, name: &str, errors: Vec<FieldError>) -> ApiError {
         ApiError::invalid(self.gk.clone(), name, errors)
     }

@@ -191,7 +191,39 @@ impl Store for FaultyStore {
 struct Harness {
     registry: Registry<Widgets>,
     store: Arc<FaultyStore>,
+    user: crate::resource::UserInfo,
+    opts: WriteOptions,
     _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    fn ctx(&self) -> WriteContext<'_> {
+        WriteContext {
+            namespace: Some("ns"),
+            user: &self.user,
+            user_agent: Some("registry-test"),
+            options: &self.opts,
+            managed_fields: ManagedFields::RecordUpdate,
+        }
+    }
+
+    async fn create(&self, w: Widget) -> Result<Widget, ApiError> {
+        self.registry.create(&self.ctx(), w).await
+    }
+
+    async fn update<F>(
+        &self,
+        name: &str,
+        strategy: UpdateStrategy,
+        produce: F,
+    ) -> Result<Widget, ApiError>
+    where
+        F: FnMut(&Widget) -> Result<Widget, ApiError> + Send,
+    {
+        self.registry
+            .update(&self.ctx(), name, strategy, produce)
+            .await
+    }
 }
 
 fn harness() -> Harness {
@@ -221,24 +253,12 @@ fn harness() -> Harness {
     Harness {
         registry,
         store,
+        user: crate::resource::UserInfo {
+            name: "tester".into(),
+            ..Default::default()
+        },
+        opts: WriteOptions::for_delete(false),
         _dir: dir,
-    }
-}
-
-fn user() -> crate::resource::UserInfo {
-    crate::resource::UserInfo {
-        name: "tester".into(),
-        ..Default::default()
-    }
-}
-
-fn ctx<'a>(user: &'a crate::resource::UserInfo, opts: &'a WriteOptions) -> WriteContext<'a> {
-    WriteContext {
-        namespace: Some("ns"),
-        user,
-        user_agent: Some("registry-test"),
-        options: opts,
-        managed_fields: ManagedFields::RecordUpdate,
     }
 }
 
@@ -261,15 +281,10 @@ fn resize(size: i64) -> impl FnMut(&Widget) -> Result<Widget, ApiError> + Send {
 #[tokio::test]
 async fn create_sets_system_fields_and_runs_the_strategy() {
     let h = harness();
-    let (user, opts) = (user(), WriteOptions::for_delete(false));
     let mut w = widget("a", 1);
     w.status.ready = true;
     w.metadata.generation = Some(7);
-    let created = h
-        .registry
-        .create(&ctx(&user, &opts), w)
-        .await
-        .expect("create");
+    let created = h.create(w).await.expect("create");
     let meta = &created.metadata;
     assert_eq!(meta.namespace.as_deref(), Some("ns"));
     assert!(meta.uid.is_some() && meta.creation_timestamp.is_some());
@@ -284,12 +299,7 @@ async fn create_sets_system_fields_and_runs_the_strategy() {
 #[tokio::test]
 async fn create_reports_metadata_then_strategy_errors_and_writes_nothing() {
     let h = harness();
-    let (user, opts) = (user(), WriteOptions::for_delete(false));
-    let err = h
-        .registry
-        .create(&ctx(&user, &opts), widget("Bad_Name", -1))
-        .await
-        .expect_err("invalid");
+    let err = h.create(widget("Bad_Name", -1)).await.expect_err("invalid");
     let ApiError::Invalid { .. } = &err else {
         panic!("want 422, got {err:?}");
     };
@@ -303,26 +313,17 @@ async fn create_reports_metadata_then_strategy_errors_and_writes_nothing() {
 #[tokio::test]
 async fn generate_name_retries_collisions_then_gives_up_after_eight() {
     let h = harness();
-    let (user, opts) = (user(), WriteOptions::for_delete(false));
     let mut w = widget("", 1);
     w.metadata.generate_name = Some("gen-".into());
     h.store.collisions.store(7, Ordering::SeqCst);
-    let created = h
-        .registry
-        .create(&ctx(&user, &opts), w.clone())
-        .await
-        .expect("eighth name is free");
+    let created = h.create(w.clone()).await.expect("eighth name is free");
     assert!(created
         .metadata
         .name
         .as_deref()
         .is_some_and(|n| n.starts_with("gen-")));
     h.store.collisions.store(8, Ordering::SeqCst);
-    let err = h
-        .registry
-        .create(&ctx(&user, &opts), w)
-        .await
-        .expect_err("eight collisions");
+    let err = h.create(w).await.expect_err("eight collisions");
     assert!(
         matches!(err, ApiError::AlreadyExistsGenerated { .. }),
         "{err:?}"
@@ -332,16 +333,11 @@ async fn generate_name_retries_collisions_then_gives_up_after_eight() {
 #[tokio::test]
 async fn a_lost_compare_and_swap_reapplies_the_change_to_the_fresh_object() {
     let h = harness();
-    let (user, opts) = (user(), WriteOptions::for_delete(false));
-    h.registry
-        .create(&ctx(&user, &opts), widget("a", 1))
-        .await
-        .expect("create");
+    h.create(widget("a", 1)).await.expect("create");
     h.store.conflicts.store(3, Ordering::SeqCst);
     let mut calls = 0;
     let updated = h
-        .registry
-        .update(&ctx(&user, &opts), "a", UpdateStrategy::Main, |current| {
+        .update("a", UpdateStrategy::Main, |current| {
             calls += 1;
             resize(5)(current)
         })
@@ -354,20 +350,13 @@ async fn a_lost_compare_and_swap_reapplies_the_change_to_the_fresh_object() {
 #[tokio::test]
 async fn a_pinned_resource_version_is_a_conflict_once_the_object_moved_on() {
     let h = harness();
-    let (user, opts) = (user(), WriteOptions::for_delete(false));
-    let created = h
-        .registry
-        .create(&ctx(&user, &opts), widget("a", 1))
-        .await
-        .expect("create");
+    let created = h.create(widget("a", 1)).await.expect("create");
     let stale = created.metadata.resource_version.clone();
-    h.registry
-        .update(&ctx(&user, &opts), "a", UpdateStrategy::Main, resize(2))
+    h.update("a", UpdateStrategy::Main, resize(2))
         .await
         .expect("first update");
     let err = h
-        .registry
-        .update(&ctx(&user, &opts), "a", UpdateStrategy::Main, |current| {
+        .update("a", UpdateStrategy::Main, |current| {
             let mut next = current.clone();
             next.spec.size = 3;
             next.metadata.resource_version = stale.clone();
@@ -381,15 +370,10 @@ async fn a_pinned_resource_version_is_a_conflict_once_the_object_moved_on() {
 #[tokio::test]
 async fn retries_that_run_out_end_in_server_timeout() {
     let h = harness();
-    let (user, opts) = (user(), WriteOptions::for_delete(false));
-    h.registry
-        .create(&ctx(&user, &opts), widget("a", 1))
-        .await
-        .expect("create");
+    h.create(widget("a", 1)).await.expect("create");
     h.store.conflicts.store(usize::MAX, Ordering::SeqCst);
     let err = h
-        .registry
-        .update(&ctx(&user, &opts), "a", UpdateStrategy::Main, resize(2))
+        .update("a", UpdateStrategy::Main, resize(2))
         .await
         .expect_err("always conflicting");
     assert!(matches!(err, ApiError::ServerTimeout { .. }), "{err:?}");
@@ -399,16 +383,9 @@ async fn retries_that_run_out_end_in_server_timeout() {
 #[tokio::test]
 async fn an_update_without_resource_version_is_refused_when_the_strategy_requires_one() {
     let h = harness();
-    let (user, opts) = (user(), WriteOptions::for_delete(false));
-    h.registry
-        .create(&ctx(&user, &opts), widget("a", 1))
-        .await
-        .expect("create");
+    h.create(widget("a", 1)).await.expect("create");
     let err = h
-        .registry
-        .update(&ctx(&user, &opts), "a", UpdateStrategy::Main, |_| {
-            Ok(widget("a", 2))
-        })
+        .update("a", UpdateStrategy::Main, |_| Ok(widget("a", 2)))
         .await
         .expect_err("unconditional");
     assert!(
@@ -420,11 +397,7 @@ async fn an_update_without_resource_version_is_refused_when_the_strategy_require
 #[tokio::test]
 async fn status_and_main_strategies_change_only_their_half() {
     let h = harness();
-    let (user, opts) = (user(), WriteOptions::for_delete(false));
-    h.registry
-        .create(&ctx(&user, &opts), widget("a", 1))
-        .await
-        .expect("create");
+    h.create(widget("a", 1)).await.expect("create");
     let both = |current: &Widget| {
         let mut next = current.clone();
         next.spec.size = 9;
@@ -432,14 +405,12 @@ async fn status_and_main_strategies_change_only_their_half() {
         Ok(next)
     };
     let via_status = h
-        .registry
-        .update(&ctx(&user, &opts), "a", UpdateStrategy::Status, both)
+        .update("a", UpdateStrategy::Status, both)
         .await
         .expect("status");
     assert_eq!((via_status.spec.size, via_status.status.ready), (1, true));
     let via_main = h
-        .registry
-        .update(&ctx(&user, &opts), "a", UpdateStrategy::Main, |current| {
+        .update("a", UpdateStrategy::Main, |current| {
             let mut next = current.clone();
             next.spec.size = 9;
             next.status.ready = false;
@@ -449,17 +420,11 @@ async fn status_and_main_strategies_change_only_their_half() {
         .expect("main");
     assert_eq!((via_main.spec.size, via_main.status.ready), (9, true));
     let via_internal = h
-        .registry
-        .update(
-            &ctx(&user, &opts),
-            "a",
-            UpdateStrategy::Internal,
-            |current| {
-                let mut next = current.clone();
-                next.spec.size = 4;
-                Ok(next)
-            },
-        )
+        .update("a", UpdateStrategy::Internal, |current| {
+            let mut next = current.clone();
+            next.spec.size = 4;
+            Ok(next)
+        })
         .await
         .expect("internal");
     assert_eq!(via_internal.spec.size, 4);
@@ -468,13 +433,9 @@ async fn status_and_main_strategies_change_only_their_half() {
 #[tokio::test]
 async fn removing_the_last_finalizer_of_a_deleted_object_deletes_it() {
     let h = harness();
-    let (user, opts) = (user(), WriteOptions::for_delete(false));
     let mut w = widget("a", 1);
     w.metadata.finalizers = Some(vec!["example.com/hold".into()]);
-    h.registry
-        .create(&ctx(&user, &opts), w)
-        .await
-        .expect("create");
+    h.create(w).await.expect("create");
     let pending = h
         .registry
         .delete(Some("ns"), "a", &DeleteOptions::default())
@@ -484,28 +445,22 @@ async fn removing_the_last_finalizer_of_a_deleted_object_deletes_it() {
         panic!("finalizers hold the object");
     };
     assert!(marked.metadata.deletion_timestamp.is_some());
-    h.registry
-        .update(&ctx(&user, &opts), "a", UpdateStrategy::Main, |current| {
-            let mut next = current.clone();
-            next.metadata.finalizers = None;
-            Ok(next)
-        })
-        .await
-        .expect("finalizer removed");
+    h.update("a", UpdateStrategy::Main, |current| {
+        let mut next = current.clone();
+        next.metadata.finalizers = None;
+        Ok(next)
+    })
+    .await
+    .expect("finalizer removed");
     let gone = h.registry.get_current(Some("ns"), "a").await.expect("read");
     assert!(gone.is_none(), "the object is deleted");
 }
 
 #[tokio::test]
 async fn dry_runs_write_nothing() {
-    let h = harness();
-    let user = user();
-    let dry = WriteOptions::for_delete(true);
-    let served = h
-        .registry
-        .create(&ctx(&user, &dry), widget("a", 1))
-        .await
-        .expect("dry create");
+    let mut h = harness();
+    h.opts = WriteOptions::for_delete(true);
+    let served = h.create(widget("a", 1)).await.expect("dry create");
     assert_eq!(served.metadata.name.as_deref(), Some("a"));
     assert_eq!(h.store.current_revision().await.expect("rev"), 0);
 }

@@ -67,11 +67,7 @@ impl<S: Strategy> Registry<S> {
                 Err(e) => return Err(storage_error(e, &self.gr, "update")),
             }
         }
-        Err(ApiError::ServerTimeout {
-            resource: self.gr.clone(),
-            operation: "update".to_string(),
-            retry_after: 1,
-        })
+        Err(self.retries_exhausted("update"))
     }
 
     /// The produced object must be in the request's namespace and keep the URL's name.
