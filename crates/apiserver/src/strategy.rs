@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use apimachinery::discovery::ResourceInfo;
+use apimachinery::errors::ApiError;
 use apimachinery::field::FieldError;
 use apimachinery::table::ColumnDefinition;
 use async_trait::async_trait;
@@ -18,10 +19,21 @@ use crate::resource::UserInfo;
 
 pub use apimachinery::object::ApiObject;
 
-/// What the strategy may need to know about the request.
-pub struct StrategyContext<'a> {
+/// What the strategy may need to know about the request, and its one way to read other
+/// objects of its resource.
+pub struct StrategyContext<'a, O> {
     pub user: &'a UserInfo,
     pub namespace: Option<&'a str>,
+    pub lookup: &'a dyn Lookup<O>,
+}
+
+/// Reads of other objects of the same resource that validation needs (an image stream's tags
+/// may reference another stream). The registry serves them from its watch cache; tests pass a
+/// fake. Strategies do no I/O of their own.
+#[async_trait]
+pub trait Lookup<O>: Send + Sync {
+    /// The object's served form as of now (a consistent read), or `None`.
+    async fn get(&self, namespace: Option<&str>, name: &str) -> Result<Option<O>, ApiError>;
 }
 
 /// A stored resource's behavior. Every method has the default of a plain resource.
@@ -50,7 +62,7 @@ pub trait Strategy: Send + Sync + 'static {
     /// validation writes tag events).
     async fn validate_create(
         &self,
-        ctx: &StrategyContext<'_>,
+        ctx: &StrategyContext<'_, Self::Object>,
         obj: &mut Self::Object,
     ) -> Vec<FieldError>;
 
@@ -64,7 +76,7 @@ pub trait Strategy: Send + Sync + 'static {
 
     async fn validate_update(
         &self,
-        ctx: &StrategyContext<'_>,
+        ctx: &StrategyContext<'_, Self::Object>,
         new: &mut Self::Object,
         old: &Self::Object,
     ) -> Vec<FieldError>;
@@ -84,7 +96,7 @@ pub trait Strategy: Send + Sync + 'static {
 
     async fn validate_status_update(
         &self,
-        _ctx: &StrategyContext<'_>,
+        _ctx: &StrategyContext<'_, Self::Object>,
         _new: &mut Self::Object,
         _old: &Self::Object,
     ) -> Vec<FieldError> {

@@ -1,7 +1,13 @@
 //! The allowed-registries whitelist (spec §5.5, `imagePolicyConfig.allowedRegistriesForImport`):
 //! which registries image stream references may point at.
 
+use apimachinery::field::{FieldError, FieldPath};
+
 use crate::reference::DockerImageReference;
+use crate::ImageStream;
+
+/// The annotation that marks every reference of a stream as insecure.
+pub const INSECURE_REPOSITORY_ANNOTATION: &str = "openshift.io/image.insecureRepository";
 
 /// One allowed registry: a host pattern (`*` and `?` wildcards) and an optional port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,6 +146,100 @@ impl RegistryWhitelist {
             "registry {shown:?} not allowed by whitelist: {text}"
         ))
     }
+}
+
+/// Every reference of `new` the whitelist forbids, as Forbidden errors at its field (spec
+/// §5.5). References the previous version of the stream (`old`) already had are exempt, so
+/// users can keep or remove them.
+pub fn stream_whitelist_errors(
+    wl: &RegistryWhitelist,
+    new: &ImageStream,
+    old: Option<&ImageStream>,
+) -> Vec<FieldError> {
+    if !wl.is_configured() {
+        return Vec::new();
+    }
+    let stream_insecure = new
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(INSECURE_REPOSITORY_ANNOTATION))
+        .is_some_and(|v| v == "true");
+    let old_refs = old.map(stream_references).unwrap_or_default();
+    let mut errs = Vec::new();
+    for (path, reference, insecure) in checked_references(new) {
+        if reference.is_empty() || old_refs.contains(&reference) {
+            continue;
+        }
+        if let Err(e) = wl.check_reference(reference, insecure || stream_insecure) {
+            errs.push(FieldError::forbidden(&path, e));
+        }
+    }
+    errs
+}
+
+/// Every reference a stream holds: spec tags, status events and its repository.
+fn stream_references(stream: &ImageStream) -> Vec<&str> {
+    let spec = stream
+        .spec
+        .tags
+        .iter()
+        .filter_map(|t| t.from.as_ref()?.name.as_deref());
+    let status = stream
+        .status
+        .tags
+        .iter()
+        .flat_map(|l| l.items.iter().flatten())
+        .map(|e| e.docker_image_reference.as_str());
+    spec.chain(status)
+        .chain(std::iter::once(
+            stream.spec.docker_image_repository.as_str(),
+        ))
+        .collect()
+}
+
+/// The references the whitelist checks, each with its field and whether its tag is insecure:
+/// the repository, DockerImage spec tags, then every status event.
+fn checked_references(stream: &ImageStream) -> Vec<(FieldPath, &str, bool)> {
+    let mut out = vec![(
+        FieldPath::new("spec").child("dockerImageRepository"),
+        stream.spec.docker_image_repository.as_str(),
+        false,
+    )];
+    for t in &stream.spec.tags {
+        let Some(from) = t
+            .from
+            .as_ref()
+            .filter(|f| f.kind.as_deref() == Some("DockerImage"))
+        else {
+            continue;
+        };
+        let path = FieldPath::new("spec")
+            .child("tags")
+            .key(&t.name)
+            .child("from")
+            .child("name");
+        out.push((
+            path,
+            from.name.as_deref().unwrap_or(""),
+            t.import_policy.insecure,
+        ));
+    }
+    for list in &stream.status.tags {
+        let insecure = stream
+            .spec_tag(&list.tag)
+            .is_some_and(|t| t.import_policy.insecure);
+        for (i, item) in list.items.iter().flatten().enumerate() {
+            let path = FieldPath::new("status")
+                .child("tags")
+                .key(&list.tag)
+                .child("items")
+                .index(i)
+                .child("dockerImageReference");
+            out.push((path, item.docker_image_reference.as_str(), insecure));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

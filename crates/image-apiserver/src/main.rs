@@ -139,7 +139,7 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
         ..CacheConfig::default()
     };
     let streams = Arc::new(Registry::new(
-        ImageStreamStrategy::new(hosts.clone(), store.clone()),
+        ImageStreamStrategy::new(hosts.clone()),
         store.clone(),
         cache_config.clone(),
     ));

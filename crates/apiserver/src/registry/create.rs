@@ -104,6 +104,7 @@ impl<S: Strategy> Registry<S> {
         let strategy_ctx = StrategyContext {
             user: ctx.user,
             namespace: ctx.namespace,
+            lookup: self,
         };
         errs.extend(self.strategy.validate_create(&strategy_ctx, obj).await);
         errs

@@ -12,7 +12,7 @@ use storage::cache::{CacheError, ListRequest, ReadRevision, Selection};
 use storage::{Revision, StorageError};
 
 use super::{cache_error, internal, storage_error, Registry};
-use crate::strategy::{ObjectAttrs, Strategy};
+use crate::strategy::{Lookup, ObjectAttrs, Strategy};
 
 /// A list's metadata, in Go's field order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -229,5 +229,17 @@ impl<S: Strategy> Registry<S> {
             },
             (e, _) => cache_error(e, &self.gr, "list"),
         }
+    }
+}
+
+/// What a strategy reads of other objects of its resource: consistent reads from the cache.
+#[async_trait::async_trait]
+impl<S: Strategy> Lookup<S::Object> for Registry<S> {
+    async fn get(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<S::Object>, ApiError> {
+        Registry::get(self, namespace, name, ReadRevision::Consistent).await
     }
 }

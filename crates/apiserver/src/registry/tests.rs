@@ -99,7 +99,11 @@ impl Strategy for Widgets {
     fn prepare_for_create(&self, obj: &mut Widget) {
         obj.status = WidgetStatus::default();
     }
-    async fn validate_create(&self, _: &StrategyContext<'_>, obj: &mut Widget) -> Vec<FieldError> {
+    async fn validate_create(
+        &self,
+        _: &StrategyContext<'_, Widget>,
+        obj: &mut Widget,
+    ) -> Vec<FieldError> {
         size_errors(obj)
     }
     fn prepare_for_update(&self, new: &mut Widget, old: &Widget) {
@@ -107,7 +111,7 @@ impl Strategy for Widgets {
     }
     async fn validate_update(
         &self,
-        _: &StrategyContext<'_>,
+        _: &StrategyContext<'_, Widget>,
         new: &mut Widget,
         _: &Widget,
     ) -> Vec<FieldError> {

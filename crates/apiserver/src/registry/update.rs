@@ -153,6 +153,7 @@ impl<S: Strategy> Registry<S> {
         let strategy_ctx = StrategyContext {
             user: ctx.user,
             namespace: ctx.namespace,
+            lookup: self,
         };
         errs.extend(match strategy {
             UpdateStrategy::Status => {

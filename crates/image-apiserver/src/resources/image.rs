@@ -80,7 +80,7 @@ impl Strategy for ImageStrategy {
 
     async fn validate_create(
         &self,
-        _ctx: &StrategyContext<'_>,
+        _ctx: &StrategyContext<'_, Image>,
         obj: &mut Image,
     ) -> Vec<FieldError> {
         validate_image_fields(obj)
@@ -93,7 +93,7 @@ impl Strategy for ImageStrategy {
 
     async fn validate_update(
         &self,
-        _ctx: &StrategyContext<'_>,
+        _ctx: &StrategyContext<'_, Image>,
         new: &mut Image,
         _old: &Image,
     ) -> Vec<FieldError> {

@@ -1,8 +1,6 @@
 //! `imagestreams` and `imagestreams/status` (spec §2.5, §2.6, §5, §6): the strategy plugged into
 //! the generic registry.
 
-use std::sync::Arc;
-
 use apimachinery::discovery::{ResourceInfo, SubresourceInfo};
 use apimachinery::field::{FieldError, FieldPath};
 use apimachinery::table::{human_duration, ColumnDefinition};
@@ -14,9 +12,9 @@ use image_api::tags::{
     add_tag_event, latest_tagged_image, new_event, sort_status_tags, update_tracking_tags,
 };
 use image_api::validation::{image_stream_name_errors, validate_image_stream_fields};
+use image_api::whitelist::stream_whitelist_errors;
 use image_api::{ImageStream, TagEvent, TagReference};
 use serde_json::Value;
-use storage::Store;
 
 use super::RegistryHosts;
 
@@ -50,33 +48,19 @@ pub fn info() -> ResourceInfo {
     }
 }
 
+/// Other streams (cross-stream tag references) are read through the context's lookup.
 pub struct ImageStreamStrategy {
     info: ResourceInfo,
     hosts: RegistryHosts,
-    /// Other streams are read for cross-stream tag references.
-    store: Arc<dyn Store>,
 }
 
+type Ctx<'a> = StrategyContext<'a, ImageStream>;
+
 impl ImageStreamStrategy {
-    pub fn new(hosts: RegistryHosts, store: Arc<dyn Store>) -> Self {
+    pub fn new(hosts: RegistryHosts) -> Self {
         ImageStreamStrategy {
             info: info(),
             hosts,
-            store,
-        }
-    }
-
-    async fn get_stream(&self, namespace: &str, name: &str) -> Result<Option<ImageStream>, String> {
-        let got = self
-            .store
-            .get(&format!("/imagestreams/{namespace}/{name}"))
-            .await
-            .map_err(|e| e.to_string())?;
-        match got.kv {
-            None => Ok(None),
-            Some(kv) => serde_json::from_slice(&kv.value)
-                .map(Some)
-                .map_err(|e| e.to_string()),
         }
     }
 
@@ -84,6 +68,7 @@ impl ImageStreamStrategy {
     /// against `old` into tag events, then updates tracking tags.
     async fn tags_changed(
         &self,
+        ctx: &Ctx<'_>,
         old: Option<&ImageStream>,
         stream: &mut ImageStream,
     ) -> Vec<FieldError> {
@@ -115,7 +100,10 @@ impl ImageStreamStrategy {
                     Some(new_event(&from_name, "", generation, now()))
                 }
                 "ImageStreamTag" | "ImageStreamImage" => {
-                    match self.resolve(stream, &namespace, &name, &from, &path).await {
+                    match self
+                        .resolve(ctx, stream, &namespace, &name, &from, &path)
+                        .await
+                    {
                         Ok(ev) => ev.map(|mut e| {
                             e.created = Some(now());
                             e.generation = generation;
@@ -151,6 +139,7 @@ impl ImageStreamStrategy {
     /// The event an ImageStreamTag or ImageStreamImage reference resolves to.
     async fn resolve(
         &self,
+        ctx: &Ctx<'_>,
         stream: &ImageStream,
         namespace: &str,
         name: &str,
@@ -180,7 +169,7 @@ impl ImageStreamStrategy {
         let source = if src_ns == namespace && src_name == name {
             stream
         } else {
-            match self.get_stream(&src_ns, &src_name).await {
+            match ctx.lookup.get(Some(&src_ns), &src_name).await {
                 Ok(Some(s)) => {
                     fetched = s;
                     &fetched
@@ -257,94 +246,6 @@ impl ImageStreamStrategy {
             r.tag.clear();
             event.docker_image_reference = r.exact();
         }
-    }
-}
-
-const INSECURE_REPOSITORY_ANNOTATION: &str = "openshift.io/image.insecureRepository";
-
-impl ImageStreamStrategy {
-    /// The allowed-registries rules (spec §5.5). References the previous version of the stream
-    /// already had are exempt, so users can keep or remove them.
-    fn whitelist_errors(
-        &self,
-        new: &ImageStream,
-        old: Option<&ImageStream>,
-        status_only: bool,
-    ) -> Vec<FieldError> {
-        let wl = &self.hosts.whitelist;
-        if !wl.is_configured() {
-            return Vec::new();
-        }
-        let stream_insecure = new
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(INSECURE_REPOSITORY_ANNOTATION))
-            .is_some_and(|v| v == "true");
-        let old_refs: Vec<&str> = old
-            .map(|o| {
-                let spec = o
-                    .spec
-                    .tags
-                    .iter()
-                    .filter_map(|t| t.from.as_ref()?.name.as_deref());
-                let status = o
-                    .status
-                    .tags
-                    .iter()
-                    .flat_map(|l| l.items.iter().flatten())
-                    .map(|e| e.docker_image_reference.as_str());
-                spec.chain(status)
-                    .chain(std::iter::once(o.spec.docker_image_repository.as_str()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut errs = Vec::new();
-        let mut check = |path: FieldPath, reference: &str, insecure: bool| {
-            if reference.is_empty() || old_refs.contains(&reference) {
-                return;
-            }
-            if let Err(e) = wl.check_reference(reference, insecure || stream_insecure) {
-                errs.push(FieldError::forbidden(&path, e));
-            }
-        };
-        if !status_only {
-            check(
-                FieldPath::new("spec").child("dockerImageRepository"),
-                &new.spec.docker_image_repository,
-                false,
-            );
-            for t in &new.spec.tags {
-                let Some(from) = &t.from else { continue };
-                if from.kind.as_deref() == Some("DockerImage") {
-                    let path = FieldPath::new("spec")
-                        .child("tags")
-                        .key(&t.name)
-                        .child("from")
-                        .child("name");
-                    check(
-                        path,
-                        from.name.as_deref().unwrap_or(""),
-                        t.import_policy.insecure,
-                    );
-                }
-            }
-        }
-        for list in &new.status.tags {
-            let insecure = new
-                .spec_tag(&list.tag)
-                .is_some_and(|t| t.import_policy.insecure);
-            for (i, item) in list.items.iter().flatten().enumerate() {
-                let path = FieldPath::new("status")
-                    .child("tags")
-                    .key(&list.tag)
-                    .child("items")
-                    .index(i)
-                    .child("dockerImageReference");
-                check(path, &item.docker_image_reference, insecure);
-            }
-        }
-        errs
     }
 }
 
@@ -461,15 +362,11 @@ impl Strategy for ImageStreamStrategy {
         self.decorate(obj);
     }
 
-    async fn validate_create(
-        &self,
-        _ctx: &StrategyContext<'_>,
-        obj: &mut ImageStream,
-    ) -> Vec<FieldError> {
-        let mut errs = self.tags_changed(None, obj).await;
+    async fn validate_create(&self, ctx: &Ctx<'_>, obj: &mut ImageStream) -> Vec<FieldError> {
+        let mut errs = self.tags_changed(ctx, None, obj).await;
         errs.extend(validate_image_stream_fields(obj));
         errs.extend(self.limit_errors(obj, None));
-        errs.extend(self.whitelist_errors(obj, None, false));
+        errs.extend(stream_whitelist_errors(&self.hosts.whitelist, obj, None));
         errs
     }
 
@@ -507,14 +404,18 @@ impl Strategy for ImageStreamStrategy {
 
     async fn validate_update(
         &self,
-        _ctx: &StrategyContext<'_>,
+        ctx: &Ctx<'_>,
         new: &mut ImageStream,
         old: &ImageStream,
     ) -> Vec<FieldError> {
-        let mut errs = self.tags_changed(Some(old), new).await;
+        let mut errs = self.tags_changed(ctx, Some(old), new).await;
         errs.extend(validate_image_stream_fields(new));
         errs.extend(self.limit_errors(new, Some(old)));
-        errs.extend(self.whitelist_errors(new, Some(old), false));
+        errs.extend(stream_whitelist_errors(
+            &self.hosts.whitelist,
+            new,
+            Some(old),
+        ));
         errs
     }
 
@@ -564,7 +465,7 @@ impl Strategy for ImageStreamStrategy {
 
     async fn validate_status_update(
         &self,
-        _ctx: &StrategyContext<'_>,
+        _ctx: &Ctx<'_>,
         new: &mut ImageStream,
         old: &ImageStream,
     ) -> Vec<FieldError> {
@@ -747,5 +648,124 @@ mod tests {
         assert!(!tag_ref_changed(&t("a", Some(1)), &t("a", Some(1)), "ns"));
         assert!(tag_ref_changed(&t("a", Some(1)), &t("b", Some(1)), "ns"));
         assert!(tag_ref_changed(&t("a", Some(1)), &t("a", Some(0)), "ns"));
+    }
+
+    /// The other streams a strategy may read, in memory.
+    struct FakeStreams(Vec<ImageStream>);
+
+    #[async_trait]
+    impl apiserver::strategy::Lookup<ImageStream> for FakeStreams {
+        async fn get(
+            &self,
+            namespace: Option<&str>,
+            name: &str,
+        ) -> Result<Option<ImageStream>, apimachinery::errors::ApiError> {
+            Ok(self
+                .0
+                .iter()
+                .find(|s| {
+                    s.metadata.namespace.as_deref() == namespace
+                        && s.metadata.name.as_deref() == Some(name)
+                })
+                .cloned())
+        }
+    }
+
+    fn named(namespace: &str, name: &str) -> ImageStream {
+        let mut s = ImageStream::default();
+        s.metadata.namespace = Some(namespace.into());
+        s.metadata.name = Some(name.into());
+        s
+    }
+
+    /// A digest of 64 hex characters starting with `start`.
+    fn digest(start: &str) -> String {
+        format!("sha256:{start}{}", "0".repeat(64 - start.len()))
+    }
+
+    fn tagged(namespace: &str, name: &str, tag: &str, image: &str) -> ImageStream {
+        let mut s = named(namespace, name);
+        add_tag_event(
+            &mut s,
+            tag,
+            new_event(&format!("quay.io/x/y@{image}"), image, 1, now()),
+        );
+        s
+    }
+
+    fn tag_from(kind: &str, name: &str) -> TagReference {
+        TagReference {
+            name: "t".into(),
+            from: Some(k8s_openapi::api::core::v1::ObjectReference {
+                kind: Some(kind.into()),
+                name: Some(name.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn create_with(
+        lookup: &FakeStreams,
+        tag: TagReference,
+    ) -> (ImageStream, Vec<FieldError>) {
+        let strategy = ImageStreamStrategy::new(RegistryHosts::default());
+        let user = apiserver::resource::UserInfo::default();
+        let ctx = StrategyContext {
+            user: &user,
+            namespace: Some("ns"),
+            lookup,
+        };
+        let mut stream = named("ns", "mine");
+        stream.spec.tags.push(tag);
+        strategy.default(&mut stream);
+        strategy.prepare_for_create(&mut stream);
+        let errs = strategy.validate_create(&ctx, &mut stream).await;
+        (stream, errs)
+    }
+
+    #[tokio::test]
+    async fn tags_resolve_across_streams_through_the_lookup() {
+        let others = FakeStreams(vec![tagged("ns", "other", "v1", &digest("aaa"))]);
+        let (stream, errs) = create_with(&others, tag_from("ImageStreamTag", "other:v1")).await;
+        assert!(errs.is_empty(), "{errs:?}");
+        let event = latest_tagged_image(&stream, "t").expect("resolved");
+        assert_eq!(event.image, digest("aaa"));
+        let (_, errs) = create_with(&others, tag_from("ImageStreamTag", "missing:v1")).await;
+        assert_eq!(errs.len(), 1);
+        assert_eq!(
+            errs[0].to_string(),
+            "spec.tags[t].from.name: Not found: \"missing:v1\""
+        );
+    }
+
+    #[tokio::test]
+    async fn image_references_must_name_exactly_one_image() {
+        let (one, two) = (digest("abc1"), digest("abc2"));
+        let mut other = tagged("ns", "other", "v1", &one);
+        add_tag_event(
+            &mut other,
+            "v2",
+            new_event(&format!("quay.io/x/y@{two}"), &two, 1, now()),
+        );
+        let others = FakeStreams(vec![other]);
+        let (stream, errs) = create_with(
+            &others,
+            tag_from("ImageStreamImage", &format!("other@{one}")),
+        )
+        .await;
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(
+            latest_tagged_image(&stream, "t").map(|e| e.image.as_str()),
+            Some(one.as_str())
+        );
+        let (_, errs) =
+            create_with(&others, tag_from("ImageStreamImage", "other@sha256:abc")).await;
+        assert!(
+            errs[0]
+                .to_string()
+                .contains("multiple images match the prefix"),
+            "{errs:?}"
+        );
     }
 }
