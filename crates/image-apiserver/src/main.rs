@@ -22,7 +22,7 @@ use storage::Store;
 use crate::config::{ServerConfig, StorageBackend};
 use crate::resources::image::ImageStrategy;
 use crate::resources::imagestream::ImageStreamStrategy;
-use crate::resources::RegistryHosts;
+use crate::resources::ImagePolicy;
 
 #[derive(Debug, thiserror::Error)]
 enum StartError {
@@ -111,7 +111,7 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
         store.clone(),
         config.etcd_compaction_interval,
     ));
-    let hosts = RegistryHosts {
+    let policy = ImagePolicy {
         internal: config.internal_registry_hostname.clone(),
         external: config.external_registry_hostname.clone(),
         import_mode: image_api::IMPORT_MODE_LEGACY.to_string(),
@@ -139,7 +139,7 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
         ..CacheConfig::default()
     };
     let streams = Arc::new(Registry::new(
-        ImageStreamStrategy::new(hosts.clone()),
+        ImageStreamStrategy::new(policy.clone()),
         store.clone(),
         cache_config.clone(),
     ));
@@ -160,21 +160,30 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
     let (auth, admin_token) = credentials::tokens(&config)?;
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let ctx = Arc::new(resources::context::Context {
+    let registries = Arc::new(resources::registries::Registries {
         streams: streams.clone(),
         images: images.clone(),
-        hosts,
+        policy,
     });
     let resources: Vec<Arc<dyn Resource>> = vec![
         images.clone(),
-        Arc::new(resources::imagesignature::ImageSignatures::new(ctx.clone())),
-        Arc::new(resources::layers::ImageStreamImages::new(ctx.clone())),
-        Arc::new(resources::imagestreammapping::ImageStreamMappings::new(
-            ctx.clone(),
+        Arc::new(resources::imagesignature::ImageSignatures::new(
+            registries.clone(),
         )),
-        Arc::new(resources::layers::ImageStreams::new(ctx.clone())),
-        Arc::new(resources::imagestreamtag::ImageStreamTags::new(ctx.clone())),
-        Arc::new(resources::imagetag::ImageTags::new(ctx.clone())),
+        Arc::new(resources::imagestreamimage::ImageStreamImages::new(
+            registries.clone(),
+        )),
+        Arc::new(resources::imagestreammapping::ImageStreamMappings::new(
+            registries.clone(),
+        )),
+        Arc::new(resources::imagestream::rest::ImageStreams::new(
+            streams.clone(),
+            registries.clone(),
+        )),
+        Arc::new(resources::imagestreamtag::ImageStreamTags::new(
+            registries.clone(),
+        )),
+        Arc::new(resources::imagetag::ImageTags::new(registries.clone())),
     ];
     let api = Api::new(ApiConfig {
         group: image_api::GROUP,

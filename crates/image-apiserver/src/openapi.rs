@@ -63,7 +63,7 @@ fn resources() -> Vec<SchemaResource> {
             list_schema: format!("{PREFIX}.ImageSignature"),
         },
         SchemaResource {
-            info: crate::resources::layers::isimage_info(),
+            info: crate::resources::imagestreamimage::info(),
             schema: format!("{PREFIX}.ImageStreamImage"),
             list_schema: format!("{PREFIX}.ImageStreamImage"),
         },
@@ -73,7 +73,7 @@ fn resources() -> Vec<SchemaResource> {
             list_schema: format!("{PREFIX}.ImageStreamMapping"),
         },
         SchemaResource {
-            info: crate::resources::layers::streams_info(),
+            info: crate::resources::imagestream::rest::streams_info(),
             schema: format!("{PREFIX}.ImageStream"),
             list_schema: format!("{PREFIX}.ImageStreamList"),
         },

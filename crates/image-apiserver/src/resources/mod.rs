@@ -1,17 +1,19 @@
 //! The image resources, one module each, plugged into the generic machinery.
 
-pub mod context;
 pub mod image;
 pub mod imagesignature;
 pub mod imagestream;
+pub mod imagestreamimage;
 pub mod imagestreammapping;
 pub mod imagestreamtag;
 pub mod imagetag;
-pub mod layers;
+pub mod registries;
+pub mod views;
 
-/// The integrated registry's names and the import mode tags default to (imagePolicyConfig).
+/// Upstream's `imagePolicyConfig`: the integrated registry's names, the import mode tags
+/// default to, the allowed registries and the per-stream limits.
 #[derive(Clone, Debug, Default)]
-pub struct RegistryHosts {
+pub struct ImagePolicy {
     pub internal: String,
     pub external: String,
     pub import_mode: String,

@@ -20,7 +20,8 @@ use image_api::validation::validate_image_fields;
 use image_api::ImageStreamMapping;
 use serde_json::{json, Value};
 
-use super::context::{not_found, Context};
+use crate::resources::registries::Registries;
+use crate::resources::views::not_found;
 
 const RESOURCE: &str = "imagestreammappings";
 const MANAGED_ANNOTATION: &str = "openshift.io/image.managed";
@@ -43,12 +44,15 @@ pub fn info() -> ResourceInfo {
 
 pub struct ImageStreamMappings {
     info: ResourceInfo,
-    ctx: Arc<Context>,
+    registries: Arc<Registries>,
 }
 
 impl ImageStreamMappings {
-    pub fn new(ctx: Arc<Context>) -> Self {
-        ImageStreamMappings { info: info(), ctx }
+    pub fn new(registries: Arc<Registries>) -> Self {
+        ImageStreamMappings {
+            info: info(),
+            registries,
+        }
     }
 
     fn validate(&self, m: &ImageStreamMapping) -> Vec<FieldError> {
@@ -108,7 +112,7 @@ impl ImageStreamMappings {
         }
         let stream_name = m.metadata.name.clone().unwrap_or_default();
         let image_name = m.image.metadata.name.clone().unwrap_or_default();
-        let internal = &self.ctx.hosts.internal;
+        let internal = &self.registries.policy.internal;
         if m.image.docker_image_reference.is_empty() && !internal.is_empty() {
             m.image.docker_image_reference =
                 format!("{internal}/{url_ns}/{stream_name}@{image_name}");
@@ -123,9 +127,9 @@ impl ImageStreamMappings {
             ));
         }
         let Some((stream, _)) = self
-            .ctx
+            .registries
             .streams
-            .get_current(Some(&url_ns), &stream_name)
+            .current_stream(&url_ns, &stream_name)
             .await?
         else {
             return Err(not_found(RESOURCE, &stream_name));
@@ -137,9 +141,9 @@ impl ImageStreamMappings {
         image.metadata.namespace = None;
         image.metadata.resource_version = None;
         let existed = match self
-            .ctx
+            .registries
             .images
-            .create(&WriteContext::new(req, &opts), image)
+            .create_image(&WriteContext::new(req, &opts), image)
             .await
         {
             Ok(_) => false,
@@ -157,10 +161,9 @@ impl ImageStreamMappings {
         let requested_ref = m.image.docker_image_reference.clone();
         let generation = stream.metadata.generation.unwrap_or(0);
         let result = self
-            .ctx
-            .update_stream(
-                req,
-                &opts,
+            .registries
+            .change_stream(
+                &WriteContext::new(req, &opts),
                 &stream_name,
                 UpdateStrategy::Status,
                 None,

@@ -13,7 +13,7 @@ use apimachinery::table::ColumnDefinition;
 use apimachinery::validation::path_segment_name_errors;
 use apiserver::decode;
 use apiserver::patch::{self, PatchType};
-use apiserver::registry::{ReadRevision, UpdateStrategy};
+use apiserver::registry::{ReadRevision, UpdateStrategy, WriteContext};
 use apiserver::resource::{Reply, Request, Resource, Verb};
 use apiserver::strategy::to_bytes;
 use async_trait::async_trait;
@@ -22,7 +22,8 @@ use image_api::validation::validate_tag_reference;
 use image_api::{default_tag_reference, Image, ImageStream, ImageStreamTag, TagEvent};
 use serde_json::{json, Value};
 
-use super::context::{self, gr, not_found, parse_stream_tag, split_stream_tag, Context};
+use crate::resources::registries::Registries;
+use crate::resources::views::{self, gr, not_found, parse_stream_tag, split_stream_tag};
 
 const RESOURCE: &str = "imagestreamtags";
 
@@ -44,12 +45,15 @@ pub fn info() -> ResourceInfo {
 
 pub struct ImageStreamTags {
     info: ResourceInfo,
-    ctx: Arc<Context>,
+    registries: Arc<Registries>,
 }
 
 impl ImageStreamTags {
-    pub fn new(ctx: Arc<Context>) -> Self {
-        ImageStreamTags { info: info(), ctx }
+    pub fn new(registries: Arc<Registries>) -> Self {
+        ImageStreamTags {
+            info: info(),
+            registries,
+        }
     }
 }
 
@@ -102,7 +106,7 @@ pub fn build(
                     .get_or_insert_with(Default::default)
                     .extend(extra);
             }
-            context::image_view(img, reference)
+            views::image_view(img, reference)
         }
         None => {
             let mut img = Image::default();
@@ -164,16 +168,16 @@ impl ImageStreamTags {
         let ns = req.namespace.as_deref().unwrap_or("");
         let (stream_name, tag) = parse_stream_tag(name).ok_or_else(bad_name)?;
         let stream = self
-            .ctx
+            .registries
             .streams
-            .get(Some(ns), stream_name, ReadRevision::Consistent)
+            .get_stream(ns, stream_name, ReadRevision::Consistent)
             .await?
             .ok_or_else(|| not_found(RESOURCE, stream_name))?;
         let event = latest_tagged_image(&stream, tag)
             .filter(|e| !e.image.is_empty())
             .ok_or_else(|| not_found(RESOURCE, name))?;
         let image = self
-            .ctx
+            .registries
             .image(&event.image)
             .await?
             .ok_or_else(|| not_found(RESOURCE, &event.image))?;
@@ -191,9 +195,9 @@ impl ImageStreamTags {
             ..opts.clone()
         };
         let (streams, metadata) = self
-            .ctx
+            .registries
             .streams
-            .list(req.namespace.as_deref(), &stream_opts)
+            .list_streams(req.namespace.as_deref(), &stream_opts)
             .await?;
         let mut items = Vec::new();
         for stream in &streams {
@@ -229,7 +233,7 @@ impl ImageStreamTags {
             decode::typed(value, &self.info, opts.field_validation, &req.warnings)
                 .map_err(|e| e.for_body(&self.info))?;
         if let Some(t) = ist.tag.as_mut() {
-            default_tag_reference(t, &self.ctx.hosts.import_mode);
+            default_tag_reference(t, &self.registries.policy.import_mode);
         }
         Ok(ist)
     }
@@ -252,7 +256,7 @@ impl ImageStreamTags {
         let mut ist = self.decode(req, &opts)?;
         Self::check_namespace(req, &mut ist)?;
         // The namespace check of create (spec §9.4 step 3).
-        context::namespace(req, "a namespace must be specified to import images")?;
+        views::namespace(req, "a namespace must be specified to import images")?;
         let name = ist.metadata.name.clone().unwrap_or_default();
         let Some((stream_name, tag)) = split_stream_tag(&name) else {
             return Err(ApiError::BadRequest(format!(
@@ -280,11 +284,17 @@ impl ImageStreamTags {
             name: name.clone(),
         };
         let stream = self
-            .ctx
-            .add_spec_tag(req, &opts, stream_name, tag, spec_tag, exists)
+            .registries
+            .add_spec_tag(
+                &WriteContext::new(req, &opts),
+                stream_name,
+                tag,
+                spec_tag,
+                exists,
+            )
             .await?;
         let image = match latest_tagged_image(&stream, tag) {
-            Some(e) => self.ctx.image(&e.image).await?,
+            Some(e) => self.registries.image(&e.image).await?,
             None => None,
         };
         reply(&build(&stream, tag, image, true)?, 201)
@@ -302,12 +312,16 @@ impl ImageStreamTags {
         F: FnOnce(&ImageStreamTag) -> Result<ImageStreamTag, ApiError>,
     {
         let (stream_name, tag) = parse_stream_tag(name).ok_or_else(bad_name)?;
-        let ns = context::namespace(req, "namespace is required on ImageStreamTags")?.to_string();
-        let existing = self.ctx.streams.get_current(Some(&ns), stream_name).await?;
+        let ns = views::namespace(req, "namespace is required on ImageStreamTags")?.to_string();
+        let existing = self
+            .registries
+            .streams
+            .current_stream(&ns, stream_name)
+            .await?;
         let create_mode = existing.is_none();
         let stream = existing
             .map(|(s, _)| s)
-            .unwrap_or_else(|| context::new_stream(&ns, stream_name));
+            .unwrap_or_else(|| views::new_stream(&ns, stream_name));
         let old = build(&stream, tag, None, true)?;
         let mut new = produce(&old)?;
         Self::check_namespace(req, &mut new)?;
@@ -344,7 +358,7 @@ impl ImageStreamTags {
             new.metadata.labels = stream.metadata.labels.clone();
         }
         if let Some(t) = new.tag.as_mut() {
-            default_tag_reference(t, &self.ctx.hosts.import_mode);
+            default_tag_reference(t, &self.registries.policy.import_mode);
             t.name = tag.to_string();
         }
         let mut errs = validate(&new);
@@ -382,12 +396,14 @@ impl ImageStreamTags {
         let written = if create_mode {
             let mut fresh = stream.clone();
             apply(&mut fresh)?;
-            self.ctx.create_stream(req, &opts, fresh).await?
+            self.registries
+                .streams
+                .create_stream(&WriteContext::new(req, &opts), fresh)
+                .await?
         } else {
-            self.ctx
-                .update_stream(
-                    req,
-                    &opts,
+            self.registries
+                .change_stream(
+                    &WriteContext::new(req, &opts),
                     stream_name,
                     UpdateStrategy::Internal,
                     pinned,
@@ -396,7 +412,7 @@ impl ImageStreamTags {
                 .await?
         };
         let image = match latest_tagged_image(&written, tag) {
-            Some(e) => self.ctx.image(&e.image).await?,
+            Some(e) => self.registries.image(&e.image).await?,
             None => None,
         };
         reply(
@@ -407,14 +423,14 @@ impl ImageStreamTags {
 
     async fn delete(&self, req: &Request, name: &str) -> Result<Reply, ApiError> {
         let (stream_name, tag) = parse_stream_tag(name).ok_or_else(bad_name)?;
-        delete_tag(&self.ctx, req, stream_name, tag, RESOURCE, name).await
+        delete_tag(&self.registries, req, stream_name, tag, RESOURCE, name).await
     }
 }
 
 /// istag and itag DELETE (spec §9.6): the stream must exist, a `preconditions.uid` must be the
 /// stream's, and both the spec tag and the history go.
 pub async fn delete_tag(
-    ctx: &Context,
+    registries: &Registries,
     req: &Request,
     stream_name: &str,
     tag: &str,
@@ -423,7 +439,7 @@ pub async fn delete_tag(
 ) -> Result<Reply, ApiError> {
     let ns = req.namespace.clone().unwrap_or_default();
     let opts = apiserver::delete::DeleteOptions::parse(req)?;
-    let Some((stream, _)) = ctx.streams.get_current(Some(&ns), stream_name).await? else {
+    let Some((stream, _)) = registries.streams.current_stream(&ns, stream_name).await? else {
         return Err(not_found("imagestreams", stream_name));
     };
     if let Some(uid) = &opts.precondition_uid {
@@ -438,23 +454,23 @@ pub async fn delete_tag(
         }
     }
     let write = WriteOptions::for_delete(opts.dry_run);
-    ctx.update_stream(
-        req,
-        &write,
-        stream_name,
-        UpdateStrategy::Internal,
-        None,
-        |s| {
-            let before = (s.spec.tags.len(), s.status.tags.len());
-            s.spec.tags.retain(|t| t.name != tag);
-            s.status.tags.retain(|t| t.tag != tag);
-            if before == (s.spec.tags.len(), s.status.tags.len()) {
-                return Err(not_found(resource, name));
-            }
-            Ok(())
-        },
-    )
-    .await?;
+    registries
+        .change_stream(
+            &WriteContext::new(req, &write),
+            stream_name,
+            UpdateStrategy::Internal,
+            None,
+            |s| {
+                let before = (s.spec.tags.len(), s.status.tags.len());
+                s.spec.tags.retain(|t| t.name != tag);
+                s.status.tags.retain(|t| t.tag != tag);
+                if before == (s.spec.tags.len(), s.status.tags.len()) {
+                    return Err(not_found(resource, name));
+                }
+                Ok(())
+            },
+        )
+        .await?;
     Ok(Reply::Status {
         code: 200,
         status: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
@@ -523,7 +539,7 @@ impl Resource for ImageStreamTags {
             .pointer("/image/dockerImageReference")
             .cloned()
             .unwrap_or(json!(""));
-        let updated = context::age(object.pointer("/metadata/creationTimestamp"));
+        let updated = views::age(object.pointer("/metadata/creationTimestamp"));
         let image = object
             .pointer("/image/metadata/name")
             .cloned()

@@ -16,7 +16,7 @@ use image_api::whitelist::stream_whitelist_errors;
 use image_api::{ImageStream, TagEvent, TagReference};
 use serde_json::Value;
 
-use super::RegistryHosts;
+use crate::resources::ImagePolicy;
 
 pub fn info() -> ResourceInfo {
     ResourceInfo {
@@ -51,16 +51,16 @@ pub fn info() -> ResourceInfo {
 /// Other streams (cross-stream tag references) are read through the context's lookup.
 pub struct ImageStreamStrategy {
     info: ResourceInfo,
-    hosts: RegistryHosts,
+    policy: ImagePolicy,
 }
 
 type Ctx<'a> = StrategyContext<'a, ImageStream>;
 
 impl ImageStreamStrategy {
-    pub fn new(hosts: RegistryHosts) -> Self {
+    pub fn new(policy: ImagePolicy) -> Self {
         ImageStreamStrategy {
             info: info(),
-            hosts,
+            policy,
         }
     }
 
@@ -228,7 +228,7 @@ impl ImageStreamStrategy {
         name: &str,
         reference: bool,
     ) {
-        let internal = &self.hosts.internal;
+        let internal = &self.policy.internal;
         if reference || internal.is_empty() {
             return;
         }
@@ -252,7 +252,7 @@ impl ImageStreamStrategy {
 impl ImageStreamStrategy {
     /// Limits (spec §15.2): a Forbidden error at `imageStream` per exceeded resource.
     fn limit_errors(&self, new: &ImageStream, old: Option<&ImageStream>) -> Vec<FieldError> {
-        image_api::limits::violations(&self.hosts.limits, new, old)
+        image_api::limits::violations(&self.policy.limits, new, old)
             .into_iter()
             .map(|m| FieldError::forbidden(&FieldPath::new("imageStream"), m))
             .collect()
@@ -311,7 +311,7 @@ impl Strategy for ImageStreamStrategy {
     }
 
     fn default(&self, obj: &mut ImageStream) {
-        obj.apply_defaults(&self.hosts.import_mode);
+        obj.apply_defaults(&self.policy.import_mode);
         normalize_spec_tags(obj);
         sort_status_tags(obj);
     }
@@ -324,15 +324,15 @@ impl Strategy for ImageStreamStrategy {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "default".into());
         let name = obj.metadata.name.clone().unwrap_or_default();
-        obj.status.docker_image_repository = if self.hosts.internal.is_empty() {
+        obj.status.docker_image_repository = if self.policy.internal.is_empty() {
             obj.spec.docker_image_repository.clone()
         } else {
-            format!("{}/{ns}/{name}", self.hosts.internal)
+            format!("{}/{ns}/{name}", self.policy.internal)
         };
-        obj.status.public_docker_image_repository = if self.hosts.external.is_empty() {
+        obj.status.public_docker_image_repository = if self.policy.external.is_empty() {
             String::new()
         } else {
-            format!("{}/{ns}/{name}", self.hosts.external)
+            format!("{}/{ns}/{name}", self.policy.external)
         };
     }
 
@@ -366,7 +366,7 @@ impl Strategy for ImageStreamStrategy {
         let mut errs = self.tags_changed(ctx, None, obj).await;
         errs.extend(validate_image_stream_fields(obj));
         errs.extend(self.limit_errors(obj, None));
-        errs.extend(stream_whitelist_errors(&self.hosts.whitelist, obj, None));
+        errs.extend(stream_whitelist_errors(&self.policy.whitelist, obj, None));
         errs
     }
 
@@ -412,7 +412,7 @@ impl Strategy for ImageStreamStrategy {
         errs.extend(validate_image_stream_fields(new));
         errs.extend(self.limit_errors(new, Some(old)));
         errs.extend(stream_whitelist_errors(
-            &self.hosts.whitelist,
+            &self.policy.whitelist,
             new,
             Some(old),
         ));
@@ -709,7 +709,7 @@ mod tests {
         lookup: &FakeStreams,
         tag: TagReference,
     ) -> (ImageStream, Vec<FieldError>) {
-        let strategy = ImageStreamStrategy::new(RegistryHosts::default());
+        let strategy = ImageStreamStrategy::new(ImagePolicy::default());
         let user = apiserver::resource::UserInfo::default();
         let ctx = StrategyContext {
             user: &user,

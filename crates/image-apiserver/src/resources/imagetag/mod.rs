@@ -11,7 +11,7 @@ use apimachinery::object::ApiObject;
 use apimachinery::options::{ListOptions, WriteOptions};
 use apimachinery::table::{human_duration, ColumnDefinition};
 use apiserver::decode;
-use apiserver::registry::{ReadRevision, UpdateStrategy};
+use apiserver::registry::{ReadRevision, UpdateStrategy, WriteContext};
 use apiserver::resource::{Reply, Request, Resource, Verb};
 use apiserver::strategy::to_bytes;
 use async_trait::async_trait;
@@ -20,8 +20,9 @@ use image_api::validation::validate_tag_reference;
 use image_api::{default_tag_reference, ImageStream, ImageTag};
 use serde_json::Value;
 
-use super::context::{self, gr, not_found, parse_stream_tag, split_stream_tag, Context};
 use super::imagestreamtag::{delete_tag, patcher};
+use crate::resources::registries::Registries;
+use crate::resources::views::{self, gr, not_found, parse_stream_tag, split_stream_tag};
 
 const RESOURCE: &str = "imagetags";
 
@@ -43,7 +44,7 @@ pub fn info() -> ResourceInfo {
 
 pub struct ImageTags {
     info: ResourceInfo,
-    ctx: Arc<Context>,
+    registries: Arc<Registries>,
 }
 
 fn bad_name() -> ApiError {
@@ -102,8 +103,11 @@ fn reply(it: &ImageTag, code: u16) -> Result<Reply, ApiError> {
 }
 
 impl ImageTags {
-    pub fn new(ctx: Arc<Context>) -> Self {
-        ImageTags { info: info(), ctx }
+    pub fn new(registries: Arc<Registries>) -> Self {
+        ImageTags {
+            info: info(),
+            registries,
+        }
     }
 
     /// The view with its current image (GET, create, update).
@@ -115,8 +119,8 @@ impl ImageTags {
     ) -> Result<ImageTag, ApiError> {
         let mut it = build(stream, tag).ok_or_else(|| not_found(RESOURCE, name))?;
         if let Some(event) = latest_tagged_image(stream, tag).filter(|e| !e.image.is_empty()) {
-            if let Some(img) = self.ctx.image(&event.image).await? {
-                it.image = Some(context::image_view(
+            if let Some(img) = self.registries.image(&event.image).await? {
+                it.image = Some(views::image_view(
                     img,
                     resolve_reference(stream, tag, event),
                 ));
@@ -129,9 +133,9 @@ impl ImageTags {
         let (stream_name, tag) = parse_stream_tag(name).ok_or_else(bad_name)?;
         let ns = req.namespace.as_deref().unwrap_or("");
         let stream = self
-            .ctx
+            .registries
             .streams
-            .get(Some(ns), stream_name, ReadRevision::Consistent)
+            .get_stream(ns, stream_name, ReadRevision::Consistent)
             .await?
             .ok_or_else(|| not_found(RESOURCE, stream_name))?;
         reply(&self.with_image(&stream, tag, name).await?, 200)
@@ -147,9 +151,9 @@ impl ImageTags {
             ..opts.clone()
         };
         let (streams, metadata) = self
-            .ctx
+            .registries
             .streams
-            .list(req.namespace.as_deref(), &stream_opts)
+            .list_streams(req.namespace.as_deref(), &stream_opts)
             .await?;
         let mut items = Vec::new();
         for stream in &streams {
@@ -192,7 +196,7 @@ impl ImageTags {
             decode::typed(value, &self.info, opts.field_validation, &req.warnings)
                 .map_err(|e| e.for_body(&self.info))?;
         if let Some(t) = it.spec.as_mut() {
-            default_tag_reference(t, &self.ctx.hosts.import_mode);
+            default_tag_reference(t, &self.registries.policy.import_mode);
         }
         Ok(it)
     }
@@ -201,7 +205,7 @@ impl ImageTags {
         let opts = WriteOptions::parse(&req.query, "CreateOptions")?;
         let mut it = self.decode(req, &opts)?;
         // The namespace check of create (spec §9.4 step 3).
-        context::namespace(req, "a namespace must be specified to import images")?;
+        views::namespace(req, "a namespace must be specified to import images")?;
         let name = it.metadata.name.clone().unwrap_or_default();
         let Some((stream_name, tag)) = split_stream_tag(&name) else {
             return Err(ApiError::BadRequest(format!(
@@ -232,8 +236,14 @@ impl ImageTags {
             name: name.clone(),
         };
         let stream = self
-            .ctx
-            .add_spec_tag(req, &opts, stream_name, tag, spec, exists)
+            .registries
+            .add_spec_tag(
+                &WriteContext::new(req, &opts),
+                stream_name,
+                tag,
+                spec,
+                exists,
+            )
             .await?;
         reply(&self.with_image(&stream, tag, &name).await?, 201)
     }
@@ -249,12 +259,16 @@ impl ImageTags {
         F: FnOnce(&ImageTag) -> Result<ImageTag, ApiError>,
     {
         let (stream_name, tag) = parse_stream_tag(name).ok_or_else(bad_name)?;
-        let ns = context::namespace(req, "namespace is required on ImageTags")?.to_string();
-        let existing = self.ctx.streams.get_current(Some(&ns), stream_name).await?;
+        let ns = views::namespace(req, "namespace is required on ImageTags")?.to_string();
+        let existing = self
+            .registries
+            .streams
+            .current_stream(&ns, stream_name)
+            .await?;
         let create_mode = existing.is_none();
         let stream = existing
             .map(|(s, _)| s)
-            .unwrap_or_else(|| context::new_stream(&ns, stream_name));
+            .unwrap_or_else(|| views::new_stream(&ns, stream_name));
         let old = build(&stream, tag).unwrap_or_else(|| {
             let mut it = ImageTag {
                 metadata: stream.metadata.clone(),
@@ -283,7 +297,7 @@ impl ImageTags {
             Some(rv) => Some(rv.to_string()),
         };
         if let Some(spec) = new.spec.as_mut() {
-            default_tag_reference(spec, &self.ctx.hosts.import_mode);
+            default_tag_reference(spec, &self.registries.policy.import_mode);
         }
         let mut errs = validate_spec(&new, tag);
         if !create_mode {
@@ -324,12 +338,14 @@ impl ImageTags {
         let written = if create_mode {
             let mut fresh = stream.clone();
             apply(&mut fresh)?;
-            self.ctx.create_stream(req, &opts, fresh).await?
+            self.registries
+                .streams
+                .create_stream(&WriteContext::new(req, &opts), fresh)
+                .await?
         } else {
-            self.ctx
-                .update_stream(
-                    req,
-                    &opts,
+            self.registries
+                .change_stream(
+                    &WriteContext::new(req, &opts),
                     stream_name,
                     UpdateStrategy::Internal,
                     pinned,
@@ -352,7 +368,7 @@ impl ImageTags {
 
     async fn delete(&self, req: &Request, name: &str) -> Result<Reply, ApiError> {
         let (stream_name, tag) = parse_stream_tag(name).ok_or_else(bad_name)?;
-        delete_tag(&self.ctx, req, stream_name, tag, RESOURCE, name).await
+        delete_tag(&self.registries, req, stream_name, tag, RESOURCE, name).await
     }
 }
 

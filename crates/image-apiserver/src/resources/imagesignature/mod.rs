@@ -11,15 +11,16 @@ use apimachinery::options::WriteOptions;
 use apimachinery::table::ColumnDefinition;
 use apimachinery::GroupKind;
 use apiserver::decode;
-use apiserver::registry::{UpdateStrategy, WriteContext};
+use apiserver::registry::WriteContext;
 use apiserver::resource::{Reply, Request, Resource, Verb};
 use apiserver::strategy::to_bytes;
 use async_trait::async_trait;
 use image_api::validation::validate_signature;
-use image_api::ImageSignature;
+use image_api::{Image, ImageSignature};
 use serde_json::{json, Value};
 
-use super::context::{gr, not_found, Context};
+use crate::resources::registries::Registries;
+use crate::resources::views::{gr, not_found};
 
 const RESOURCE: &str = "imagesignatures";
 
@@ -41,7 +42,7 @@ pub fn info() -> ResourceInfo {
 
 pub struct ImageSignatures {
     info: ResourceInfo,
-    ctx: Arc<Context>,
+    registries: Arc<Registries>,
 }
 
 fn split(name: &str) -> Option<(&str, &str)> {
@@ -56,8 +57,11 @@ fn malformed() -> ApiError {
 }
 
 impl ImageSignatures {
-    pub fn new(ctx: Arc<Context>) -> Self {
-        ImageSignatures { info: info(), ctx }
+    pub fn new(registries: Arc<Registries>) -> Self {
+        ImageSignatures {
+            info: info(),
+            registries,
+        }
     }
 
     async fn create(&self, req: &Request) -> Result<Reply, ApiError> {
@@ -91,7 +95,7 @@ impl ImageSignatures {
             ));
         }
         let (image_name, _) = split(&name).ok_or_else(malformed)?;
-        let Some((image, rv)) = self.ctx.images.get_current(None, image_name).await? else {
+        let Some((image, rv)) = self.registries.images.current_image(image_name).await? else {
             return Err(not_found("images", image_name));
         };
         let duplicate = image.signatures.iter().any(|s| {
@@ -111,9 +115,9 @@ impl ImageSignatures {
         let pinned = rv.to_string();
         let add = stored.clone();
         let ctx = WriteContext::new(req, &opts);
-        self.ctx
+        self.registries
             .images
-            .update(&ctx, image_name, UpdateStrategy::Internal, |current| {
+            .update_image(&ctx, image_name, &mut |current: &Image| {
                 let mut next = current.clone();
                 next.signatures.push(add.clone());
                 next.metadata.resource_version = Some(pinned.clone());
@@ -132,7 +136,7 @@ impl ImageSignatures {
         let (image_name, _) = split(name).ok_or_else(malformed)?;
         let delete_opts = apiserver::delete::DeleteOptions::parse(req)?;
         let opts = WriteOptions::for_delete(delete_opts.dry_run);
-        let Some((image, _)) = self.ctx.images.get_current(None, image_name).await? else {
+        let Some((image, _)) = self.registries.images.current_image(image_name).await? else {
             return Err(not_found("images", image_name));
         };
         if !image
@@ -147,9 +151,9 @@ impl ImageSignatures {
         }
         let target = name.to_string();
         let ctx = WriteContext::new(req, &opts);
-        self.ctx
+        self.registries
             .images
-            .update(&ctx, image_name, UpdateStrategy::Internal, |current| {
+            .update_image(&ctx, image_name, &mut |current: &Image| {
                 let mut next = current.clone();
                 next.signatures
                     .retain(|s| s.metadata.name.as_deref() != Some(target.as_str()));
