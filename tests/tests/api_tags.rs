@@ -835,11 +835,40 @@ async fn concurrent_tagging(server: &Server) {
     assert_eq!(names, want);
 }
 
+/// `kubectl annotate istag` is a merge patch of metadata.annotations: on a tag that already
+/// has annotations it must replace the spec tag's annotations (spec §9.5 step 7 copies them
+/// before validating), not fail the "annotations must be equal" rule.
+async fn annotating_an_annotated_tag(server: &Server) {
+    let c = server.client();
+    c.post(
+        &streams("ns"),
+        &json!({"metadata": {"name": "ann"}, "spec": {"tags": [{"name": "v1",
+            "annotations": {"color": "blue"},
+            "from": {"kind": "DockerImage", "name": "quay.io/x/y:1"}}]}}),
+    )
+    .await;
+    let r = c
+        .patch(
+            &istag("ns", "ann:v1"),
+            "application/merge-patch+json",
+            r#"{"metadata":{"annotations":{"size":"large"}}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let s = c.get(&stream("ns", "ann")).await.json();
+    assert_eq!(
+        s["spec"]["tags"][0]["annotations"],
+        json!({"color": "blue", "size": "large"}),
+        "{s}"
+    );
+}
+
 both_backends!(
     ["--internal-registry-hostname=reg:5000"],
     mappings,
     stream_tags,
     image_tags,
     stream_images_layers_and_signatures,
-    concurrent_tagging
+    concurrent_tagging,
+    annotating_an_annotated_tag
 );

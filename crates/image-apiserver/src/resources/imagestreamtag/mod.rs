@@ -361,6 +361,14 @@ impl ImageStreamTags {
             default_tag_reference(t, &self.registries.policy.import_mode);
             t.name = tag.to_string();
         }
+        if !create_mode {
+            // PrepareForUpdate (§9.5 step 7): the tag's annotations are the object's, before
+            // the rule that they be equal is checked.
+            let annotations = new.metadata.annotations.clone();
+            if let Some(t) = new.tag.as_mut() {
+                t.annotations = annotations;
+            }
+        }
         let mut errs = validate(&new);
         if !create_mode && metadata_changed(&old, &new) {
             errs.push(FieldError::invalid(
