@@ -159,11 +159,18 @@ pub trait Resource: Send + Sync {
 
     async fn handle(&self, req: Request) -> Result<Reply, ApiError>;
 
-    /// The table columns after `Name`.
-    fn table_columns(&self) -> Vec<ColumnDefinition>;
+    /// The table columns after `Name` (none: a table of names).
+    fn table_columns(&self) -> Vec<ColumnDefinition> {
+        Vec::new()
+    }
 
     /// One row of cells (name first) for an object's served JSON.
-    fn table_row(&self, object: &Value) -> Vec<Value>;
+    fn table_row(&self, object: &Value) -> Vec<Value> {
+        vec![object
+            .pointer("/metadata/name")
+            .cloned()
+            .unwrap_or(Value::Null)]
+    }
 
     /// The Go type name used in negotiation errors, e.g. `*v1.ImageStream`.
     fn type_name(&self) -> String {

@@ -8,7 +8,6 @@ use apimachinery::errors::ApiError;
 use apimachinery::field::{FieldError, FieldPath};
 use apimachinery::object::ApiObject;
 use apimachinery::options::WriteOptions;
-use apimachinery::table::ColumnDefinition;
 use apimachinery::GroupKind;
 use apiserver::decode;
 use apiserver::registry::WriteContext;
@@ -17,7 +16,7 @@ use apiserver::strategy::to_bytes;
 use async_trait::async_trait;
 use image_api::validation::validate_signature;
 use image_api::{Image, ImageSignature};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::resources::registries::Registries;
 use crate::resources::views::{gr, not_found};
@@ -179,16 +178,5 @@ impl Resource for ImageSignatures {
             (Verb::Delete, Some(name)) => self.delete(&req, &name).await,
             _ => Err(ApiError::RouteMethodNotAllowed),
         }
-    }
-
-    fn table_columns(&self) -> Vec<ColumnDefinition> {
-        Vec::new()
-    }
-
-    fn table_row(&self, object: &Value) -> Vec<Value> {
-        vec![object
-            .pointer("/metadata/name")
-            .cloned()
-            .unwrap_or(Value::Null)]
     }
 }

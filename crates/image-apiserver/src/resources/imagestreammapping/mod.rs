@@ -8,7 +8,6 @@ use apimachinery::discovery::ResourceInfo;
 use apimachinery::errors::ApiError;
 use apimachinery::field::{FieldError, FieldPath};
 use apimachinery::options::WriteOptions;
-use apimachinery::table::ColumnDefinition;
 use apimachinery::validation::{dns1123_label_errors, path_segment_name_errors};
 use apimachinery::GroupKind;
 use apiserver::decode;
@@ -18,7 +17,7 @@ use async_trait::async_trait;
 use image_api::tags::{add_tag_event, new_event, update_tracking_tags};
 use image_api::validation::validate_image_fields;
 use image_api::ImageStreamMapping;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::resources::registries::Registries;
 use crate::resources::views::not_found;
@@ -217,16 +216,5 @@ impl Resource for ImageStreamMappings {
             (Verb::Create, None) => self.create(&req).await,
             _ => Err(ApiError::RouteMethodNotAllowed),
         }
-    }
-
-    fn table_columns(&self) -> Vec<ColumnDefinition> {
-        Vec::new()
-    }
-
-    fn table_row(&self, object: &Value) -> Vec<Value> {
-        vec![object
-            .pointer("/metadata/name")
-            .cloned()
-            .unwrap_or(Value::Null)]
     }
 }
