@@ -3,6 +3,7 @@
 //! a different value conflict (409) unless `force=true`; fields this manager applied before
 //! and no longer applies are removed when nobody else owns them.
 
+use apimachinery::discovery::ResourceInfo;
 use apimachinery::errors::ApiError;
 use apimachinery::field::{FieldError, FieldPath as ErrPath};
 use apimachinery::options::WriteOptions;
@@ -19,7 +20,9 @@ use crate::strategy::{ApiObject, Strategy};
 pub struct Conflict {
     /// The other manager, as structured-merge-diff names it (`manager_identity`).
     pub manager: String,
+    /// The field as conflict messages print it (`path_string`).
     pub field: String,
+    pub path: FieldPath,
 }
 
 /// How a conflict names the manager of a managedFields entry, as kube's fieldmanager prints
@@ -171,23 +174,18 @@ fn merge_applied(live: &mut Value, applied: &Value, path: &str, keys: &[(&str, &
     }
 }
 
-fn apply_entry(
-    manager: &str,
-    api_version: &str,
-    set: &FieldSet,
-    subresource: Option<&str>,
-) -> Value {
+fn apply_entry(who: &Applier, set: &FieldSet) -> Value {
     let mut e = Map::new();
-    e.insert("manager".into(), manager.into());
+    e.insert("manager".into(), who.manager.into());
     e.insert("operation".into(), "Apply".into());
-    e.insert("apiVersion".into(), api_version.into());
+    e.insert("apiVersion".into(), who.api_version.into());
     e.insert(
         "time".into(),
         serde_json::to_value(now()).unwrap_or_default(),
     );
     e.insert("fieldsType".into(), "FieldsV1".into());
     e.insert("fieldsV1".into(), managed::to_fields_v1(set));
-    if let Some(s) = subresource {
+    if let Some(s) = who.subresource {
         e.insert("subresource".into(), s.into());
     }
     Value::Object(e)
@@ -199,104 +197,193 @@ fn entry_is(e: &Value, manager: &str, op: &str, subresource: Option<&str>) -> bo
         && e.get("subresource").and_then(Value::as_str) == subresource
 }
 
-/// Applies `applied` to `live` for `manager`; returns the new object JSON or the conflicts.
-pub fn apply_to(
-    live: &Value,
-    applied: &Value,
-    manager: &str,
-    api_version: &str,
-    force: bool,
-    keys: &[(&str, &str)],
-    subresource: Option<&str>,
-) -> Result<Value, Vec<Conflict>> {
-    let ignored: &[&str] = if subresource == Some("status") {
-        &["spec"]
-    } else {
-        &["status"]
-    };
-    let applied_set = managed::applied_field_set(applied, keys, ignored);
-    let entries: Vec<Value> = live
-        .pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut previous = FieldSet::new();
-    let mut others: Vec<(Value, FieldSet)> = Vec::new();
-    for e in entries {
-        let set = e
-            .get("fieldsV1")
-            .map(managed::from_fields_v1)
-            .unwrap_or_default();
-        if entry_is(&e, manager, "Apply", subresource) {
-            previous = set;
-        } else {
-            others.push((e, set));
+/// Who applies and how: the manager, the apiVersion it writes, the resource's keyed lists,
+/// `force`, and the subresource it applies to.
+#[derive(Debug, Clone, Copy)]
+pub struct Applier<'a> {
+    pub manager: &'a str,
+    pub api_version: &'a str,
+    pub keys: &'a [(&'a str, &'a str)],
+    pub force: bool,
+    pub subresource: Option<&'a str>,
+}
+
+impl<'a> Applier<'a> {
+    pub fn new(manager: &'a str, api_version: &'a str, keys: &'a [(&'a str, &'a str)]) -> Self {
+        Applier {
+            manager,
+            api_version,
+            keys,
+            force: false,
+            subresource: None,
         }
     }
-    let mut conflicts = Vec::new();
-    let mut conflicting = FieldSet::new();
-    for (e, set) in &others {
-        for p in set.intersection(&applied_set) {
-            let (lv, av) = (value_at(live, p), value_at(applied, p));
-            let leaf = av.is_some_and(|v| !v.is_object() && !v.is_array());
-            if leaf && lv != av {
-                conflicting.insert(p.clone());
-                conflicts.push(Conflict {
-                    manager: manager_identity(e),
-                    field: path_string(p),
-                });
+
+    /// Conflicting fields are taken over instead of refused.
+    pub fn forced(self) -> Self {
+        Applier {
+            force: true,
+            ..self
+        }
+    }
+
+    pub fn on(self, subresource: Option<&'a str>) -> Self {
+        Applier {
+            subresource,
+            ..self
+        }
+    }
+
+    /// The fields the other half of the object owns: spec is not applied through `/status`,
+    /// nor status through the main resource.
+    fn ignored(&self) -> &'static [&'static str] {
+        if self.subresource == Some("status") {
+            &["spec"]
+        } else {
+            &["status"]
+        }
+    }
+}
+
+/// The live object's managedFields split into this applier's previous apply and everybody
+/// else's entries, each with its field set.
+struct Owners {
+    previous: FieldSet,
+    others: Vec<(Value, FieldSet)>,
+}
+
+impl Owners {
+    fn of(live: &Value, who: &Applier) -> Self {
+        let entries = live
+            .pointer("/metadata/managedFields")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut owners = Owners {
+            previous: FieldSet::new(),
+            others: Vec::new(),
+        };
+        for e in entries {
+            let set = e
+                .get("fieldsV1")
+                .map(managed::from_fields_v1)
+                .unwrap_or_default();
+            if entry_is(&e, who.manager, "Apply", who.subresource) {
+                owners.previous = set;
+            } else {
+                owners.others.push((e, set));
             }
         }
+        owners
     }
-    if !conflicts.is_empty() && !force {
+
+    /// Leaf fields another manager owns that the applied configuration sets to another value.
+    fn conflicts(&self, live: &Value, applied: &Value, applied_set: &FieldSet) -> Vec<Conflict> {
+        let mut conflicts = Vec::new();
+        for (e, set) in &self.others {
+            for p in set.intersection(applied_set) {
+                let (lv, av) = (value_at(live, p), value_at(applied, p));
+                let leaf = av.is_some_and(|v| !v.is_object() && !v.is_array());
+                if leaf && lv != av {
+                    conflicts.push(Conflict {
+                        manager: manager_identity(e),
+                        field: path_string(p),
+                        path: p.clone(),
+                    });
+                }
+            }
+        }
+        conflicts
+    }
+
+    /// Removes what this manager applied before and applies no more, unless someone else
+    /// owns it.
+    fn drop_unapplied(&self, out: &mut Value, applied_set: &FieldSet) {
+        let owned_by_others: FieldSet = self
+            .others
+            .iter()
+            .flat_map(|(_, s)| s.iter().cloned())
+            .collect();
+        let mut dropped: Vec<&FieldPath> = self
+            .previous
+            .iter()
+            .filter(|p| !applied_set.contains(*p) && !owned_by_others.contains(*p))
+            .collect();
+        dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in dropped {
+            remove_at(out, p);
+        }
+    }
+
+    /// The other managers' entries after the apply: they lose the fields the apply changed
+    /// or took from them by force, and entries left empty go.
+    fn remaining(self, applied_set: &FieldSet, changed: &FieldSet, taken: &FieldSet) -> Vec<Value> {
+        let mut entries = Vec::new();
+        for (mut e, set) in self.others {
+            let kept: FieldSet = set
+                .into_iter()
+                .filter(|p| !applied_set.contains(p) || !changed.contains(p))
+                .filter(|p| !taken.contains(p))
+                .collect();
+            if kept.is_empty() {
+                continue;
+            }
+            if let Some(o) = e.as_object_mut() {
+                o.insert("fieldsV1".into(), managed::to_fields_v1(&kept));
+            }
+            entries.push(e);
+        }
+        entries
+    }
+}
+
+/// Applies `applied` to `live` for `who`; returns the new object JSON or the conflicts.
+pub fn apply_to(live: &Value, applied: &Value, who: &Applier) -> Result<Value, Vec<Conflict>> {
+    let ignored = who.ignored();
+    let applied_set = managed::applied_field_set(applied, who.keys, ignored);
+    let owners = Owners::of(live, who);
+    let conflicts = owners.conflicts(live, applied, &applied_set);
+    if !conflicts.is_empty() && !who.force {
         return Err(conflicts);
     }
+    let taken: FieldSet = conflicts.into_iter().map(|c| c.path).collect();
     let mut out = live.clone();
-    // Fields this manager stops applying go away unless someone else owns them.
-    let owned_by_others: FieldSet = others.iter().flat_map(|(_, s)| s.iter().cloned()).collect();
-    let mut dropped: Vec<&FieldPath> = previous
-        .iter()
-        .filter(|p| !applied_set.contains(*p) && !owned_by_others.contains(*p))
-        .collect();
-    dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for p in dropped {
-        remove_at(&mut out, p);
-    }
+    owners.drop_unapplied(&mut out, &applied_set);
     let mut applied_body = applied.clone();
     if let Some(o) = applied_body.as_object_mut() {
         o.remove("apiVersion");
         o.remove("kind");
     }
-    merge_applied(&mut out, &applied_body, "", keys);
-    let new_full = managed::field_set(&out, keys, ignored);
+    merge_applied(&mut out, &applied_body, "", who.keys);
     let changed = managed::changed_fields(
-        &managed::field_set(live, keys, ignored),
-        &new_full,
+        &managed::field_set(live, who.keys, ignored),
+        &managed::field_set(&out, who.keys, ignored),
         live,
         &out,
     );
-    let mut new_entries = Vec::new();
-    for (mut e, set) in others {
-        let kept: FieldSet = set
-            .into_iter()
-            .filter(|p| !applied_set.contains(p) || !changed.contains(p))
-            .filter(|p| !conflicting.contains(p))
-            .collect();
-        if kept.is_empty() {
-            continue;
-        }
-        if let Some(o) = e.as_object_mut() {
-            o.insert("fieldsV1".into(), managed::to_fields_v1(&kept));
-        }
-        new_entries.push(e);
-    }
+    let mut entries = owners.remaining(&applied_set, &changed, &taken);
     if !applied_set.is_empty() {
-        new_entries.push(apply_entry(manager, api_version, &applied_set, subresource));
+        entries.push(apply_entry(who, &applied_set));
     }
     if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert("managedFields".into(), Value::Array(new_entries));
+        meta.insert("managedFields".into(), Value::Array(entries));
     }
     Ok(out)
+}
+
+/// An apply body: YAML or JSON, for this resource, without managedFields of its own.
+pub(crate) fn applied_configuration(body: &[u8], info: &ResourceInfo) -> Result<Value, ApiError> {
+    let applied = crate::decode::yaml_value(body)?;
+    if applied
+        .pointer("/metadata/managedFields")
+        .is_some_and(|v| !v.is_null())
+    {
+        return Err(ApiError::BadRequest(
+            "metadata.managedFields must be nil".to_string(),
+        ));
+    }
+    crate::decode::check_type_meta(&applied, info)?;
+    Ok(applied)
 }
 
 /// Server-side apply of `req`'s body to object `name`: creates it when it is missing (not on
@@ -310,32 +397,24 @@ pub(crate) async fn apply<S: Strategy>(
     strategy: UpdateStrategy,
 ) -> Result<(u16, S::Object), ApiError> {
     let manager = required_field_manager(opts)?;
-    let applied = crate::decode::yaml_value(&req.body)?;
-    if applied
-        .pointer("/metadata/managedFields")
-        .is_some_and(|v| !v.is_null())
-    {
-        return Err(ApiError::BadRequest(
-            "metadata.managedFields must be nil".to_string(),
-        ));
-    }
     let info = registry.info().clone();
-    crate::decode::check_type_meta(&applied, &info)?;
+    let applied = applied_configuration(&req.body, &info)?;
     let gv = info.group_version();
-    let keys = registry.strategy().list_merge_keys();
     let ctx = WriteContext::new(req, opts).applied();
     let existing = registry.get_current(req.namespace.as_deref(), name).await?;
+    let who = Applier::new(&manager, &gv, registry.strategy().list_merge_keys());
     if existing.is_none() && strategy == UpdateStrategy::Main {
-        let obj = applied_new_object(registry, req, opts, name, &applied, &manager)?;
+        let obj = applied_new_object(registry, req, opts, name, &applied, &who)?;
         return Ok((201, registry.create(&ctx, obj).await?));
     }
-    let subresource = (strategy == UpdateStrategy::Status).then_some("status");
-    let force = opts.force.unwrap_or(false);
+    let who = Applier {
+        force: opts.force.unwrap_or(false),
+        ..who.on((strategy == UpdateStrategy::Status).then_some("status"))
+    };
     let updated = registry
         .update(&ctx, name, strategy, |old| {
             let live = serde_json::to_value(old).map_err(|e| ApiError::Internal(e.to_string()))?;
-            let out = apply_to(&live, &applied, &manager, &gv, force, keys, subresource)
-                .map_err(|c| conflict_error(&c))?;
+            let out = apply_to(&live, &applied, &who).map_err(|c| conflict_error(&c))?;
             let mut obj: S::Object =
                 crate::decode::typed(out, &info, opts.field_validation, &req.warnings)
                     .map_err(|e| e.for_body(&info))?;
@@ -346,7 +425,7 @@ pub(crate) async fn apply<S: Strategy>(
     Ok((200, updated))
 }
 
-fn required_field_manager(opts: &WriteOptions) -> Result<String, ApiError> {
+pub(crate) fn required_field_manager(opts: &WriteOptions) -> Result<String, ApiError> {
     opts.field_manager
         .clone()
         .filter(|m| !m.is_empty())
@@ -370,21 +449,20 @@ fn applied_new_object<S: Strategy>(
     opts: &WriteOptions,
     name: &str,
     applied: &Value,
-    manager: &str,
+    who: &Applier,
 ) -> Result<S::Object, ApiError> {
     let info = registry.info();
-    let keys = registry.strategy().list_merge_keys();
     let mut body = applied.clone();
     if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.entry("name")
             .or_insert_with(|| Value::String(name.to_string()));
     }
-    let set = managed::applied_field_set(applied, keys, &["status"]);
+    let set = managed::applied_field_set(applied, who.keys, who.ignored());
     let mut obj: S::Object = crate::decode::typed(body, info, opts.field_validation, &req.warnings)
         .map_err(|e| e.for_body(info))?;
     registry.strategy().default(&mut obj);
     let entry: k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry =
-        serde_json::from_value(apply_entry(manager, &info.group_version(), &set, None))
+        serde_json::from_value(apply_entry(who, &set))
             .map_err(|e| ApiError::Internal(e.to_string()))?;
     obj.metadata_mut().managed_fields = (!set.is_empty()).then(|| vec![entry]);
     Ok(obj)
@@ -400,15 +478,15 @@ mod tests {
     #[test]
     fn apply_owns_conflicts_and_forces() {
         let live = json!({"metadata":{"name":"a"},"spec":{"tags":[{"name":"t","from":{"kind":"DockerImage","name":"x"}}]}});
-        let first = apply_to(&live, &json!({"metadata":{"name":"a"},"spec":{"tags":[{"name":"t","from":{"kind":"DockerImage","name":"x"}}]}}), "one", "g/v1", false, KEYS, None).expect("first");
-        let conflict = apply_to(&first, &json!({"metadata":{"name":"a"},"spec":{"tags":[{"name":"t","from":{"kind":"DockerImage","name":"y"}}]}}), "two", "g/v1", false, KEYS, None).expect_err("conflict");
+        let first = apply_to(&live, &json!({"metadata":{"name":"a"},"spec":{"tags":[{"name":"t","from":{"kind":"DockerImage","name":"x"}}]}}), &Applier::new("one", "g/v1", KEYS)).expect("first");
+        let conflict = apply_to(&first, &json!({"metadata":{"name":"a"},"spec":{"tags":[{"name":"t","from":{"kind":"DockerImage","name":"y"}}]}}), &Applier::new("two", "g/v1", KEYS)).expect_err("conflict");
         assert_eq!(conflict.len(), 1);
         assert_eq!(conflict[0].field, ".spec.tags[name=\"t\"].from.name");
         assert_eq!(
             conflict_error(&conflict).to_string(),
             "Apply failed with 1 conflict: conflict with \"one\": .spec.tags[name=\"t\"].from.name"
         );
-        let forced = apply_to(&first, &json!({"metadata":{"name":"a"},"spec":{"tags":[{"name":"t","from":{"kind":"DockerImage","name":"y"}}]}}), "two", "g/v1", true, KEYS, None).expect("force");
+        let forced = apply_to(&first, &json!({"metadata":{"name":"a"},"spec":{"tags":[{"name":"t","from":{"kind":"DockerImage","name":"y"}}]}}), &Applier::new("two", "g/v1", KEYS).forced()).expect("force");
         assert_eq!(forced["spec"]["tags"][0]["from"]["name"], "y");
         let managers: Vec<&str> = forced["metadata"]["managedFields"]
             .as_array()
@@ -440,10 +518,12 @@ mod tests {
             Conflict {
                 manager: "\"a\"".into(),
                 field: ".x".into(),
+                path: vec!["f:x".to_string()],
             },
             Conflict {
                 manager: "\"a\"".into(),
                 field: ".y".into(),
+                path: vec!["f:y".to_string()],
             },
         ]);
         assert_eq!(
@@ -458,21 +538,13 @@ mod tests {
         let first = apply_to(
             &live,
             &json!({"metadata":{"name":"a","labels":{"x":"1","y":"2"}}}),
-            "m",
-            "g/v1",
-            false,
-            KEYS,
-            None,
+            &Applier::new("m", "g/v1", KEYS),
         )
         .expect("first");
         let second = apply_to(
             &first,
             &json!({"metadata":{"name":"a","labels":{"x":"1"}}}),
-            "m",
-            "g/v1",
-            false,
-            KEYS,
-            None,
+            &Applier::new("m", "g/v1", KEYS),
         )
         .expect("second");
         assert_eq!(second["metadata"]["labels"], json!({"x":"1"}));

@@ -6,12 +6,14 @@
 //! - [`http`]: routing, authentication, negotiation, encoding, discovery, health, OpenAPI.
 //! - [`registry`]: the generic store: get, list, watch, create, update, patch, delete,
 //!   deletecollection over the KV and the watch cache.
+//! - [`body`]: the one decode/patch entry of every resource's writes.
 //! - [`decode`], [`patch`], [`apply`], [`managed`], [`delete`]: request bodies, patch types,
 //!   server-side apply, managedFields, DeleteOptions.
 //! - [`tls`], [`auth`], [`metrics`]: serving certificates, bearer tokens, Prometheus metrics.
 
 pub mod apply;
 pub mod auth;
+pub mod body;
 pub mod decode;
 pub mod delete;
 pub mod http;

@@ -117,22 +117,7 @@ impl<S: Strategy> Registry<S> {
         namespace: Option<&str>,
         obj: &mut S::Object,
     ) -> Result<(), ApiError> {
-        let meta = obj.metadata_mut();
-        if !self.info().namespaced {
-            meta.namespace = None;
-            return Ok(());
-        }
-        let url_ns = namespace.unwrap_or("");
-        match meta.namespace.as_deref() {
-            Some(ns) if !ns.is_empty() && ns != url_ns => Err(ApiError::BadRequest(
-                "the namespace of the provided object does not match the namespace sent on the request"
-                    .to_string(),
-            )),
-            _ => {
-                meta.namespace = (!url_ns.is_empty()).then(|| url_ns.to_string());
-                Ok(())
-            }
-        }
+        crate::body::check_namespace(obj, namespace, self.info().namespaced)
     }
 }
 

@@ -3,10 +3,8 @@
 
 use apimachinery::discovery::ResourceInfo;
 use apimachinery::errors::ApiError;
-use apimachinery::field::{FieldError, FieldPath};
 use apimachinery::options::{ListOptions, WriteOptions};
 use apimachinery::table::ColumnDefinition;
-use apimachinery::GroupKind;
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -14,67 +12,21 @@ use storage::cache::ReadRevision;
 use storage::Revision;
 
 use super::{internal, render, Deleted, Registry, UpdateStrategy, WriteContext};
-use crate::decode::{self, DecodeError};
+use crate::body::{self, Patch};
 use crate::delete::DeleteOptions;
-use crate::patch::{self, PatchType};
+use crate::patch::PatchType;
 use crate::resource::{Reply, Request, Resource, Verb};
 use crate::strategy::{ApiObject, Strategy};
 
-/// A request's object decoded from its body: type checks, field validation, defaults.
+/// A request's object decoded from its body and defaulted by the strategy.
 pub fn decode_body<S: Strategy>(
     strategy: &S,
     req: &Request,
     opts: &WriteOptions,
 ) -> Result<S::Object, ApiError> {
-    let info = strategy.info();
-    let value = decode::body_value(&req.body, req.content_type.as_deref())?;
-    decode::check_type_meta(&value, info)?;
-    let duplicates = match req.content_type.as_deref() {
-        None | Some("application/json") => decode::duplicate_fields(&req.body),
-        _ => Vec::new(),
-    };
-    let mut obj: S::Object = decode::typed_checked(
-        value,
-        &duplicates,
-        info,
-        opts.field_validation,
-        &req.warnings,
-    )
-    .map_err(|e| e.for_body(info))?;
+    let mut obj: S::Object = body::decode_object(strategy.info(), req, opts)?;
     strategy.default(&mut obj);
     Ok(obj)
-}
-
-/// A patch result that does not decode: 422 on field `patch` (Strict unknown fields too).
-fn patched_invalid(info: &ResourceInfo, name: &str, doc: &Value, e: DecodeError) -> ApiError {
-    let detail = match e {
-        DecodeError::Strict(d) => d,
-        DecodeError::Malformed(e) => e.to_string(),
-    };
-    ApiError::invalid(
-        GroupKind::new(info.group, info.kind),
-        name,
-        vec![FieldError::invalid(
-            &FieldPath::new("patch"),
-            apimachinery::field::BadValue::Str(doc.to_string()),
-            detail,
-        )],
-    )
-}
-
-/// `force` belongs to apply patches only.
-fn reject_force(opts: &WriteOptions) -> Result<(), ApiError> {
-    if opts.force.is_none() {
-        return Ok(());
-    }
-    Err(ApiError::invalid(
-        GroupKind::new("meta.k8s.io", "PatchOptions"),
-        "",
-        vec![FieldError::forbidden(
-            &FieldPath::new("force"),
-            "may not be specified for non-apply patch",
-        )],
-    ))
 }
 
 fn object_reply<T: serde::Serialize>(code: u16, obj: &T) -> Result<Reply, ApiError> {
@@ -138,49 +90,21 @@ impl<S: Strategy> Registry<S> {
         name: &str,
         strategy: UpdateStrategy,
     ) -> Result<Reply, ApiError> {
-        let patch_type = PatchType::from_content_type(req.content_type.as_deref())?;
         let opts = WriteOptions::parse(&req.query, "PatchOptions")?;
-        if patch_type == PatchType::Apply {
+        let patch = Patch::new(self.info(), req, &opts, self.strategy.list_merge_keys())?;
+        if patch.patch_type == PatchType::Apply {
             let (code, obj) = crate::apply::apply(self, req, &opts, name, strategy).await?;
             return object_reply(code, &obj);
         }
-        reject_force(&opts)?;
         let ctx = WriteContext::new(req, &opts);
         let updated = self
             .update(&ctx, name, strategy, |old| {
-                self.patched(old, name, patch_type, req, &opts)
+                let mut obj = patch.apply_to(old, name)?;
+                self.strategy.default(&mut obj);
+                Ok(obj)
             })
             .await?;
         object_reply(200, &updated)
-    }
-
-    /// The current object with the request's patch applied, decoded and defaulted.
-    fn patched(
-        &self,
-        old: &S::Object,
-        name: &str,
-        patch_type: PatchType,
-        req: &Request,
-        opts: &WriteOptions,
-    ) -> Result<S::Object, ApiError> {
-        let info = self.info();
-        let mut doc = serde_json::to_value(old).map_err(internal)?;
-        match patch_type {
-            PatchType::Json => patch::apply_json_patch(&mut doc, &req.body)?,
-            PatchType::Merge => patch::apply_merge_patch(&mut doc, &req.body)?,
-            PatchType::Strategic => patch::apply_strategic_merge_patch(
-                &mut doc,
-                &req.body,
-                self.strategy.list_merge_keys(),
-            )?,
-            PatchType::Apply => {}
-        }
-        decode::check_type_meta(&doc, info)?;
-        let mut obj: S::Object =
-            decode::typed(doc.clone(), info, opts.field_validation, &req.warnings)
-                .map_err(|e| patched_invalid(info, name, &doc, e))?;
-        self.strategy.default(&mut obj);
-        Ok(obj)
     }
 
     /// The Status of a completed delete.

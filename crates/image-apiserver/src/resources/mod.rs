@@ -8,6 +8,7 @@ pub mod imagestreammapping;
 pub mod imagestreamtag;
 pub mod imagetag;
 pub mod registries;
+pub mod tagview;
 pub mod views;
 
 /// Upstream's `imagePolicyConfig`: the integrated registry's names, the import mode tags

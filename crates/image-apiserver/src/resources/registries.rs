@@ -174,7 +174,8 @@ impl Registries {
     }
 
     /// istag and itag create (spec §9.4, §10.3): adds the spec tag, creating the stream when it
-    /// is missing; `exists` is the error when the spec tag is already there.
+    /// is missing; `exists` is the error when the spec tag is already there. The common case,
+    /// an existing stream, is one read and one write.
     pub async fn add_spec_tag(
         &self,
         ctx: &WriteContext<'_>,
@@ -183,22 +184,6 @@ impl Registries {
         spec: Option<TagReference>,
         exists: ApiError,
     ) -> Result<ImageStream, ApiError> {
-        let namespace = ctx.namespace.unwrap_or("");
-        if self
-            .streams
-            .current_stream(namespace, stream_name)
-            .await?
-            .is_none()
-        {
-            let mut fresh = new_stream(namespace, stream_name);
-            fresh.spec.tags.extend(spec.clone());
-            match self.streams.create_stream(ctx, fresh).await {
-                Ok(s) => return Ok(s),
-                // Someone created it meanwhile: add the tag to theirs.
-                Err(ApiError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
         let add = |s: &mut ImageStream| {
             if s.spec_tag(tag).is_some() {
                 return Err(exists.clone());
@@ -206,8 +191,24 @@ impl Registries {
             s.spec.tags.extend(spec.clone());
             Ok(())
         };
-        self.change_stream(ctx, stream_name, UpdateStrategy::Internal, None, add)
+        match self
+            .change_stream(ctx, stream_name, UpdateStrategy::Internal, None, add)
             .await
+        {
+            // Only the stream can be missing: the change itself answers AlreadyExists or Ok.
+            Err(ApiError::NotFound { .. }) => {}
+            done => return done,
+        }
+        let mut fresh = new_stream(ctx.namespace.unwrap_or(""), stream_name);
+        fresh.spec.tags.extend(spec.clone());
+        match self.streams.create_stream(ctx, fresh).await {
+            // Someone created it meanwhile: add the tag to theirs.
+            Err(ApiError::AlreadyExists { .. }) => {
+                self.change_stream(ctx, stream_name, UpdateStrategy::Internal, None, add)
+                    .await
+            }
+            done => done,
+        }
     }
 
     /// The image a tag event names, if any.

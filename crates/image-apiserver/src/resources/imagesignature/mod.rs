@@ -9,7 +9,7 @@ use apimachinery::field::{FieldError, FieldPath};
 use apimachinery::object::ApiObject;
 use apimachinery::options::WriteOptions;
 use apimachinery::GroupKind;
-use apiserver::decode;
+use apiserver::body;
 use apiserver::registry::WriteContext;
 use apiserver::resource::{Reply, Request, Resource, Verb};
 use apiserver::strategy::to_bytes;
@@ -65,11 +65,7 @@ impl ImageSignatures {
 
     async fn create(&self, req: &Request) -> Result<Reply, ApiError> {
         let opts = WriteOptions::parse(&req.query, "CreateOptions")?;
-        let value = decode::body_value(&req.body, req.content_type.as_deref())?;
-        decode::check_type_meta(&value, &self.info)?;
-        let mut sig: ImageSignature =
-            decode::typed(value, &self.info, opts.field_validation, &req.warnings)
-                .map_err(|e| e.for_body(&self.info))?;
+        let mut sig: ImageSignature = body::decode_object(&self.info, req, &opts)?;
         // Only type, content and the name survive; the rest is the verifier's to set.
         sig.conditions.clear();
         sig.image_identity.clear();

@@ -10,13 +10,13 @@ use apimachinery::field::{FieldError, FieldPath};
 use apimachinery::options::WriteOptions;
 use apimachinery::validation::{dns1123_label_errors, path_segment_name_errors};
 use apimachinery::GroupKind;
-use apiserver::decode;
+use apiserver::body;
 use apiserver::registry::{UpdateStrategy, WriteContext};
 use apiserver::resource::{Reply, Request, Resource, Verb};
 use async_trait::async_trait;
 use image_api::tags::{add_tag_event, new_event, update_tracking_tags};
 use image_api::validation::validate_image_fields;
-use image_api::ImageStreamMapping;
+use image_api::{ImageStream, ImageStreamMapping};
 use serde_json::json;
 
 use crate::resources::registries::Registries;
@@ -93,28 +93,17 @@ impl ImageStreamMappings {
         errs
     }
 
-    async fn create(&self, req: &Request) -> Result<Reply, ApiError> {
-        let opts = WriteOptions::parse(&req.query, "CreateOptions")?;
-        let value = decode::body_value(&req.body, req.content_type.as_deref())?;
-        decode::check_type_meta(&value, &self.info)?;
-        let mut m: ImageStreamMapping =
-            decode::typed(value, &self.info, opts.field_validation, &req.warnings)
-                .map_err(|e| e.for_body(&self.info))?;
-        let url_ns = req.namespace.clone().unwrap_or_default();
-        match m.metadata.namespace.as_deref() {
-            Some(ns) if !ns.is_empty() && ns != url_ns => {
-                return Err(ApiError::BadRequest(
-                    "the namespace of the provided object does not match the namespace sent on the request".to_string(),
-                ))
-            }
-            _ => m.metadata.namespace = Some(url_ns.clone()),
-        }
+    /// The mapping of the request, in its namespace, with the image's reference defaulted to
+    /// the integrated registry, validated.
+    fn decode(&self, req: &Request, opts: &WriteOptions) -> Result<ImageStreamMapping, ApiError> {
+        let mut m: ImageStreamMapping = body::decode_object(&self.info, req, opts)?;
+        body::check_namespace(&mut m, req.namespace.as_deref(), true)?;
+        let ns = m.metadata.namespace.clone().unwrap_or_default();
         let stream_name = m.metadata.name.clone().unwrap_or_default();
         let image_name = m.image.metadata.name.clone().unwrap_or_default();
         let internal = &self.registries.policy.internal;
         if m.image.docker_image_reference.is_empty() && !internal.is_empty() {
-            m.image.docker_image_reference =
-                format!("{internal}/{url_ns}/{stream_name}@{image_name}");
+            m.image.docker_image_reference = format!("{internal}/{ns}/{stream_name}@{image_name}");
         }
         m.image.signatures.clear();
         let errs = self.validate(&m);
@@ -125,75 +114,54 @@ impl ImageStreamMappings {
                 errs,
             ));
         }
-        let Some((stream, _)) = self
-            .registries
-            .streams
-            .current_stream(&url_ns, &stream_name)
-            .await?
-        else {
-            return Err(not_found(RESOURCE, &stream_name));
-        };
-        // Create the Image unless it exists; an existing one is never changed here.
+        Ok(m)
+    }
+
+    /// Creates the Image unless it exists (an existing one is never changed here); returns
+    /// whether it existed.
+    async fn create_image(
+        &self,
+        ctx: &WriteContext<'_>,
+        m: &ImageStreamMapping,
+    ) -> Result<bool, ApiError> {
         let mut image = m.image.clone();
         image.kind.clear();
         image.api_version.clear();
         image.metadata.namespace = None;
         image.metadata.resource_version = None;
-        let existed = match self
+        match self.registries.images.create_image(ctx, image).await {
+            Ok(_) => Ok(false),
+            Err(ApiError::AlreadyExists { .. }) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create(&self, req: &Request) -> Result<Reply, ApiError> {
+        let opts = WriteOptions::parse(&req.query, "CreateOptions")?;
+        let m = self.decode(req, &opts)?;
+        let ctx = WriteContext::new(req, &opts);
+        let stream_name = m.metadata.name.clone().unwrap_or_default();
+        let ns = m.metadata.namespace.clone().unwrap_or_default();
+        // A missing stream is a 404 before any Image is created.
+        if self
             .registries
-            .images
-            .create_image(&WriteContext::new(req, &opts), image)
+            .streams
+            .current_stream(&ns, &stream_name)
+            .await?
+            .is_none()
+        {
+            return Err(not_found(RESOURCE, &stream_name));
+        }
+        let existed = self.create_image(&ctx, &m).await?;
+        let record = |s: &mut ImageStream| {
+            record_event(s, &m, existed);
+            Ok(())
+        };
+        match self
+            .registries
+            .change_stream(&ctx, &stream_name, UpdateStrategy::Status, None, record)
             .await
         {
-            Ok(_) => false,
-            Err(ApiError::AlreadyExists { .. }) => true,
-            Err(e) => return Err(e),
-        };
-        let managed = m
-            .image
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(MANAGED_ANNOTATION))
-            .is_some_and(|v| v == "true");
-        let tag = m.tag.clone();
-        let requested_ref = m.image.docker_image_reference.clone();
-        let generation = stream.metadata.generation.unwrap_or(0);
-        let result = self
-            .registries
-            .change_stream(
-                &WriteContext::new(req, &opts),
-                &stream_name,
-                UpdateStrategy::Status,
-                None,
-                |s| {
-                    let mut reference = requested_ref.clone();
-                    if existed && managed {
-                        let repo = if s.status.docker_image_repository.is_empty() {
-                            &s.spec.docker_image_repository
-                        } else {
-                            &s.status.docker_image_repository
-                        };
-                        if !repo.is_empty() {
-                            reference = format!("{repo}@{image_name}");
-                        }
-                    }
-                    let event = new_event(
-                        &reference,
-                        &image_name,
-                        s.metadata.generation.unwrap_or(generation),
-                        apiserver::registry::now(),
-                    );
-                    // An identical event changes nothing: re-posting a mapping is idempotent.
-                    if !add_tag_event(s, &tag, event) {
-                        return Ok(());
-                    }
-                    update_tracking_tags(s, &tag);
-                    Ok(())
-                },
-            )
-            .await;
-        match result {
             Ok(_) => {}
             Err(ApiError::NotFound { .. }) => return Err(not_found(RESOURCE, &stream_name)),
             Err(e) => return Err(e),
@@ -202,6 +170,41 @@ impl ImageStreamMappings {
             code: 201,
             status: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
         })
+    }
+}
+
+/// Adds the mapping's tag event to the stream and to the tags that track it. An Image the
+/// integrated registry manages, and that existed already, is referenced through the stream's
+/// repository. An identical event changes nothing: re-posting a mapping is idempotent.
+fn record_event(s: &mut ImageStream, m: &ImageStreamMapping, existed: bool) {
+    let image_name = m.image.metadata.name.as_deref().unwrap_or("");
+    let managed = m
+        .image
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(MANAGED_ANNOTATION))
+        .is_some_and(|v| v == "true");
+    let mut reference = m.image.docker_image_reference.clone();
+    if existed && managed {
+        let repo = if s.status.docker_image_repository.is_empty() {
+            &s.spec.docker_image_repository
+        } else {
+            &s.status.docker_image_repository
+        };
+        if !repo.is_empty() {
+            reference = format!("{repo}@{image_name}");
+        }
+    }
+    let generation = s.metadata.generation.unwrap_or(0);
+    let event = new_event(
+        &reference,
+        image_name,
+        generation,
+        apiserver::registry::now(),
+    );
+    if add_tag_event(s, &m.tag, event) {
+        update_tracking_tags(s, &m.tag);
     }
 }
 
