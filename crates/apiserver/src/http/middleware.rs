@@ -1,16 +1,26 @@
-//! The layer every request passes through (spec §0): authentication, the Audit-Id and
-//! Cache-Control headers, one log line per request, and the guard around the handler
-//! (in-flight limits → 429, request timeout → 504, panic → 500).
+//! The stack every request passes through (spec §0), one `tower::ServiceBuilder`, outermost
+//! first:
+//! 1. [`audit`]: the Audit-Id and Cache-Control headers, and one log line per request, written
+//!    after the answer so that it records the 401s, 429s, 504s and 500s of the layers below;
+//! 2. [`authenticate`]: the bearer token's user, anonymous only on the health paths, else 401;
+//! 3. [`limit_inflight`]: at most `--max-requests-inflight` reads and
+//!    `--max-mutating-requests-inflight` writes at once, 429 beyond; watches are exempt;
+//! 4. [`limit_time`]: the request timeout, 504, not for watches;
+//! 5. `CatchPanicLayer`: a handler's panic becomes a 500 Status instead of a dropped connection.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use apimachinery::errors::ApiError;
 use apimachinery::options::Query;
 use axum::extract::{Request as HttpRequest, State};
 use axum::http::{header, HeaderValue, Method};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::Response;
+use axum::Router;
 use bytes::Bytes;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use super::render::{error_response, respond};
 use super::Api;
@@ -18,38 +28,29 @@ use crate::resource::UserInfo;
 
 const ANONYMOUS_PATHS: &[&str] = &["/healthz", "/livez", "/readyz"];
 
-pub(super) async fn common_layer(
-    State(api): State<Arc<Api>>,
-    mut req: HttpRequest,
-    next: axum::middleware::Next,
-) -> Response {
+/// `routes` wrapped in the common stack.
+pub(super) fn with_common_stack(routes: Router<Arc<Api>>, api: &Arc<Api>) -> Router<Arc<Api>> {
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(from_fn(audit))
+            .layer(from_fn_with_state(api.clone(), authenticate))
+            .layer(from_fn_with_state(api.clone(), limit_inflight))
+            .layer(from_fn(limit_time))
+            .layer(CatchPanicLayer::custom(panic_response)),
+    )
+}
+
+async fn audit(req: HttpRequest, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let audit_id = uuid::Uuid::new_v4().to_string();
-    let anonymous_ok = ANONYMOUS_PATHS
-        .iter()
-        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
-    let user = api.config.auth.authenticate(
-        req.headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let mut response = match (&user, anonymous_ok) {
-        (Some(u), _) => {
-            req.extensions_mut().insert(u.clone());
-            run_guarded(&api, req, next).await
-        }
-        (None, true) => {
-            req.extensions_mut().insert(UserInfo {
-                name: "system:anonymous".into(),
-                uid: String::new(),
-                groups: vec!["system:unauthenticated".into()],
-            });
-            run_guarded(&api, req, next).await
-        }
-        (None, false) => error_response(&ApiError::Unauthorized, false),
-    };
+    let mut response = next.run(req).await;
+    let user = response
+        .extensions()
+        .get::<UserInfo>()
+        .map(|u| u.name.clone())
+        .unwrap_or_else(|| "system:anonymous".to_string());
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&audit_id) {
         headers.insert("audit-id", v);
@@ -57,12 +58,11 @@ pub(super) async fn common_layer(
     headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-cache, private"));
-    let code = response.status().as_u16();
     tracing::info!(
         verb = %method,
         path = %path,
-        code,
-        user = user.as_ref().map(|u| u.name.as_str()).unwrap_or("system:anonymous"),
+        code = response.status().as_u16(),
+        user = %user,
         latency_ms = start.elapsed().as_secs_f64() * 1e3,
         audit_id = %audit_id,
         "request"
@@ -70,45 +70,70 @@ pub(super) async fn common_layer(
     response
 }
 
-/// The limits around a handler (spec §0): at most `--max-requests-inflight` reads and
-/// `--max-mutating-requests-inflight` writes at once (429 beyond, plain text as kube's filter
-/// answers), a timeout for non-watch requests (504), and a panic becomes a 500 Status.
-async fn run_guarded(api: &Api, req: HttpRequest, next: axum::middleware::Next) -> Response {
-    use futures::FutureExt;
+/// The request's user goes into its extensions for the handlers, and into the response's for
+/// the log line.
+async fn authenticate(State(api): State<Arc<Api>>, mut req: HttpRequest, next: Next) -> Response {
+    let path = req.uri().path();
+    let anonymous_ok = ANONYMOUS_PATHS
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let user = match (api.config.auth.authenticate(authorization), anonymous_ok) {
+        (Some(user), _) => user,
+        (None, true) => UserInfo {
+            name: "system:anonymous".into(),
+            uid: String::new(),
+            groups: vec!["system:unauthenticated".into()],
+        },
+        (None, false) => return error_response(&ApiError::Unauthorized, false),
+    };
+    req.extensions_mut().insert(user.clone());
+    let mut response = next.run(req).await;
+    response.extensions_mut().insert(user);
+    response
+}
+
+/// What the limits need to know of a request, worked out once.
+#[derive(Clone, Copy)]
+struct Limits {
+    long_running: bool,
+    timeout: Duration,
+}
+
+/// kube's max-in-flight filter: 429 (plain text, as kube's filter answers) when the pool of
+/// the request's kind is full.
+async fn limit_inflight(State(api): State<Arc<Api>>, mut req: HttpRequest, next: Next) -> Response {
     let query = Query::parse(req.uri().query());
-    let watch = is_long_running(&req, &query);
+    let limits = Limits {
+        long_running: is_long_running(&req, &query),
+        timeout: request_timeout(&query),
+    };
+    req.extensions_mut().insert(limits);
+    if limits.long_running {
+        return next.run(req).await;
+    }
     let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let _permit = if watch {
-        None
+    let pool = if mutating {
+        &api.mutating
     } else {
-        let pool = if mutating {
-            &api.mutating
-        } else {
-            &api.readonly
-        };
-        match pool.clone().try_acquire_owned() {
-            Ok(p) => Some(p),
-            Err(_) => return too_many_requests(),
-        }
+        &api.readonly
     };
-    let timeout = request_timeout(&query);
-    let run = std::panic::AssertUnwindSafe(next.run(req)).catch_unwind();
-    let outcome = if watch {
-        Ok(run.await)
-    } else {
-        tokio::time::timeout(timeout, run).await
+    let Ok(_permit) = pool.clone().try_acquire_owned() else {
+        return too_many_requests();
     };
-    match outcome {
-        Ok(Ok(resp)) => resp,
-        Ok(Err(panic)) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".to_string());
-            tracing::error!(panic = %what, "handler panicked");
-            error_response(&ApiError::Internal(what), false)
-        }
+    next.run(req).await
+}
+
+async fn limit_time(req: HttpRequest, next: Next) -> Response {
+    let limits = req.extensions().get::<Limits>().copied();
+    let Some(limits) = limits.filter(|l| !l.long_running) else {
+        return next.run(req).await;
+    };
+    match tokio::time::timeout(limits.timeout, next.run(req)).await {
+        Ok(response) => response,
         Err(_) => error_response(
             &ApiError::Timeout {
                 message: "request did not complete within the allotted timeout".to_string(),
@@ -120,6 +145,16 @@ async fn run_guarded(api: &Api, req: HttpRequest, next: axum::middleware::Next) 
     }
 }
 
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string());
+    tracing::error!(panic = %what, "handler panicked");
+    error_response(&ApiError::Internal(what), false)
+}
+
 /// Watches are long-running: no timeout (they end on their own) and no in-flight slot.
 fn is_long_running(req: &HttpRequest, query: &Query) -> bool {
     let path = req.uri().path();
@@ -127,8 +162,8 @@ fn is_long_running(req: &HttpRequest, query: &Query) -> bool {
 }
 
 /// `--request-timeout` (60 s), shortened by a `?timeout=` the client sends (Go duration).
-fn request_timeout(query: &Query) -> std::time::Duration {
-    let default = std::time::Duration::from_secs(60);
+fn request_timeout(query: &Query) -> Duration {
+    let default = Duration::from_secs(60);
     query
         .get("timeout")
         .and_then(parse_seconds)
@@ -137,7 +172,7 @@ fn request_timeout(query: &Query) -> std::time::Duration {
 }
 
 /// A client's `?timeout=` (Go duration, e.g. `32s`); zero or malformed means none.
-fn parse_seconds(text: &str) -> Option<std::time::Duration> {
+fn parse_seconds(text: &str) -> Option<Duration> {
     apimachinery::duration::parse_go_duration(text)
         .ok()
         .filter(|d| !d.is_zero())

@@ -1,5 +1,5 @@
 //! The `router` fn: every path the server answers, mapped to its handler in the sibling
-//! modules, wrapped in the common middleware layer.
+//! modules, wrapped in the common middleware stack.
 
 use std::sync::Arc;
 
@@ -9,12 +9,12 @@ use axum::Router;
 use super::discovery_handlers::{apis, not_found_paths, root, version};
 use super::dispatch::api_request;
 use super::health::{healthz, healthz_one, livez, livez_one, metrics, readyz, readyz_one};
-use super::middleware::common_layer;
+use super::middleware::with_common_stack;
 use super::openapi::{openapi_v2, openapi_v3_doc, openapi_v3_index};
 use super::Api;
 
 pub fn router(api: Arc<Api>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/", get(root))
         .route("/version", get(version))
         .route("/healthz", get(healthz))
@@ -30,10 +30,6 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/apis", get(apis))
         .route("/apis/", get(apis))
         .route("/apis/{*rest}", any(api_request))
-        .fallback(not_found_paths)
-        .layer(axum::middleware::from_fn_with_state(
-            api.clone(),
-            common_layer,
-        ))
-        .with_state(api)
+        .fallback(not_found_paths);
+    with_common_stack(routes, &api).with_state(api)
 }

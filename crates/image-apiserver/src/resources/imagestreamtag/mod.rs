@@ -313,3 +313,137 @@ impl TagView for IstagView {
         vec![reference, Value::from(updated), image]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(value: Value) -> ImageStream {
+        serde_json::from_value(value).expect("stream")
+    }
+
+    /// A stream with a spec tag `v1` (annotated) whose history has an image, and a spec-only
+    /// tag `next`.
+    fn app() -> ImageStream {
+        stream(json!({
+            "metadata": {"name": "app", "namespace": "ns", "resourceVersion": "7",
+                "labels": {"team": "a"}, "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"tags": [
+                {"name": "v1", "annotations": {"note": "x"},
+                 "from": {"kind": "DockerImage", "name": "quay.io/a/b:1"}},
+                {"name": "next", "from": {"kind": "DockerImage", "name": "quay.io/a/b:2"}}
+            ]},
+            "status": {"tags": [{"tag": "v1", "items": [{"created": "2026-01-02T00:00:00Z",
+                "dockerImageReference": "quay.io/a/b@sha256:1", "image": "sha256:1",
+                "generation": 1}]}]}
+        }))
+    }
+
+    #[test]
+    fn only_tags_with_an_image_are_listed_or_got() {
+        let s = app();
+        assert_eq!(IstagView::listed_tags(&s), vec!["v1"]);
+        assert!(IstagView::list_item(&s, "next").is_none());
+        let got = IstagView::get_view(&s, "next", "app:next", None).expect_err("no image");
+        assert_eq!(
+            got.to_string(),
+            "imagestreamtags.image.openshift.io \"app:next\" not found"
+        );
+        let deleted = IstagView::get_view(&s, "v1", "app:v1", None).expect_err("image gone");
+        assert!(deleted.to_string().contains("\"sha256:1\" not found"));
+    }
+
+    #[test]
+    fn the_view_takes_stream_identity_and_the_spec_tags_annotations() {
+        let ist = IstagView::list_item(&app(), "v1").expect("view");
+        assert_eq!(ist.metadata.name.as_deref(), Some("app:v1"));
+        assert_eq!(ist.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(ist.metadata.labels, app().metadata.labels);
+        assert_eq!(
+            ist.metadata.annotations,
+            Some([("note".to_string(), "x".to_string())].into())
+        );
+        assert_eq!(ist.image.metadata.name.as_deref(), Some("sha256:1"));
+        assert_eq!(ist.image.docker_image_reference, "quay.io/a/b@sha256:1");
+        let empty = IstagView::view_or_empty(&app(), "next", "app:next", None);
+        assert_eq!(
+            empty.metadata.creation_timestamp,
+            app().metadata.creation_timestamp
+        );
+    }
+
+    #[test]
+    fn an_update_may_change_annotations_and_tag_but_not_labels() {
+        let s = app();
+        let old = IstagView::view_or_empty(&s, "v1", "app:v1", None);
+        let mut new = old.clone();
+        new.metadata.annotations = Some([("note".to_string(), "y".to_string())].into());
+        IstagView::default(&mut new, "Legacy");
+        IstagView::prepare_update(&mut new, &old, &s, "v1");
+        let tag = new.tag.as_ref().expect("tag");
+        assert_eq!(tag.annotations, new.metadata.annotations);
+        assert!(IstagView::validate_update(&new, &old, "v1").is_empty());
+
+        let mut relabelled = old.clone();
+        relabelled.metadata.labels = Some([("team".to_string(), "b".to_string())].into());
+        IstagView::default(&mut relabelled, "Legacy");
+        IstagView::prepare_update(&mut relabelled, &old, &s, "v1");
+        let errs = IstagView::validate_update(&relabelled, &old, "v1");
+        assert_eq!(errs.len(), 1);
+        assert_eq!(
+            errs[0].to_string(),
+            "metadata: Invalid value: \"\": may not update fields other than metadata.annotations"
+        );
+    }
+
+    #[test]
+    fn no_labels_in_the_body_keep_the_streams() {
+        let s = app();
+        let old = IstagView::view_or_empty(&s, "v1", "app:v1", None);
+        let mut new = old.clone();
+        new.metadata.labels = None;
+        IstagView::prepare_update(&mut new, &old, &s, "v1");
+        assert_eq!(new.metadata.labels, s.metadata.labels);
+    }
+
+    #[test]
+    fn creates_validate_the_tag_annotations_rule() {
+        let mut ist = ImageStreamTag::default();
+        ist.metadata.name = Some("app:v2".into());
+        ist.tag = Some(TagReference {
+            annotations: Some([("a".to_string(), "1".to_string())].into()),
+            ..Default::default()
+        });
+        IstagView::default(&mut ist, "Legacy");
+        IstagView::prepare_create(&mut ist, "v2");
+        assert_eq!(ist.tag.as_ref().map(|t| t.name.as_str()), Some("v2"));
+        let errs = IstagView::validate_create(&ist, "v2");
+        assert!(errs.iter().any(|e| e.to_string().contains(
+            "tag annotations must not be provided or must be equal to the object meta annotations"
+        )));
+        ist.metadata.annotations = Some([("a".to_string(), "1".to_string())].into());
+        assert!(IstagView::validate_create(&ist, "v2").is_empty());
+        let spec = IstagView::created_spec_tag(&ist, "v2").expect("spec tag");
+        assert_eq!(spec.annotations, ist.metadata.annotations);
+    }
+
+    #[test]
+    fn writing_a_view_without_tag_needs_an_existing_spec_tag() {
+        let mut s = app();
+        let mut ist = IstagView::view_or_empty(&s, "v1", "app:v1", None);
+        ist.tag = None;
+        ist.metadata.annotations = Some([("note".to_string(), "z".to_string())].into());
+        IstagView::write_to_stream(&ist, &mut s, "v1").expect("annotate");
+        let v1 = s.spec_tag("v1").expect("v1");
+        assert_eq!(v1.annotations, ist.metadata.annotations);
+        assert_eq!(
+            v1.from.as_ref().and_then(|f| f.name.as_deref()),
+            Some("quay.io/a/b:1")
+        );
+        let err = IstagView::write_to_stream(&ist, &mut s, "pushed").expect_err("no spec tag");
+        assert_eq!(
+            err.to_string(),
+            "imagestreamtag pushed is not a spec tag in imagestream ns/app, cannot be updated"
+        );
+    }
+}

@@ -348,3 +348,131 @@ fn updated_cell(it: &ImageTag) -> String {
         })
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn app() -> ImageStream {
+        serde_json::from_value(json!({
+            "metadata": {"name": "app", "namespace": "ns", "resourceVersion": "7"},
+            "spec": {"tags": [
+                {"name": "v1", "generation": 2,
+                 "from": {"kind": "DockerImage", "name": "quay.io/a/b:1"}},
+                {"name": "track", "from": {"kind": "ImageStreamTag", "name": "v1"}},
+                {"name": "ref", "reference": true,
+                 "from": {"kind": "DockerImage", "name": "quay.io/a/b:r"}}
+            ]},
+            "status": {"tags": [
+                {"tag": "v1", "items": [{"created": "2026-01-02T00:00:00Z",
+                    "dockerImageReference": "quay.io/a/b@sha256:1", "image": "sha256:1",
+                    "generation": 2}]},
+                {"tag": "pushed", "items": [{"created": "2026-01-02T00:00:00Z",
+                    "dockerImageReference": "r/app@sha256:2", "image": "sha256:2",
+                    "generation": 3}]},
+                {"tag": "failing", "conditions": [{"type": "ImportSuccess", "status": "False",
+                    "reason": "NotFound", "generation": 1}]}
+            ]}
+        }))
+        .expect("stream")
+    }
+
+    fn cells(tag: &str) -> Vec<Value> {
+        let view = ItagView::list_item(&app(), tag).expect("view");
+        ItagView::table_cells(&serde_json::to_value(view).expect("json"))
+    }
+
+    #[test]
+    fn spec_and_status_tags_are_listed_once_sorted() {
+        assert_eq!(
+            ItagView::listed_tags(&app()),
+            vec!["failing", "pushed", "ref", "track", "v1"]
+        );
+        assert!(ItagView::get_view(&app(), "none", "app:none", None).is_err());
+        let empty = ItagView::view_or_empty(&app(), "none", "app:none", None);
+        assert_eq!(empty.metadata.name.as_deref(), Some("app:none"));
+        assert_eq!(empty.metadata.resource_version.as_deref(), Some("7"));
+        assert!(empty.spec.is_none() && empty.status.is_none());
+    }
+
+    #[test]
+    fn table_cells_say_what_each_tag_does() {
+        assert_eq!(
+            cells("v1")[..3],
+            [json!("Tag"), json!("image/sha256:1"), json!(1)]
+        );
+        assert_eq!(
+            cells("pushed")[..3],
+            [json!("Push"), json!("image/sha256:2"), json!(1)]
+        );
+        assert_eq!(
+            cells("track")[..3],
+            [json!("Track"), json!("istag/v1"), json!("")]
+        );
+        assert_eq!(
+            cells("ref")[..3],
+            [json!("Ref"), json!("quay.io/a/b:r"), json!("")]
+        );
+        assert_eq!(cells("failing")[1], json!("ImportFailed (NotFound)"));
+    }
+
+    #[test]
+    fn create_requires_a_spec_named_after_the_tag() {
+        let mut it = ImageTag::default();
+        ItagView::prepare_create(&mut it, "x");
+        let errs = ItagView::validate_create(&it, "x");
+        assert_eq!(
+            errs[0].to_string(),
+            "spec: Required value: spec is a required field during creation"
+        );
+        it.spec = Some(TagReference {
+            name: "y".into(),
+            ..Default::default()
+        });
+        let errs = ItagView::validate_create(&it, "x");
+        assert_eq!(
+            errs[0].to_string(),
+            "spec.name: Invalid value: \"y\": must match image tag name"
+        );
+        it.spec = Some(TagReference::default());
+        ItagView::default(&mut it, "Legacy");
+        ItagView::prepare_create(&mut it, "x");
+        assert!(ItagView::validate_create(&it, "x").is_empty());
+    }
+
+    #[test]
+    fn an_update_may_change_only_spec() {
+        let s = app();
+        let old = ItagView::view_or_empty(&s, "v1", "app:v1", None);
+        let mut new = old.clone();
+        new.spec.as_mut().expect("spec").reference = true;
+        ItagView::default(&mut new, "Legacy");
+        ItagView::prepare_update(&mut new, &old, &s, "v1");
+        assert!(ItagView::validate_update(&new, &old, "v1").is_empty());
+        let mut relabelled = new.clone();
+        relabelled.metadata.labels = Some([("x".to_string(), "y".to_string())].into());
+        let mut restatused = new.clone();
+        restatused.status = None;
+        let meta_errs = ItagView::validate_update(&relabelled, &old, "v1");
+        let status_errs = ItagView::validate_update(&restatused, &old, "v1");
+        assert_eq!(
+            meta_errs[0].to_string(),
+            "metadata: Invalid value: \"\": may not update fields other than spec"
+        );
+        assert_eq!(
+            status_errs[0].to_string(),
+            "status: Invalid value: \"\": may not update fields other than spec"
+        );
+    }
+
+    #[test]
+    fn a_null_spec_removes_the_spec_tag_and_keeps_history() {
+        let mut s = app();
+        let mut it = ItagView::view_or_empty(&s, "v1", "app:v1", None);
+        it.spec = None;
+        ItagView::write_to_stream(&it, &mut s, "v1").expect("write");
+        assert!(s.spec_tag("v1").is_none());
+        assert!(s.status_tag("v1").is_some());
+    }
+}
