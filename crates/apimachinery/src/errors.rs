@@ -229,8 +229,19 @@ impl ApiError {
 
     /// The `Status` body.
     pub fn to_status(&self) -> Status {
+        Status {
+            status: Some("Failure".to_string()),
+            message: Some(self.to_string()),
+            reason: self.reason().map(str::to_string),
+            details: self.status_details(),
+            code: Some(i32::from(self.code())),
+            metadata: self.list_meta(),
+        }
+    }
+
+    /// The Status `details`; absent where upstream sends none.
+    fn status_details(&self) -> Option<StatusDetails> {
         let mut details = StatusDetails::default();
-        let mut any_detail = true;
         match self {
             ApiError::NotFound { resource, name } | ApiError::AlreadyExists { resource, name } => {
                 set_gr(&mut details, resource, name);
@@ -256,28 +267,10 @@ impl ApiError {
                 details.name = non_empty(name);
                 details.group = non_empty(&kind.group);
                 details.kind = non_empty(&kind.kind);
-                details.causes = Some(
-                    errors
-                        .iter()
-                        .map(|e| StatusCause {
-                            reason: Some(e.kind.cause_reason().to_string()),
-                            message: Some(e.body()),
-                            field: non_empty(e.field.as_str()),
-                        })
-                        .collect(),
-                );
+                details.causes = Some(field_causes(errors));
             }
             ApiError::ApplyConflict { causes, .. } => {
-                details.causes = Some(
-                    causes
-                        .iter()
-                        .map(|(message, field)| StatusCause {
-                            reason: Some("FieldManagerConflict".to_string()),
-                            message: Some(message.clone()),
-                            field: Some(field.clone()),
-                        })
-                        .collect(),
-                );
+                details.causes = Some(apply_conflict_causes(causes));
             }
             ApiError::Internal(msg) | ApiError::Unprocessable(msg) => {
                 details.causes = Some(vec![StatusCause {
@@ -299,24 +292,19 @@ impl ApiError {
                 retry_after,
                 too_large_rv,
                 ..
-            } => {
-                if *too_large_rv {
-                    details.causes = Some(vec![StatusCause {
-                        reason: Some("ResourceVersionTooLarge".to_string()),
-                        message: Some("Too large resource version".to_string()),
-                        field: None,
-                    }]);
-                }
-                details.retry_after_seconds = retry_after.map(|r| r as i32);
-                any_detail = too_large_rv | retry_after.is_some();
-            }
+            } => return timeout_details(*retry_after, *too_large_rv),
             ApiError::TooManyRequests { retry_after, .. } => {
                 details.retry_after_seconds = Some(*retry_after as i32);
             }
             ApiError::RouteNotFound | ApiError::RouteMethodNotAllowed => {}
-            _ => any_detail = false,
+            _ => return None,
         }
-        let metadata = match self {
+        Some(details)
+    }
+
+    /// Only an expired continue token has list metadata: the fresh token.
+    fn list_meta(&self) -> ListMeta {
+        match self {
             ApiError::Expired {
                 continue_token: Some(token),
                 ..
@@ -325,16 +313,47 @@ impl ApiError {
                 ..Default::default()
             },
             _ => ListMeta::default(),
-        };
-        Status {
-            status: Some("Failure".to_string()),
-            message: Some(self.to_string()),
-            reason: self.reason().map(str::to_string),
-            details: any_detail.then_some(details),
-            code: Some(i32::from(self.code())),
-            metadata,
         }
     }
+}
+
+fn field_causes(errors: &[FieldError]) -> Vec<StatusCause> {
+    errors
+        .iter()
+        .map(|e| StatusCause {
+            reason: Some(e.kind.cause_reason().to_string()),
+            message: Some(e.body()),
+            field: non_empty(e.field.as_str()),
+        })
+        .collect()
+}
+
+fn apply_conflict_causes(causes: &[(String, String)]) -> Vec<StatusCause> {
+    causes
+        .iter()
+        .map(|(message, field)| StatusCause {
+            reason: Some("FieldManagerConflict".to_string()),
+            message: Some(message.clone()),
+            field: Some(field.clone()),
+        })
+        .collect()
+}
+
+/// A plain timeout has no details; a too-large resourceVersion or a retry hint does.
+fn timeout_details(retry_after: Option<u32>, too_large_rv: bool) -> Option<StatusDetails> {
+    if !too_large_rv && retry_after.is_none() {
+        return None;
+    }
+    let mut details = StatusDetails::default();
+    if too_large_rv {
+        details.causes = Some(vec![StatusCause {
+            reason: Some("ResourceVersionTooLarge".to_string()),
+            message: Some("Too large resource version".to_string()),
+            field: None,
+        }]);
+    }
+    details.retry_after_seconds = retry_after.map(|r| r as i32);
+    Some(details)
 }
 
 fn set_gr(details: &mut StatusDetails, gr: &GroupResource, name: &str) {

@@ -4,7 +4,7 @@
 //! `x-kubernetes-action`, the PATCH content types we accept, and the `dryRun` and
 //! `fieldValidation` parameters that turn on server-side validation.
 
-use apimachinery::discovery::ResourceInfo;
+use apimachinery::discovery::{ResourceInfo, SubresourceInfo};
 use serde_json::{json, Map, Value};
 
 use crate::patch::{APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH};
@@ -103,98 +103,122 @@ struct Op<'a> {
 
 impl Docs {
     fn add(&mut self, path: &str, path_params: &[&str], op: Op<'_>) {
-        let produces: Vec<&str> = if op.stream {
-            vec![
-                "application/json",
-                "application/yaml",
-                "application/json;stream=watch",
-            ]
-        } else {
-            vec!["application/json", "application/yaml"]
-        };
-        // v3
-        let mut v3_params: Vec<Value> = path_params
-            .iter()
-            .map(|p| json!({"name": p, "in": "path", "required": true, "description": format!("{p} of the resource"), "schema": {"type": "string", "uniqueItems": true}}))
-            .collect();
-        v3_params.push(json!({"name": "pretty", "in": "query", "description": "If 'true', then the output is pretty printed.", "schema": {"type": "string", "uniqueItems": true}}));
-        for (name, ty, desc) in &op.params {
-            v3_params.push(json!({"name": name, "in": "query", "description": desc, "schema": {"type": ty, "uniqueItems": true}}));
-        }
-        let mut v3_responses = Map::new();
-        for (code, schema) in &op.responses {
-            let content: Map<String, Value> = produces
-                .iter()
-                .map(|m| {
-                    (
-                        m.to_string(),
-                        json!({"schema": {"$ref": format!("{V3_REF}{schema}")}}),
-                    )
-                })
-                .collect();
-            v3_responses.insert(
-                code.to_string(),
-                json!({"description": status_text(code), "content": content}),
-            );
-        }
-        v3_responses.insert("401".into(), json!({"description": "Unauthorized"}));
+        let produces = produced_types(op.stream);
+        let v3_op = self.v3_operation(path_params, &op, &produces);
+        entry(&mut self.v3_paths, path).insert(op.method.to_string(), v3_op);
+        let v2_op = self.v2_operation(path_params, &op, &produces);
+        entry(&mut self.v2_paths, path).insert(op.method.to_string(), v2_op);
+    }
+
+    fn v3_operation(&self, path_params: &[&str], op: &Op<'_>, produces: &[&str]) -> Value {
         let mut v3_op = json!({
             "tags": [self.tag],
             "description": op.description,
             "operationId": op.id,
-            "parameters": v3_params,
-            "responses": v3_responses,
+            "parameters": v3_parameters(path_params, &op.params),
+            "responses": v3_responses(&op.responses, produces),
             "x-kubernetes-action": op.action,
             "x-kubernetes-group-version-kind": op.gvk,
         });
         if let Some((schema, types)) = &op.body {
-            let content: Map<String, Value> = types
-                .iter()
-                .map(|t| {
-                    (
-                        t.to_string(),
-                        json!({"schema": {"$ref": format!("{V3_REF}{schema}")}}),
-                    )
-                })
-                .collect();
-            v3_op["requestBody"] = json!({"content": content, "required": true});
+            v3_op["requestBody"] = json!({"content": v3_content(types, schema), "required": true});
         }
-        entry(&mut self.v3_paths, path).insert(op.method.to_string(), v3_op);
-        // v2
-        let mut v2_params: Vec<Value> = path_params
-            .iter()
-            .map(|p| json!({"name": p, "in": "path", "required": true, "type": "string", "uniqueItems": true, "description": format!("{p} of the resource")}))
-            .collect();
-        v2_params.push(json!({"name": "pretty", "in": "query", "type": "string", "uniqueItems": true, "description": "If 'true', then the output is pretty printed."}));
-        for (name, ty, desc) in &op.params {
-            v2_params.push(json!({"name": name, "in": "query", "type": ty, "uniqueItems": true, "description": desc}));
-        }
-        if let Some((schema, _)) = &op.body {
-            v2_params.push(json!({"name": "body", "in": "body", "required": true, "schema": {"$ref": format!("{V2_REF}{schema}")}}));
-        }
-        let mut v2_responses = Map::new();
-        for (code, schema) in &op.responses {
-            v2_responses.insert(code.to_string(), json!({"description": status_text(code), "schema": {"$ref": format!("{V2_REF}{schema}")}}));
-        }
-        v2_responses.insert("401".into(), json!({"description": "Unauthorized"}));
+        v3_op
+    }
+
+    fn v2_operation(&self, path_params: &[&str], op: &Op<'_>, produces: &[&str]) -> Value {
         let consumes: Vec<&str> = match &op.body {
             Some((_, types)) => types.clone(),
             None => vec!["*/*"],
         };
-        let v2_op = json!({
+        json!({
             "description": op.description,
             "consumes": consumes,
             "produces": produces,
             "schemes": ["https"],
             "tags": [self.tag],
             "operationId": op.id,
-            "parameters": v2_params,
-            "responses": v2_responses,
+            "parameters": v2_parameters(path_params, op),
+            "responses": v2_responses(&op.responses),
             "x-kubernetes-action": op.action,
             "x-kubernetes-group-version-kind": op.gvk,
-        });
-        entry(&mut self.v2_paths, path).insert(op.method.to_string(), v2_op);
+        })
     }
+}
+
+/// Operations that can watch also stream watch events.
+fn produced_types(stream: bool) -> Vec<&'static str> {
+    if stream {
+        vec![
+            "application/json",
+            "application/yaml",
+            "application/json;stream=watch",
+        ]
+    } else {
+        vec!["application/json", "application/yaml"]
+    }
+}
+
+fn v3_parameters(path_params: &[&str], query: &[(String, String, String)]) -> Vec<Value> {
+    let mut params: Vec<Value> = path_params
+        .iter()
+        .map(|p| json!({"name": p, "in": "path", "required": true, "description": format!("{p} of the resource"), "schema": {"type": "string", "uniqueItems": true}}))
+        .collect();
+    params.push(json!({"name": "pretty", "in": "query", "description": "If 'true', then the output is pretty printed.", "schema": {"type": "string", "uniqueItems": true}}));
+    for (name, ty, desc) in query {
+        params.push(json!({"name": name, "in": "query", "description": desc, "schema": {"type": ty, "uniqueItems": true}}));
+    }
+    params
+}
+
+fn v3_responses(responses: &[(&str, &str)], produces: &[&str]) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (code, schema) in responses {
+        out.insert(
+            code.to_string(),
+            json!({"description": status_text(code), "content": v3_content(produces, schema)}),
+        );
+    }
+    out.insert("401".into(), json!({"description": "Unauthorized"}));
+    out
+}
+
+/// A v3 `content` map: every media type with the same schema.
+fn v3_content(media_types: &[&str], schema: &str) -> Map<String, Value> {
+    media_types
+        .iter()
+        .map(|m| {
+            (
+                m.to_string(),
+                json!({"schema": {"$ref": format!("{V3_REF}{schema}")}}),
+            )
+        })
+        .collect()
+}
+
+/// v2 has no request body: the body is a parameter.
+fn v2_parameters(path_params: &[&str], op: &Op<'_>) -> Vec<Value> {
+    let mut params: Vec<Value> = path_params
+        .iter()
+        .map(|p| json!({"name": p, "in": "path", "required": true, "type": "string", "uniqueItems": true, "description": format!("{p} of the resource")}))
+        .collect();
+    params.push(json!({"name": "pretty", "in": "query", "type": "string", "uniqueItems": true, "description": "If 'true', then the output is pretty printed."}));
+    for (name, ty, desc) in &op.params {
+        params.push(json!({"name": name, "in": "query", "type": ty, "uniqueItems": true, "description": desc}));
+    }
+    if let Some((schema, _)) = &op.body {
+        params.push(json!({"name": "body", "in": "body", "required": true, "schema": {"$ref": format!("{V2_REF}{schema}")}}));
+    }
+    params
+}
+
+fn v2_responses(responses: &[(&str, &str)]) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (code, schema) in responses {
+        out.insert(code.to_string(), json!({"description": status_text(code), "schema": {"$ref": format!("{V2_REF}{schema}")}}));
+    }
+    out.insert("401".into(), json!({"description": "Unauthorized"}));
+    out
 }
 
 fn entry<'a>(paths: &'a mut Map<String, Value>, path: &str) -> &'a mut Map<String, Value> {
@@ -225,283 +249,433 @@ fn add_resource(
     r: &SchemaResource,
     definitions: &Map<String, Value>,
 ) {
+    let ops = ResourceOps::new(group, version, r);
     let info = &r.info;
-    let kind = info.kind;
-    let cg = camel_group(group);
-    let cv = {
-        let mut c = version.chars();
-        c.next()
-            .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-            .unwrap_or_default()
-    };
-    let ns = if info.namespaced { "Namespaced" } else { "" };
-    let gvk = json!({"group": group, "version": version, "kind": kind});
-    let base = format!("/apis/{group}/{version}");
-    let (collection, params): (String, Vec<&str>) = if info.namespaced {
-        (
-            format!("{base}/namespaces/{{namespace}}/{}", info.resource),
-            vec!["namespace"],
-        )
-    } else {
-        (format!("{base}/{}", info.resource), vec![])
-    };
-    let item = format!("{collection}/{{name}}");
-    let mut item_params = params.clone();
-    item_params.push("name");
-    let status = format!("{META}.Status");
-    let delete_options = format!("{META}.DeleteOptions");
-    let patch = format!("{META}.Patch");
-    let watch_event = format!("{META}.WatchEvent");
-    let json_body = vec!["*/*"];
     if has(info, "list") {
+        ops.add_list(docs);
+    }
+    if has(info, "create") {
+        ops.add_create(docs);
+    }
+    if has(info, "deletecollection") {
+        ops.add_delete_collection(docs);
+    }
+    if has(info, "get") {
+        ops.add_read(docs);
+    }
+    if has(info, "update") {
+        ops.add_replace(docs);
+    }
+    if has(info, "patch") {
+        ops.add_patch(docs);
+    }
+    if has(info, "delete") {
+        ops.add_delete(docs);
+    }
+    if has(info, "watch") {
+        ops.add_watches(docs);
+    }
+    for sub in &info.subresources {
+        ops.add_subresource(docs, sub, definitions);
+    }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+fn meta_schema(name: &str) -> String {
+    format!("{META}.{name}")
+}
+
+fn json_body() -> Vec<&'static str> {
+    vec!["*/*"]
+}
+
+fn patch_types() -> Vec<&'static str> {
+    vec![JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH]
+}
+
+/// A deletecollection selects like a list, but cannot watch.
+fn delete_collection_params() -> Vec<(String, String, String)> {
+    let mut p = delete_params();
+    p.extend(
+        list_params()
+            .into_iter()
+            .filter(|(n, _, _)| n != "watch" && n != "allowWatchBookmarks"),
+    );
+    p
+}
+
+/// What the operations of one resource share: its paths, its kind and the parts of their ids.
+struct ResourceOps<'a> {
+    r: &'a SchemaResource,
+    group: &'a str,
+    version: &'a str,
+    kind: &'static str,
+    /// The group and version as operation ids spell them (`ImageOpenshiftIo`, `V1`).
+    cg: String,
+    cv: String,
+    /// `Namespaced` in the operation ids of namespaced resources.
+    ns: &'static str,
+    gvk: Value,
+    /// `/apis/<group>/<version>`.
+    base: String,
+    collection: String,
+    params: Vec<&'static str>,
+    item: String,
+    item_params: Vec<&'static str>,
+}
+
+impl<'a> ResourceOps<'a> {
+    fn new(group: &'a str, version: &'a str, r: &'a SchemaResource) -> Self {
+        let info = &r.info;
+        let base = format!("/apis/{group}/{version}");
+        let (collection, params): (String, Vec<&'static str>) = if info.namespaced {
+            (
+                format!("{base}/namespaces/{{namespace}}/{}", info.resource),
+                vec!["namespace"],
+            )
+        } else {
+            (format!("{base}/{}", info.resource), vec![])
+        };
+        let item = format!("{collection}/{{name}}");
+        let mut item_params = params.clone();
+        item_params.push("name");
+        ResourceOps {
+            r,
+            group,
+            version,
+            kind: info.kind,
+            cg: camel_group(group),
+            cv: capitalized(version),
+            ns: if info.namespaced { "Namespaced" } else { "" },
+            gvk: json!({"group": group, "version": version, "kind": info.kind}),
+            base,
+            collection,
+            params,
+            item,
+            item_params,
+        }
+    }
+
+    /// `<verb><Group><Version>[Namespaced]<Kind>`.
+    fn id(&self, verb: &str) -> String {
+        format!("{verb}{}{}{}{}", self.cg, self.cv, self.ns, self.kind)
+    }
+
+    /// `<verb><Group><Version>[Namespaced]<Kind><Subresource>`.
+    fn sub_id(&self, verb: &str, sub: &SubresourceInfo) -> String {
+        format!("{}{}", self.id(verb), camel_group(sub.name))
+    }
+
+    fn add_list(&self, docs: &mut Docs) {
+        let kind = self.kind;
+        let list_schema = self.r.list_schema.as_str();
         docs.add(
-            &collection,
-            &params,
+            &self.collection,
+            &self.params,
             Op {
                 method: "get",
                 action: "list",
-                id: format!("list{cg}{cv}{ns}{kind}"),
+                id: self.id("list"),
                 description: format!("list or watch objects of kind {kind}"),
                 params: list_params(),
                 body: None,
-                responses: vec![("200", &r.list_schema)],
-                gvk: gvk.clone(),
+                responses: vec![("200", list_schema)],
+                gvk: self.gvk.clone(),
                 stream: true,
             },
         );
-        if info.namespaced {
+        if self.r.info.namespaced {
             docs.add(
-                &format!("{base}/{}", info.resource),
+                &format!("{}/{}", self.base, self.r.info.resource),
                 &[],
                 Op {
                     method: "get",
                     action: "list",
-                    id: format!("list{cg}{cv}{kind}ForAllNamespaces"),
+                    id: format!("list{}{}{kind}ForAllNamespaces", self.cg, self.cv),
                     description: format!("list or watch objects of kind {kind}"),
                     params: list_params(),
                     body: None,
-                    responses: vec![("200", &r.list_schema)],
-                    gvk: gvk.clone(),
+                    responses: vec![("200", list_schema)],
+                    gvk: self.gvk.clone(),
                     stream: true,
                 },
             );
         }
     }
-    if has(info, "create") {
+
+    fn add_create(&self, docs: &mut Docs) {
+        let schema = self.r.schema.as_str();
         docs.add(
-            &collection,
-            &params,
+            &self.collection,
+            &self.params,
             Op {
                 method: "post",
                 action: "post",
-                id: format!("create{cg}{cv}{ns}{kind}"),
-                description: format!("create {}", article(kind)),
+                id: self.id("create"),
+                description: format!("create {}", article(self.kind)),
                 params: write_params(false, false),
-                body: Some((&r.schema, json_body.clone())),
-                responses: vec![("200", &r.schema), ("201", &r.schema), ("202", &r.schema)],
-                gvk: gvk.clone(),
+                body: Some((schema, json_body())),
+                responses: vec![("200", schema), ("201", schema), ("202", schema)],
+                gvk: self.gvk.clone(),
                 stream: false,
             },
         );
     }
-    if has(info, "deletecollection") {
-        let mut p = delete_params();
-        p.extend(
-            list_params()
-                .into_iter()
-                .filter(|(n, _, _)| n != "watch" && n != "allowWatchBookmarks"),
-        );
+
+    fn add_delete_collection(&self, docs: &mut Docs) {
+        let status = meta_schema("Status");
+        let delete_options = meta_schema("DeleteOptions");
         docs.add(
-            &collection,
-            &params,
+            &self.collection,
+            &self.params,
             Op {
                 method: "delete",
                 action: "deletecollection",
-                id: format!("deletecollection{cg}{cv}{ns}{kind}"),
-                description: format!("delete collection of {kind}"),
-                params: p,
-                body: Some((&delete_options, json_body.clone())),
-                responses: vec![("200", &status)],
-                gvk: gvk.clone(),
+                id: self.id("deletecollection"),
+                description: format!("delete collection of {}", self.kind),
+                params: delete_collection_params(),
+                body: Some((delete_options.as_str(), json_body())),
+                responses: vec![("200", status.as_str())],
+                gvk: self.gvk.clone(),
                 stream: false,
             },
         );
     }
-    if has(info, "get") {
+
+    fn add_read(&self, docs: &mut Docs) {
         docs.add(
-            &item,
-            &item_params,
+            &self.item,
+            &self.item_params,
             Op {
                 method: "get",
                 action: "get",
-                id: format!("read{cg}{cv}{ns}{kind}"),
-                description: format!("read the specified {kind}"),
+                id: self.id("read"),
+                description: format!("read the specified {}", self.kind),
                 params: vec![],
                 body: None,
-                responses: vec![("200", &r.schema)],
-                gvk: gvk.clone(),
+                responses: vec![("200", self.r.schema.as_str())],
+                gvk: self.gvk.clone(),
                 stream: false,
             },
         );
     }
-    if has(info, "update") {
+
+    fn add_replace(&self, docs: &mut Docs) {
+        let schema = self.r.schema.as_str();
         docs.add(
-            &item,
-            &item_params,
+            &self.item,
+            &self.item_params,
             Op {
                 method: "put",
                 action: "put",
-                id: format!("replace{cg}{cv}{ns}{kind}"),
-                description: format!("replace the specified {kind}"),
+                id: self.id("replace"),
+                description: format!("replace the specified {}", self.kind),
                 params: write_params(false, false),
-                body: Some((&r.schema, json_body.clone())),
-                responses: vec![("200", &r.schema), ("201", &r.schema)],
-                gvk: gvk.clone(),
+                body: Some((schema, json_body())),
+                responses: vec![("200", schema), ("201", schema)],
+                gvk: self.gvk.clone(),
                 stream: false,
             },
         );
     }
-    if has(info, "patch") {
+
+    fn add_patch(&self, docs: &mut Docs) {
+        let schema = self.r.schema.as_str();
+        let patch = meta_schema("Patch");
         docs.add(
-            &item,
-            &item_params,
+            &self.item,
+            &self.item_params,
             Op {
                 method: "patch",
                 action: "patch",
-                id: format!("patch{cg}{cv}{ns}{kind}"),
-                description: format!("partially update the specified {kind}"),
+                id: self.id("patch"),
+                description: format!("partially update the specified {}", self.kind),
                 params: write_params(true, true),
-                body: Some((
-                    &patch,
-                    vec![JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH],
-                )),
-                responses: vec![("200", &r.schema), ("201", &r.schema)],
-                gvk: gvk.clone(),
+                body: Some((patch.as_str(), patch_types())),
+                responses: vec![("200", schema), ("201", schema)],
+                gvk: self.gvk.clone(),
                 stream: false,
             },
         );
     }
-    if has(info, "delete") {
+
+    fn add_delete(&self, docs: &mut Docs) {
+        let status = meta_schema("Status");
+        let delete_options = meta_schema("DeleteOptions");
         docs.add(
-            &item,
-            &item_params,
+            &self.item,
+            &self.item_params,
             Op {
                 method: "delete",
                 action: "delete",
-                id: format!("delete{cg}{cv}{ns}{kind}"),
-                description: format!("delete {}", article(kind)),
+                id: self.id("delete"),
+                description: format!("delete {}", article(self.kind)),
                 params: delete_params(),
-                body: Some((&delete_options, json_body.clone())),
-                responses: vec![("200", &status), ("202", &status)],
-                gvk: gvk.clone(),
+                body: Some((delete_options.as_str(), json_body())),
+                responses: vec![("200", status.as_str()), ("202", status.as_str())],
+                gvk: self.gvk.clone(),
                 stream: false,
             },
         );
     }
-    if has(info, "watch") {
-        let watch_collection = if info.namespaced {
-            format!("{base}/watch/namespaces/{{namespace}}/{}", info.resource)
+
+    fn add_watches(&self, docs: &mut Docs) {
+        let kind = self.kind;
+        let watch_event = meta_schema("WatchEvent");
+        let resource = self.r.info.resource;
+        let watch_collection = if self.r.info.namespaced {
+            format!("{}/watch/namespaces/{{namespace}}/{resource}", self.base)
         } else {
-            format!("{base}/watch/{}", info.resource)
+            format!("{}/watch/{resource}", self.base)
         };
-        docs.add(&watch_collection, &params, Op {
-            method: "get", action: "watchlist", id: format!("watch{cg}{cv}{ns}{kind}List"),
-            description: format!("watch individual changes to a list of {kind}. deprecated: use the 'watch' parameter with a list operation instead."),
-            params: list_params(), body: None, responses: vec![("200", &watch_event)], gvk: gvk.clone(), stream: true,
-        });
-        docs.add(&format!("{watch_collection}/{{name}}"), &item_params, Op {
-            method: "get", action: "watch", id: format!("watch{cg}{cv}{ns}{kind}"),
-            description: format!("watch changes to an object of kind {kind}. deprecated: use the 'watch' parameter with a list operation instead, filtered to a single item with the 'fieldSelector' parameter."),
-            params: list_params(), body: None, responses: vec![("200", &watch_event)], gvk: gvk.clone(), stream: true,
-        });
+        docs.add(
+            &watch_collection,
+            &self.params,
+            Op {
+                method: "get",
+                action: "watchlist",
+                id: format!("{}List", self.id("watch")),
+                description: format!("watch individual changes to a list of {kind}. deprecated: use the 'watch' parameter with a list operation instead."),
+                params: list_params(),
+                body: None,
+                responses: vec![("200", watch_event.as_str())],
+                gvk: self.gvk.clone(),
+                stream: true,
+            },
+        );
+        docs.add(
+            &format!("{watch_collection}/{{name}}"),
+            &self.item_params,
+            Op {
+                method: "get",
+                action: "watch",
+                id: self.id("watch"),
+                description: format!("watch changes to an object of kind {kind}. deprecated: use the 'watch' parameter with a list operation instead, filtered to a single item with the 'fieldSelector' parameter."),
+                params: list_params(),
+                body: None,
+                responses: vec![("200", watch_event.as_str())],
+                gvk: self.gvk.clone(),
+                stream: true,
+            },
+        );
     }
-    for sub in &info.subresources {
-        let path = format!("{item}/{}", sub.name);
-        let cap = camel_group(sub.name);
-        if sub.group_version.is_none() && sub.kind != kind {
-            // A read-only view of another kind (image streams' layers), when we have its
-            // schema (in the same package as the resource's).
-            let schema = match r.schema.rsplit_once('.') {
-                Some((package, _)) => format!("{package}.{}", sub.kind),
-                None => continue,
-            };
-            if sub.verbs.contains(&"get") && definitions.contains_key(&schema) {
-                let sub_gvk = json!({"group": group, "version": version, "kind": sub.kind});
-                docs.add(
-                    &path,
-                    &item_params,
-                    Op {
-                        method: "get",
-                        action: "get",
-                        id: format!("read{cg}{cv}{ns}{kind}{cap}"),
-                        description: format!("read {} of the specified {kind}", sub.name),
-                        params: vec![],
-                        body: None,
-                        responses: vec![("200", &schema)],
-                        gvk: sub_gvk,
-                        stream: false,
-                    },
-                );
-            }
-            continue;
-        }
+
+    fn add_subresource(
+        &self,
+        docs: &mut Docs,
+        sub: &SubresourceInfo,
+        definitions: &Map<String, Value>,
+    ) {
         if sub.group_version.is_some() {
-            continue;
+            return;
+        }
+        let path = format!("{}/{}", self.item, sub.name);
+        if sub.kind != self.kind {
+            self.add_subresource_view(docs, sub, &path, definitions);
+            return;
         }
         if sub.verbs.contains(&"get") {
-            docs.add(
-                &path,
-                &item_params,
-                Op {
-                    method: "get",
-                    action: "get",
-                    id: format!("read{cg}{cv}{ns}{kind}{cap}"),
-                    description: format!("read {} of the specified {kind}", sub.name),
-                    params: vec![],
-                    body: None,
-                    responses: vec![("200", &r.schema)],
-                    gvk: gvk.clone(),
-                    stream: false,
-                },
-            );
+            let schema = self.r.schema.as_str();
+            self.add_subresource_read(docs, sub, &path, schema, self.gvk.clone());
         }
         if sub.verbs.contains(&"update") {
-            docs.add(
-                &path,
-                &item_params,
-                Op {
-                    method: "put",
-                    action: "put",
-                    id: format!("replace{cg}{cv}{ns}{kind}{cap}"),
-                    description: format!("replace {} of the specified {kind}", sub.name),
-                    params: write_params(false, false),
-                    body: Some((&r.schema, json_body.clone())),
-                    responses: vec![("200", &r.schema), ("201", &r.schema)],
-                    gvk: gvk.clone(),
-                    stream: false,
-                },
-            );
+            self.add_subresource_replace(docs, sub, &path);
         }
         if sub.verbs.contains(&"patch") {
-            docs.add(
-                &path,
-                &item_params,
-                Op {
-                    method: "patch",
-                    action: "patch",
-                    id: format!("patch{cg}{cv}{ns}{kind}{cap}"),
-                    description: format!("partially update {} of the specified {kind}", sub.name),
-                    params: write_params(true, true),
-                    body: Some((
-                        &patch,
-                        vec![JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH],
-                    )),
-                    responses: vec![("200", &r.schema), ("201", &r.schema)],
-                    gvk: gvk.clone(),
-                    stream: false,
-                },
-            );
+            self.add_subresource_patch(docs, sub, &path);
         }
+    }
+
+    /// A read-only view of another kind (image streams' layers), described only when we have
+    /// its schema (in the same package as the resource's).
+    fn add_subresource_view(
+        &self,
+        docs: &mut Docs,
+        sub: &SubresourceInfo,
+        path: &str,
+        definitions: &Map<String, Value>,
+    ) {
+        let Some((package, _)) = self.r.schema.rsplit_once('.') else {
+            return;
+        };
+        let schema = format!("{package}.{}", sub.kind);
+        if sub.verbs.contains(&"get") && definitions.contains_key(&schema) {
+            let gvk = json!({"group": self.group, "version": self.version, "kind": sub.kind});
+            self.add_subresource_read(docs, sub, path, &schema, gvk);
+        }
+    }
+
+    fn add_subresource_read(
+        &self,
+        docs: &mut Docs,
+        sub: &SubresourceInfo,
+        path: &str,
+        schema: &str,
+        gvk: Value,
+    ) {
+        docs.add(
+            path,
+            &self.item_params,
+            Op {
+                method: "get",
+                action: "get",
+                id: self.sub_id("read", sub),
+                description: format!("read {} of the specified {}", sub.name, self.kind),
+                params: vec![],
+                body: None,
+                responses: vec![("200", schema)],
+                gvk,
+                stream: false,
+            },
+        );
+    }
+
+    fn add_subresource_replace(&self, docs: &mut Docs, sub: &SubresourceInfo, path: &str) {
+        let schema = self.r.schema.as_str();
+        docs.add(
+            path,
+            &self.item_params,
+            Op {
+                method: "put",
+                action: "put",
+                id: self.sub_id("replace", sub),
+                description: format!("replace {} of the specified {}", sub.name, self.kind),
+                params: write_params(false, false),
+                body: Some((schema, json_body())),
+                responses: vec![("200", schema), ("201", schema)],
+                gvk: self.gvk.clone(),
+                stream: false,
+            },
+        );
+    }
+
+    fn add_subresource_patch(&self, docs: &mut Docs, sub: &SubresourceInfo, path: &str) {
+        let schema = self.r.schema.as_str();
+        let patch = meta_schema("Patch");
+        docs.add(
+            path,
+            &self.item_params,
+            Op {
+                method: "patch",
+                action: "patch",
+                id: self.sub_id("patch", sub),
+                description: format!(
+                    "partially update {} of the specified {}",
+                    sub.name, self.kind
+                ),
+                params: write_params(true, true),
+                body: Some((patch.as_str(), patch_types())),
+                responses: vec![("200", schema), ("201", schema)],
+                gvk: self.gvk.clone(),
+                stream: false,
+            },
+        );
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use blackbox::api::{stream, streams, Client};
+use blackbox::api::{stream, streams, Client, Watch};
 use blackbox::{EtcdProcess, Server};
 use clap::Parser;
 use serde_json::{json, Value};
@@ -136,78 +136,35 @@ async fn reads(server: &Server, args: &Args) {
         args.clients, args.seconds
     );
     let setup = server.client();
-    for i in 0..args.list_size {
-        let r = setup
-            .post(&streams("bench-list"), &sized_stream(&format!("s{i:05}")))
-            .await;
-        assert_eq!(r.status, 201, "setup create failed: {}", r.text());
-    }
-    setup.post(&streams("bench"), &sized_stream("target")).await;
+    create_read_streams(&setup, args.list_size).await;
     let cs = Arc::new(clients_for(server, args.clients));
-    let c = cs.clone();
-    let trivial = load(args.clients, args.seconds, move |i, _| {
-        let c = c[i].clone();
-        async move { c.get("/healthz/ping").await.status == 200 }
-    })
-    .await;
+    let trivial = load_gets(&cs, args, "/healthz/ping").await;
     println!("{}", trivial.line("trivial handler (/healthz/ping)"));
-    let c = cs.clone();
-    let gets = load(args.clients, args.seconds, move |i, _| {
-        let c = c[i].clone();
-        async move { c.get(&stream("bench", "target")).await.status == 200 }
-    })
-    .await;
+    let gets = load_gets(&cs, args, &stream("bench", "target")).await;
     println!("{}", gets.line("GET imagestream (consistent read)"));
     // The same stream through its virtual ImageStreamTag view (needs an image).
-    let image = json!({"metadata": {"name": "sha256:7777777777777777777777777777777777777777777777777777777777777777"}, "dockerImageReference": "quay.io/example/app@sha256:7777777777777777777777777777777777777777777777777777777777777777"});
-    let r = setup
-        .post(
-            "/apis/image.openshift.io/v1/namespaces/bench/imagestreammappings",
-            &json!({"metadata": {"name": "target"}, "tag": "pushed", "image": image}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "mapping failed: {}", r.text());
-    let c = cs.clone();
-    let istags = load(args.clients, args.seconds, move |i, _| {
-        let c = c[i].clone();
-        async move {
-            c.get("/apis/image.openshift.io/v1/namespaces/bench/imagestreamtags/target:pushed")
-                .await
-                .status
-                == 200
-        }
-    })
+    push_target_image(&setup).await;
+    let istags = load_gets(
+        &cs,
+        args,
+        "/apis/image.openshift.io/v1/namespaces/bench/imagestreamtags/target:pushed",
+    )
     .await;
     println!("{}", istags.line("GET imagestreamtag"));
-    let c = cs.clone();
-    let gets0 = load(args.clients, args.seconds, move |i, _| {
-        let c = c[i].clone();
-        async move {
-            c.get(&format!("{}?resourceVersion=0", stream("bench", "target")))
-                .await
-                .status
-                == 200
-        }
-    })
+    let gets0 = load_gets(
+        &cs,
+        args,
+        &format!("{}?resourceVersion=0", stream("bench", "target")),
+    )
     .await;
     println!("{}", gets0.line("GET imagestream (resourceVersion=0)"));
-    let c = cs.clone();
-    let lists = load(args.clients, args.seconds, move |i, _| {
-        let c = c[i].clone();
-        async move { c.get(&streams("bench-list")).await.status == 200 }
-    })
-    .await;
+    let lists = load_gets(&cs, args, &streams("bench-list")).await;
     println!(
         "{}",
         lists.line(&format!("LIST {} imagestreams", args.list_size))
     );
     // The baseline again, after the others: the machine is noisy, the mean of both is fairer.
-    let c = cs.clone();
-    let trivial2 = load(args.clients, args.seconds, move |i, _| {
-        let c = c[i].clone();
-        async move { c.get("/healthz/ping").await.status == 200 }
-    })
-    .await;
+    let trivial2 = load_gets(&cs, args, "/healthz/ping").await;
     println!("{}", trivial2.line("trivial handler, again"));
     let baseline = (trivial.ops as f64 / trivial.elapsed.as_secs_f64()
         + trivial2.ops as f64 / trivial2.elapsed.as_secs_f64())
@@ -217,6 +174,41 @@ async fn reads(server: &Server, args: &Args) {
         "GET throughput / trivial handler (mean of both runs): {:.0}%",
         get_rate / baseline * 100.0
     );
+}
+
+/// `list_size` streams to list in `bench-list`, and the stream to get in `bench`.
+async fn create_read_streams(setup: &Client, list_size: usize) {
+    for i in 0..list_size {
+        let r = setup
+            .post(&streams("bench-list"), &sized_stream(&format!("s{i:05}")))
+            .await;
+        assert_eq!(r.status, 201, "setup create failed: {}", r.text());
+    }
+    setup.post(&streams("bench"), &sized_stream("target")).await;
+}
+
+/// Tags an image into the target stream as `pushed`.
+async fn push_target_image(setup: &Client) {
+    let image = json!({"metadata": {"name": "sha256:7777777777777777777777777777777777777777777777777777777777777777"}, "dockerImageReference": "quay.io/example/app@sha256:7777777777777777777777777777777777777777777777777777777777777777"});
+    let r = setup
+        .post(
+            "/apis/image.openshift.io/v1/namespaces/bench/imagestreammappings",
+            &json!({"metadata": {"name": "target"}, "tag": "pushed", "image": image}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "mapping failed: {}", r.text());
+}
+
+/// GETs of `path` from every client; a 200 is a success.
+async fn load_gets(cs: &Arc<Vec<Client>>, args: &Args, path: &str) -> Load {
+    let c = cs.clone();
+    let path: Arc<str> = Arc::from(path);
+    load(args.clients, args.seconds, move |i, _| {
+        let c = c[i].clone();
+        let path = path.clone();
+        async move { c.get(&path).await.status == 200 }
+    })
+    .await
 }
 
 async fn creates(server: &Server, backend: &str, seconds: u64) {
@@ -293,67 +285,18 @@ async fn fanout(server: &Server, watchers: usize) {
         .as_str()
         .unwrap_or("0")
         .to_string();
-    let clients = clients_for(server, 8);
-    let mut streams_open = Vec::new();
-    for i in 0..watchers {
-        let c = clients[i % clients.len()].clone();
-        streams_open.push(
-            c.watch(
-                &format!("{}?watch=true&resourceVersion={rv}", streams("fan")),
-                None,
-            )
-            .await,
-        );
-    }
+    let streams_open = open_watches(server, watchers, &rv).await;
     let updates = 100usize;
-    let written: Arc<std::sync::Mutex<Vec<(String, Instant)>>> =
-        Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut readers = Vec::new();
-    for mut w in streams_open {
-        readers.push(tokio::spawn(async move {
-            let mut got = Vec::with_capacity(updates);
-            while got.len() < updates {
-                match w.next(Duration::from_secs(30)).await {
-                    Some(e) => got.push((
-                        e["object"]["metadata"]["resourceVersion"]
-                            .as_str()
-                            .unwrap_or("")
-                            .to_string(),
-                        Instant::now(),
-                    )),
-                    None => break,
-                }
-            }
-            got
-        }));
-    }
+    let readers: Vec<_> = streams_open
+        .into_iter()
+        .map(|w| tokio::spawn(read_events(w, updates)))
+        .collect();
     let start = Instant::now();
-    for n in 0..updates {
-        let r = setup
-            .patch(
-                &stream("fan", "hot"),
-                "application/merge-patch+json",
-                &format!(r#"{{"metadata":{{"labels":{{"n":"{n}"}}}}}}"#),
-            )
-            .await;
-        let rv = r.json()["metadata"]["resourceVersion"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((rv, Instant::now()));
-    }
+    let written = patch_updates(&setup, updates).await;
+    let acks: std::collections::HashMap<String, Instant> = written.into_iter().collect();
     let mut delivered = 0usize;
     let mut lat = Vec::new();
     let mut last = start;
-    let acks: std::collections::HashMap<String, Instant> = written
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .cloned()
-        .collect();
     for r in readers {
         for (rv, at) in r.await.unwrap_or_default() {
             delivered += 1;
@@ -374,6 +317,62 @@ async fn fanout(server: &Server, watchers: usize) {
         percentile(&lat, 0.5),
         percentile(&lat, 0.99)
     );
+}
+
+/// `watchers` watches of the `fan` namespace from `rv`, spread over a few connections.
+async fn open_watches(server: &Server, watchers: usize, rv: &str) -> Vec<Watch> {
+    let clients = clients_for(server, 8);
+    let mut streams_open = Vec::new();
+    for i in 0..watchers {
+        let c = clients[i % clients.len()].clone();
+        streams_open.push(
+            c.watch(
+                &format!("{}?watch=true&resourceVersion={rv}", streams("fan")),
+                None,
+            )
+            .await,
+        );
+    }
+    streams_open
+}
+
+/// Each event's resourceVersion and when it arrived, until `updates` events or a 30 s silence.
+async fn read_events(mut w: Watch, updates: usize) -> Vec<(String, Instant)> {
+    let mut got = Vec::with_capacity(updates);
+    while got.len() < updates {
+        match w.next(Duration::from_secs(30)).await {
+            Some(e) => got.push((
+                e["object"]["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                Instant::now(),
+            )),
+            None => break,
+        }
+    }
+    got
+}
+
+/// Patches the hot stream `updates` times: each write's resourceVersion and when its response
+/// came.
+async fn patch_updates(setup: &Client, updates: usize) -> Vec<(String, Instant)> {
+    let mut written = Vec::new();
+    for n in 0..updates {
+        let r = setup
+            .patch(
+                &stream("fan", "hot"),
+                "application/merge-patch+json",
+                &format!(r#"{{"metadata":{{"labels":{{"n":"{n}"}}}}}}"#),
+            )
+            .await;
+        let rv = r.json()["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        written.push((rv, Instant::now()));
+    }
+    written
 }
 
 fn rss_kib(pid: u32) -> u64 {

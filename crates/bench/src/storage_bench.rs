@@ -14,8 +14,8 @@ use bytes::Bytes;
 use clap::Parser;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use storage::cache::{
-    CacheConfig, JsonCodec, ReadRevision, Selection, WatchCache, WatchItem, WatchRequest,
-    WatchStart,
+    CacheConfig, CacheWatcher, JsonCodec, ReadRevision, Selection, WatchCache, WatchItem,
+    WatchRequest, WatchStart,
 };
 use storage::embedded::{EmbeddedStore, Options};
 use storage::etcd::{EtcdConfig, EtcdStore};
@@ -198,6 +198,19 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[idx] as f64 / 1000.0
 }
 
+/// Per event: its revision and when the watcher got it (µs since the fan-out's origin); the
+/// bytes of the frames it encoded; whether it was evicted.
+type Received = (Vec<(Revision, u64)>, usize, bool);
+
+/// What the watchers of a fan-out got, together.
+struct Deliveries {
+    /// Microseconds from each write's acknowledgement to each delivery of it.
+    latencies: Vec<u64>,
+    in_order: bool,
+    evicted: usize,
+    delivered: usize,
+}
+
 async fn fanout(args: &Args) {
     println!("\n## watch fan-out (embedded store, watch cache)");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -210,75 +223,126 @@ async fn fanout(args: &Args) {
     let cache = WatchCache::new(store.clone(), "/imagestreams/", JsonCodec, config);
     assert!(cache.wait_ready(Duration::from_secs(10)).await);
     let key = "/imagestreams/bench/fan";
-    let mut rev = store.create(key, object("fan", 0)).await.expect("create");
+    let rev = store.create(key, object("fan", 0)).await.expect("create");
     cache
         .get(key, ReadRevision::Consistent)
         .await
         .expect("catch up");
-    // Acknowledgement time of each revision, recorded by the writer.
-    let acked: Arc<std::sync::Mutex<Vec<(Revision, Instant)>>> = Arc::default();
-    let mut watchers = Vec::new();
     let origin = Instant::now();
+    let mut watchers = Vec::new();
     for _ in 0..args.watchers {
-        let mut w = cache
-            .watch(WatchRequest {
-                selection: Selection::prefix("/imagestreams/"),
-                start: WatchStart::After(rev),
-                bookmarks: false,
-                initial_events_end: false,
-            })
-            .await
-            .expect("watch");
-        let updates = args.updates;
-        watchers.push(tokio::spawn(async move {
-            let mut seen: Vec<(Revision, u64)> = Vec::with_capacity(updates);
-            let mut bytes = 0usize;
-            while seen.len() < updates {
-                match w.next().await {
-                    Some(item @ WatchItem::Event(..)) => {
-                        let frame = w.cache().frame(&item).expect("frame").expect("event");
-                        bytes += frame.len();
-                        if let WatchItem::Event(e, _) = item {
-                            seen.push((e.revision, origin.elapsed().as_micros() as u64));
-                        }
-                    }
-                    Some(_) => {}
-                    None => break,
-                }
-            }
-            (seen, bytes, w.was_evicted())
-        }));
+        watchers.push(spawn_watcher(&cache, rev, args.updates, origin).await);
     }
     let start = Instant::now();
-    let mut written = Vec::with_capacity(args.updates);
-    for n in 1..=args.updates {
+    let (written, acked) = write_updates(&store, key, rev, args.updates).await;
+    let write_elapsed = start.elapsed();
+    let capacity = args.watchers * args.updates;
+    let acked: std::collections::HashMap<Revision, u64> = acked
+        .iter()
+        .map(|(r, t)| (*r, t.duration_since(origin).as_micros() as u64))
+        .collect();
+    let deliveries = collect_deliveries(watchers, &written, &acked, capacity).await;
+    let elapsed = start.elapsed();
+    print_fanout(args, deliveries, elapsed, write_elapsed);
+}
+
+/// A watcher from after `rev` on its own task, until it has seen `updates` events.
+async fn spawn_watcher(
+    cache: &WatchCache<JsonCodec>,
+    rev: Revision,
+    updates: usize,
+    origin: Instant,
+) -> tokio::task::JoinHandle<Received> {
+    let w = cache
+        .watch(WatchRequest {
+            selection: Selection::prefix("/imagestreams/"),
+            start: WatchStart::After(rev),
+            bookmarks: false,
+            initial_events_end: false,
+        })
+        .await
+        .expect("watch");
+    tokio::spawn(receive_events(w, updates, origin))
+}
+
+/// Encodes every event, as a server sending it would.
+async fn receive_events(
+    mut w: CacheWatcher<JsonCodec>,
+    updates: usize,
+    origin: Instant,
+) -> Received {
+    let mut seen: Vec<(Revision, u64)> = Vec::with_capacity(updates);
+    let mut bytes = 0usize;
+    while seen.len() < updates {
+        match w.next().await {
+            Some(item @ WatchItem::Event(..)) => {
+                let frame = w.cache().frame(&item).expect("frame").expect("event");
+                bytes += frame.len();
+                if let WatchItem::Event(e, _) = item {
+                    seen.push((e.revision, origin.elapsed().as_micros() as u64));
+                }
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    (seen, bytes, w.was_evicted())
+}
+
+/// Updates `key` `updates` times after `rev`: the revisions written, and when each write was
+/// acknowledged.
+async fn write_updates(
+    store: &Arc<dyn Store>,
+    key: &str,
+    mut rev: Revision,
+    updates: usize,
+) -> (Vec<Revision>, Vec<(Revision, Instant)>) {
+    let mut written = Vec::with_capacity(updates);
+    let mut acked = Vec::new();
+    for n in 1..=updates {
         rev = store
             .update(key, object("fan", n), rev)
             .await
             .expect("update");
-        acked.lock().expect("lock").push((rev, Instant::now()));
+        acked.push((rev, Instant::now()));
         written.push(rev);
     }
-    let write_elapsed = start.elapsed();
-    let mut latencies = Vec::with_capacity(args.watchers * args.updates);
-    let acked: std::collections::HashMap<Revision, u64> = acked
-        .lock()
-        .expect("lock")
-        .iter()
-        .map(|(r, t)| (*r, t.duration_since(origin).as_micros() as u64))
-        .collect();
+    (written, acked)
+}
+
+async fn collect_deliveries(
+    watchers: Vec<tokio::task::JoinHandle<Received>>,
+    written: &[Revision],
+    acked: &std::collections::HashMap<Revision, u64>,
+    capacity: usize,
+) -> Deliveries {
+    let mut latencies = Vec::with_capacity(capacity);
     let (mut in_order, mut evicted, mut delivered) = (true, 0, 0usize);
     for w in watchers {
         let (seen, _bytes, was_evicted) = w.await.expect("watcher");
         evicted += usize::from(was_evicted);
         delivered += seen.len();
         let revs: Vec<Revision> = seen.iter().map(|(r, _)| *r).collect();
-        in_order &= revs == written;
+        in_order &= revs.as_slice() == written;
         for (r, at) in seen {
             latencies.push(at.saturating_sub(acked[&r]));
         }
     }
-    let elapsed = start.elapsed();
+    Deliveries {
+        latencies,
+        in_order,
+        evicted,
+        delivered,
+    }
+}
+
+fn print_fanout(args: &Args, deliveries: Deliveries, elapsed: Duration, write_elapsed: Duration) {
+    let Deliveries {
+        mut latencies,
+        in_order,
+        evicted,
+        delivered,
+    } = deliveries;
     latencies.sort_unstable();
     println!(
         "watchers={} updates={} delivered={} elapsed={:.2}s (writes took {:.2}s) deliveries/s={:.0}",

@@ -286,8 +286,20 @@ fn validate_manifests(image: &Image) -> Vec<FieldError> {
 
 /// `validateImageSignature` (spec §4.2).
 pub fn validate_signature(sig: &ImageSignature, path: &FieldPath) -> Vec<FieldError> {
+    let mut errs = signature_meta_errors(sig, &path.child("metadata"));
+    if sig.type_.is_empty() {
+        errs.push(FieldError::required(&path.child("type"), ""));
+    }
+    if sig.content.0.is_empty() {
+        errs.push(FieldError::required(&path.child("content"), ""));
+    }
+    errs.extend(signature_condition_pair_error(sig, path));
+    errs.extend(unknown_signature_errors(sig, path));
+    errs
+}
+
+fn signature_meta_errors(sig: &ImageSignature, meta: &FieldPath) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let meta = path.child("metadata");
     let name = sig.metadata.name.as_deref().unwrap_or("");
     if name.is_empty() {
         errs.push(FieldError::required(&meta.child("name"), ""));
@@ -321,58 +333,60 @@ pub fn validate_signature(sig: &ImageSignature, path: &FieldPath) -> Vec<FieldEr
             "signature annotations cannot be set",
         ));
     }
-    if sig.type_.is_empty() {
-        errs.push(FieldError::required(&path.child("type"), ""));
-    }
-    if sig.content.0.is_empty() {
-        errs.push(FieldError::required(&path.child("content"), ""));
-    }
-    let trusted = sig.conditions.iter().find(|c| c.type_ == "Trusted");
+    errs
+}
+
+/// `Trusted` and `ForImage` conditions come as a pair.
+fn signature_condition_pair_error(sig: &ImageSignature, path: &FieldPath) -> Option<FieldError> {
+    let trusted = sig.conditions.iter().any(|c| c.type_ == "Trusted");
     let for_image = sig.conditions.iter().any(|c| c.type_ == "ForImage");
-    let conditions = path.child("conditions");
-    match (trusted.is_some(), for_image) {
-        (true, false) => errs.push(FieldError::invalid(
-            &conditions,
-            BadValue::Json(serde_json::to_value(&sig.conditions).unwrap_or_default()),
-            "missing \"ForImage\" condition type",
-        )),
-        (false, true) => errs.push(FieldError::invalid(
-            &conditions,
-            BadValue::Json(serde_json::to_value(&sig.conditions).unwrap_or_default()),
-            "missing \"Trusted\" condition type",
-        )),
-        _ => {}
+    let missing = match (trusted, for_image) {
+        (true, false) => "missing \"ForImage\" condition type",
+        (false, true) => "missing \"Trusted\" condition type",
+        _ => return None,
+    };
+    Some(FieldError::invalid(
+        &path.child("conditions"),
+        BadValue::Json(serde_json::to_value(&sig.conditions).unwrap_or_default()),
+        missing,
+    ))
+}
+
+/// A signature not known to be trusted or untrusted carries no verification results.
+fn unknown_signature_errors(sig: &ImageSignature, path: &FieldPath) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let trusted = sig.conditions.iter().find(|c| c.type_ == "Trusted");
+    if trusted.is_some_and(|c| c.status != "Unknown") {
+        return errs;
     }
-    if trusted.is_none_or(|c| c.status == "Unknown") {
-        let unset = "must be unset for unknown signature state";
-        if !sig.image_identity.is_empty() {
-            errs.push(FieldError::invalid(
-                &path.child("imageIdentity"),
-                sig.image_identity.as_str(),
-                unset,
-            ));
-        }
-        if sig.signed_claims.as_ref().is_some_and(|c| !c.is_empty()) {
-            errs.push(FieldError::invalid(
-                &path.child("signedClaims"),
-                BadValue::Json(serde_json::to_value(&sig.signed_claims).unwrap_or_default()),
-                unset,
-            ));
-        }
-        if sig.issued_by.is_some() {
-            errs.push(FieldError::invalid(
-                &path.child("issuedBy"),
-                BadValue::Json(serde_json::to_value(&sig.issued_by).unwrap_or_default()),
-                unset,
-            ));
-        }
-        if sig.issued_to.is_some() {
-            errs.push(FieldError::invalid(
-                &path.child("issuedTo"),
-                BadValue::Json(serde_json::to_value(&sig.issued_to).unwrap_or_default()),
-                unset,
-            ));
-        }
+    let unset = "must be unset for unknown signature state";
+    if !sig.image_identity.is_empty() {
+        errs.push(FieldError::invalid(
+            &path.child("imageIdentity"),
+            sig.image_identity.as_str(),
+            unset,
+        ));
+    }
+    if sig.signed_claims.as_ref().is_some_and(|c| !c.is_empty()) {
+        errs.push(FieldError::invalid(
+            &path.child("signedClaims"),
+            BadValue::Json(serde_json::to_value(&sig.signed_claims).unwrap_or_default()),
+            unset,
+        ));
+    }
+    if sig.issued_by.is_some() {
+        errs.push(FieldError::invalid(
+            &path.child("issuedBy"),
+            BadValue::Json(serde_json::to_value(&sig.issued_by).unwrap_or_default()),
+            unset,
+        ));
+    }
+    if sig.issued_to.is_some() {
+        errs.push(FieldError::invalid(
+            &path.child("issuedTo"),
+            BadValue::Json(serde_json::to_value(&sig.issued_to).unwrap_or_default()),
+            unset,
+        ));
     }
     errs
 }

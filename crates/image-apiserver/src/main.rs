@@ -6,10 +6,12 @@ mod credentials;
 mod openapi;
 mod resources;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use apiserver::http::{Api, ApiConfig, Health};
+use apiserver::metrics::{InstrumentedStore, Metrics};
 use apiserver::registry::Registry;
 use apiserver::resource::Resource;
 use apiserver::tls::ServingCerts;
@@ -97,21 +99,102 @@ async fn open_store(
 }
 
 async fn run(config: ServerConfig) -> Result<(), StartError> {
+    let metrics = Metrics::default();
+    let backend = open_backend(&config, metrics.clone()).await?;
+    let certs = serving_certs(&config)?;
+    let (auth, admin_token) = credentials::tokens(&config)?;
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let api = Api::new(ApiConfig {
+        group: image_api::GROUP,
+        version: image_api::VERSION,
+        resources: api_resources(&backend),
+        auth,
+        health: Arc::new(ServerHealth {
+            store: backend.store.clone(),
+            streams: backend.streams.clone(),
+            images: backend.images.clone(),
+        }),
+        openapi: openapi::documents(),
+        shutdown: shutdown_rx,
+        metrics,
+        max_requests_inflight: config.max_requests_inflight,
+        max_mutating_requests_inflight: config.max_mutating_requests_inflight,
+    });
+    let handle: axum_server::Handle<SocketAddr> = axum_server::Handle::new();
+    let serve = spawn_server(&config, &certs, api, handle.clone())?;
+    let Some(local) = handle.listening().await else {
+        return Err(StartError::Serve(exit_before_listening(serve).await));
+    };
+    announce(&config, local, &certs, admin_token.as_deref())?;
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    // readyz turns unready and watches end; in-flight requests get time to finish.
+    let _ = shutdown_tx.send(true);
+    handle.graceful_shutdown(Some(Duration::from_secs(10)));
+    match serve.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(StartError::Serve(e)),
+        Err(e) => tracing::warn!(error = %e, "server task ended abnormally"),
+    }
+    close_backend(backend).await;
+    Ok(())
+}
+
+/// The store and the registries (with their watch caches) that serve from it.
+struct Backend {
+    store: Arc<dyn Store>,
+    embedded: Option<EmbeddedStore>,
+    compactor: tokio::task::JoinHandle<()>,
+    streams: Arc<Registry<ImageStreamStrategy>>,
+    images: Arc<Registry<ImageStrategy>>,
+    registries: Arc<resources::registries::Registries>,
+}
+
+async fn open_backend(config: &ServerConfig, metrics: Metrics) -> Result<Backend, StartError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
         path: config.data_dir.clone(),
         source,
     })?;
-    let (store, embedded) = open_store(&config).await?;
-    let metrics = apiserver::metrics::Metrics::default();
-    let store: Arc<dyn Store> = Arc::new(apiserver::metrics::InstrumentedStore::new(
-        store,
-        metrics.clone(),
-    ));
+    let (store, embedded) = open_store(config).await?;
+    let store: Arc<dyn Store> = Arc::new(InstrumentedStore::new(store, metrics));
     let compactor = tokio::spawn(storage::compactor::run(
         store.clone(),
         config.etcd_compaction_interval,
     ));
-    let policy = ImagePolicy {
+    let policy = image_policy(config);
+    let cache_config = CacheConfig {
+        history_capacity: config.default_watch_cache_size.max(1),
+        ..CacheConfig::default()
+    };
+    let streams = Arc::new(Registry::new(
+        ImageStreamStrategy::new(policy.clone()),
+        store.clone(),
+        cache_config.clone(),
+    ));
+    let images = Arc::new(Registry::new(
+        ImageStrategy::default(),
+        store.clone(),
+        cache_config,
+    ));
+    let registries = Arc::new(resources::registries::Registries {
+        streams: streams.clone(),
+        images: images.clone(),
+        policy,
+    });
+    Ok(Backend {
+        store,
+        embedded,
+        compactor,
+        streams,
+        images,
+        registries,
+    })
+}
+
+fn image_policy(config: &ServerConfig) -> ImagePolicy {
+    ImagePolicy {
         internal: config.internal_registry_hostname.clone(),
         external: config.external_registry_hostname.clone(),
         import_mode: image_api::IMPORT_MODE_LEGACY.to_string(),
@@ -133,40 +216,13 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
                 .then_some(config.max_image_tags_per_stream),
             images: (config.max_images_per_stream > 0).then_some(config.max_images_per_stream),
         },
-    };
-    let cache_config = CacheConfig {
-        history_capacity: config.default_watch_cache_size.max(1),
-        ..CacheConfig::default()
-    };
-    let streams = Arc::new(Registry::new(
-        ImageStreamStrategy::new(policy.clone()),
-        store.clone(),
-        cache_config.clone(),
-    ));
-    let images = Arc::new(Registry::new(
-        ImageStrategy::default(),
-        store.clone(),
-        cache_config,
-    ));
+    }
+}
 
-    let certs = match (&config.tls_cert_file, &config.tls_private_key_file) {
-        (Some(cert), Some(key)) => ServingCerts::from_files(cert, key)?,
-        _ => {
-            let mut sans = config.tls_sans.clone();
-            sans.push(config.bind_address.to_string());
-            ServingCerts::self_signed(&config.data_dir, &sans)?
-        }
-    };
-    let (auth, admin_token) = credentials::tokens(&config)?;
-
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let registries = Arc::new(resources::registries::Registries {
-        streams: streams.clone(),
-        images: images.clone(),
-        policy,
-    });
-    let resources: Vec<Arc<dyn Resource>> = vec![
-        images.clone(),
+fn api_resources(backend: &Backend) -> Vec<Arc<dyn Resource>> {
+    let registries = &backend.registries;
+    vec![
+        backend.images.clone(),
         Arc::new(resources::imagesignature::ImageSignatures::new(
             registries.clone(),
         )),
@@ -177,66 +233,81 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
             registries.clone(),
         )),
         Arc::new(resources::imagestream::rest::ImageStreams::new(
-            streams.clone(),
+            backend.streams.clone(),
             registries.clone(),
         )),
         Arc::new(resources::imagestreamtag::ImageStreamTags::new(
             registries.clone(),
         )),
         Arc::new(resources::imagetag::ImageTags::new(registries.clone())),
-    ];
-    let api = Api::new(ApiConfig {
-        group: image_api::GROUP,
-        version: image_api::VERSION,
-        resources,
-        auth,
-        health: Arc::new(ServerHealth {
-            store: store.clone(),
-            streams: streams.clone(),
-            images: images.clone(),
-        }),
-        openapi: openapi::documents(),
-        shutdown: shutdown_rx,
-        metrics,
-        max_requests_inflight: config.max_requests_inflight,
-        max_mutating_requests_inflight: config.max_mutating_requests_inflight,
-    });
-    let app = apiserver::http::router(api);
+    ]
+}
 
-    let addr = std::net::SocketAddr::new(config.bind_address, config.secure_port);
+/// The configured certificate, or one we sign ourselves for the addresses we serve on.
+fn serving_certs(config: &ServerConfig) -> Result<ServingCerts, StartError> {
+    Ok(
+        match (&config.tls_cert_file, &config.tls_private_key_file) {
+            (Some(cert), Some(key)) => ServingCerts::from_files(cert, key)?,
+            _ => {
+                let mut sans = config.tls_sans.clone();
+                sans.push(config.bind_address.to_string());
+                ServingCerts::self_signed(&config.data_dir, &sans)?
+            }
+        },
+    )
+}
+
+fn spawn_server(
+    config: &ServerConfig,
+    certs: &ServingCerts,
+    api: Arc<Api>,
+    handle: axum_server::Handle<SocketAddr>,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, StartError> {
+    let app = apiserver::http::router(api);
+    let addr = SocketAddr::new(config.bind_address, config.secure_port);
     let tls = axum_server::tls_rustls::RustlsConfig::from_config(certs.server_config()?);
-    let handle = axum_server::Handle::new();
-    let mut server = axum_server::bind_rustls(addr, tls).handle(handle.clone());
+    let mut server = axum_server::bind_rustls(addr, tls).handle(handle);
     server
         .http_builder()
         .http2()
         .max_concurrent_streams(1000)
         .max_frame_size(256 * 1024)
         .initial_stream_window_size(256 * 1024);
-    let serve = tokio::spawn(server.serve(app.into_make_service()));
-    let Some(local) = handle.listening().await else {
-        let err = match serve.await {
-            Ok(Err(e)) => e,
-            _ => std::io::Error::other("server exited before listening"),
-        };
-        return Err(StartError::Serve(err));
-    };
-    let kubeconfig =
-        credentials::write_kubeconfig(&config, local, &certs.ca_pem, admin_token.as_deref())?;
+    Ok(tokio::spawn(server.serve(app.into_make_service())))
+}
+
+/// Why the server stopped before it listened: its own error if it has one.
+async fn exit_before_listening(
+    serve: tokio::task::JoinHandle<std::io::Result<()>>,
+) -> std::io::Error {
+    match serve.await {
+        Ok(Err(e)) => e,
+        _ => std::io::Error::other("server exited before listening"),
+    }
+}
+
+fn announce(
+    config: &ServerConfig,
+    local: SocketAddr,
+    certs: &ServingCerts,
+    admin_token: Option<&str>,
+) -> Result<(), StartError> {
+    let kubeconfig = credentials::write_kubeconfig(config, local, &certs.ca_pem, admin_token)?;
     tracing::info!(address = %local, kubeconfig = %kubeconfig.display(), "serving");
     println!("image-apiserver listening on https://{local}");
     println!("admin kubeconfig: {}", kubeconfig.display());
+    Ok(())
+}
 
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    // readyz turns unready and watches end; in-flight requests get time to finish.
-    let _ = shutdown_tx.send(true);
-    handle.graceful_shutdown(Some(Duration::from_secs(10)));
-    match serve.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(StartError::Serve(e)),
-        Err(e) => tracing::warn!(error = %e, "server task ended abnormally"),
-    }
+async fn close_backend(backend: Backend) {
+    let Backend {
+        store,
+        embedded,
+        compactor,
+        streams,
+        images,
+        ..
+    } = backend;
     compactor.abort();
     drop((streams, images, store));
     if let Some(store) = embedded {
@@ -245,7 +316,6 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
             tracing::warn!(error = %e, "embedded store did not close cleanly");
         }
     }
-    Ok(())
 }
 
 async fn shutdown_signal() {

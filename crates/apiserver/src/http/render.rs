@@ -196,65 +196,84 @@ pub(super) fn render(
     encoder: &Encoder,
     warnings: &[String],
 ) -> Response {
-    let ct = negotiated.encoding.content_type();
+    let rendering = Rendering {
+        resource: resource.as_ref(),
+        negotiated,
+        include,
+        encoder,
+        warnings,
+    };
     match reply {
-        Reply::Status { code, status } => respond(code, ct, encoder.value(&status), warnings),
-        Reply::Object { code, json } => match negotiated.target {
-            Target::Object => respond(code, ct, encoder.bytes(json), warnings),
+        Reply::Status { code, status } => rendering.send_value(code, &status),
+        Reply::Object { code, json } => rendering.object(code, json),
+        Reply::List {
+            kind,
+            api_version,
+            metadata,
+            items,
+        } => rendering.list(kind, api_version, metadata, items),
+        Reply::Watch(stream) => watch_response(api, resource, stream, negotiated.target, include),
+    }
+}
+
+/// What the renderings of one non-watch reply share.
+struct Rendering<'a> {
+    resource: &'a dyn Resource,
+    negotiated: Negotiated,
+    include: IncludeObject,
+    encoder: &'a Encoder,
+    warnings: &'a [String],
+}
+
+impl Rendering<'_> {
+    fn send(&self, code: u16, body: Bytes) -> Response {
+        let ct = self.negotiated.encoding.content_type();
+        respond(code, ct, body, self.warnings)
+    }
+
+    fn send_value(&self, code: u16, v: &Value) -> Response {
+        self.send(code, self.encoder.value(v))
+    }
+
+    fn table(&self, metadata: Value, objects: &[Value]) -> Value {
+        let table = table_for(self.resource, metadata, objects, self.include, true);
+        serde_json::to_value(&table).unwrap_or_default()
+    }
+
+    fn object(&self, code: u16, json: Bytes) -> Response {
+        match self.negotiated.target {
+            Target::Object => self.send(code, self.encoder.bytes(json)),
             Target::Table => {
                 let obj: Value = serde_json::from_slice(&json).unwrap_or_default();
                 let rv = obj
                     .pointer("/metadata/resourceVersion")
                     .cloned()
                     .unwrap_or(Value::Null);
-                let table = table_for(
-                    resource.as_ref(),
-                    json!({"resourceVersion": rv}),
-                    &[obj],
-                    include,
-                    true,
-                );
-                respond(
-                    code,
-                    ct,
-                    encoder.value(&serde_json::to_value(&table).unwrap_or_default()),
-                    warnings,
-                )
+                let table = self.table(json!({"resourceVersion": rv}), &[obj]);
+                self.send_value(code, &table)
             }
             Target::PartialObjectMetadata | Target::PartialObjectMetadataList => {
                 let obj: Value = serde_json::from_slice(&json).unwrap_or_default();
-                respond(
-                    code,
-                    ct,
-                    encoder.value(&partial_object_metadata(&obj)),
-                    warnings,
-                )
+                self.send_value(code, &partial_object_metadata(&obj))
             }
-        },
-        Reply::List {
-            kind,
-            api_version,
-            metadata,
-            items,
-        } => match negotiated.target {
-            Target::Object if negotiated.encoding == Encoding::Json && !encoder.pretty => {
-                let mut out =
-                    BytesMut::with_capacity(items.iter().map(Bytes::len).sum::<usize>() + 256);
-                out.put_slice(b"{\"kind\":");
-                out.put_slice(&serde_json::to_vec(&kind).unwrap_or_default());
-                out.put_slice(b",\"apiVersion\":");
-                out.put_slice(&serde_json::to_vec(&api_version).unwrap_or_default());
-                out.put_slice(b",\"metadata\":");
-                out.put_slice(&serde_json::to_vec(&metadata).unwrap_or_default());
-                out.put_slice(b",\"items\":[");
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.put_u8(b',');
-                    }
-                    out.put_slice(item);
-                }
-                out.put_slice(b"]}\n");
-                respond(200, ct, out.freeze(), warnings)
+        }
+    }
+
+    fn list(
+        &self,
+        kind: String,
+        api_version: String,
+        metadata: Value,
+        items: Vec<Bytes>,
+    ) -> Response {
+        match self.negotiated.target {
+            Target::Object
+                if self.negotiated.encoding == Encoding::Json && !self.encoder.pretty =>
+            {
+                self.send(
+                    200,
+                    compact_json_list(&kind, &api_version, &metadata, &items),
+                )
             }
             Target::Object => {
                 let items: Vec<Value> = items
@@ -262,20 +281,15 @@ pub(super) fn render(
                     .filter_map(|i| serde_json::from_slice(i).ok())
                     .collect();
                 let list = json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items});
-                respond(200, ct, encoder.value(&list), warnings)
+                self.send_value(200, &list)
             }
             Target::Table => {
                 let objects: Vec<Value> = items
                     .iter()
                     .filter_map(|i| serde_json::from_slice(i).ok())
                     .collect();
-                let table = table_for(resource.as_ref(), metadata, &objects, include, true);
-                respond(
-                    200,
-                    ct,
-                    encoder.value(&serde_json::to_value(&table).unwrap_or_default()),
-                    warnings,
-                )
+                let table = self.table(metadata, &objects);
+                self.send_value(200, &table)
             }
             Target::PartialObjectMetadata | Target::PartialObjectMetadataList => {
                 let items: Vec<Value> = items
@@ -284,11 +298,30 @@ pub(super) fn render(
                     .map(|o| partial_object_metadata(&o))
                     .collect();
                 let list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items});
-                respond(200, ct, encoder.value(&list), warnings)
+                self.send_value(200, &list)
             }
-        },
-        Reply::Watch(stream) => watch_response(api, resource, stream, negotiated.target, include),
+        }
     }
+}
+
+/// The common case, compact JSON, splices the items' cached bytes instead of parsing them.
+fn compact_json_list(kind: &str, api_version: &str, metadata: &Value, items: &[Bytes]) -> Bytes {
+    let mut out = BytesMut::with_capacity(items.iter().map(Bytes::len).sum::<usize>() + 256);
+    out.put_slice(b"{\"kind\":");
+    out.put_slice(&serde_json::to_vec(&kind).unwrap_or_default());
+    out.put_slice(b",\"apiVersion\":");
+    out.put_slice(&serde_json::to_vec(&api_version).unwrap_or_default());
+    out.put_slice(b",\"metadata\":");
+    out.put_slice(&serde_json::to_vec(&metadata).unwrap_or_default());
+    out.put_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        out.put_slice(item);
+    }
+    out.put_slice(b"]}\n");
+    out.freeze()
 }
 
 #[cfg(test)]

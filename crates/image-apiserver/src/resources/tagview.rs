@@ -97,6 +97,9 @@ pub trait TagView: Send + Sync + 'static {
     fn table_cells(object: &Value) -> Vec<Value>;
 }
 
+/// What a PUT (the body) or a PATCH (the patch) makes of the old view.
+type Edit<'a, T> = dyn Fn(&T) -> Result<T, ApiError> + Send + Sync + 'a;
+
 /// A tag view served over HTTP.
 pub struct TagViews<V> {
     info: ResourceInfo,
@@ -259,7 +262,7 @@ impl<V: TagView> TagViews<V> {
         req: &Request,
         name: &str,
         opts: &WriteOptions,
-        edit: &(dyn Fn(&V::Object) -> Result<V::Object, ApiError> + Send + Sync),
+        edit: &Edit<'_, V::Object>,
     ) -> Result<Reply, ApiError> {
         let (stream_name, tag) = parse_stream_tag(name).ok_or_else(|| self.bad_name())?;
         let required = format!("namespace is required on {}s", self.info.kind);
@@ -292,7 +295,7 @@ impl<V: TagView> TagViews<V> {
         &self,
         ctx: &WriteContext<'_>,
         target: &Target<'_>,
-        edit: &(dyn Fn(&V::Object) -> Result<V::Object, ApiError> + Send + Sync),
+        edit: &Edit<'_, V::Object>,
     ) -> Result<Option<(ImageStream, bool)>, ApiError> {
         let mut first_seen: Option<String> = None;
         let mut created = false;
@@ -344,7 +347,7 @@ impl<V: TagView> TagViews<V> {
         ctx: &WriteContext<'_>,
         namespace: &str,
         target: &Target<'_>,
-        edit: &(dyn Fn(&V::Object) -> Result<V::Object, ApiError> + Send + Sync),
+        edit: &Edit<'_, V::Object>,
     ) -> Result<Option<(ImageStream, bool)>, ApiError> {
         let mut stream = views::new_stream(namespace, target.stream_name);
         let old = V::view_or_empty(&stream, target.tag, target.name, None);
@@ -371,7 +374,7 @@ impl<V: TagView> TagViews<V> {
         &self,
         target: &Target<'_>,
         old: &V::Object,
-        edit: &(dyn Fn(&V::Object) -> Result<V::Object, ApiError> + Send + Sync),
+        edit: &Edit<'_, V::Object>,
     ) -> Result<V::Object, ApiError> {
         let mut new = edit(old)?;
         V::default(&mut new, &self.registries.policy.import_mode);

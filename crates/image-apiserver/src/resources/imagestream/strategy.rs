@@ -147,19 +147,9 @@ impl ImageStreamStrategy {
         path: &FieldPath,
     ) -> Result<Option<TagEvent>, FieldError> {
         let from_name = from.name.clone().unwrap_or_default();
-        let kind = from.kind.as_deref().unwrap_or("");
-        let sep = if kind == "ImageStreamTag" { ':' } else { '@' };
-        let (src_name, part) = match from_name.split_once(sep) {
-            Some((s, p)) => (s.to_string(), p.to_string()),
-            None => (name.to_string(), from_name.clone()),
-        };
-        if part.contains(':') && kind == "ImageStreamTag" || from_name.matches(sep).count() > 1 {
-            return Err(FieldError::invalid(
-                &path.child("name"),
-                from_name.as_str(),
-                "must be of the form <tag>, <repo>:<tag>, <id>, or <repo>@<id>",
-            ));
-        }
+        let is_tag = from.kind.as_deref().unwrap_or("") == "ImageStreamTag";
+        let (src_name, part) =
+            split_source_reference(&from_name, name, is_tag, path).map_err(|e| *e)?;
         let src_ns = from
             .namespace
             .clone()
@@ -169,54 +159,15 @@ impl ImageStreamStrategy {
         let source = if src_ns == namespace && src_name == name {
             stream
         } else {
-            match ctx.lookup.get(Some(&src_ns), &src_name).await {
-                Ok(Some(s)) => {
-                    fetched = s;
-                    &fetched
-                }
-                Ok(None) => {
-                    return Err(FieldError::not_found(
-                        &path.child("name"),
-                        from_name.as_str(),
-                    ))
-                }
-                Err(e) => {
-                    return Err(FieldError::internal(
-                        &path.child("name"),
-                        format!("unable to retrieve image stream: {e}"),
-                    ))
-                }
-            }
+            fetched = fetch_source_stream(ctx, &src_ns, &src_name, &from_name, path).await?;
+            &fetched
         };
-        if kind == "ImageStreamTag" {
+        if is_tag {
             return Ok(latest_tagged_image(source, &part).cloned());
         }
-        let mut matches: Vec<&TagEvent> = Vec::new();
-        for list in &source.status.tags {
-            for item in list.items.iter().flatten() {
-                if digest_or_image_matches(&item.image, &part)
-                    && !matches.iter().any(|m| m.image == item.image)
-                {
-                    matches.push(item);
-                }
-            }
-        }
-        match matches.as_slice() {
-            [one] => Ok(Some((*one).clone())),
-            [] => Err(FieldError::invalid(
-                &path.child("name"),
-                from_name.as_str(),
-                format!("error generating tag event: imagestreamimage.image.openshift.io {part:?} not found"),
-            )),
-            many => {
-                let list: Vec<&str> = many.iter().map(|m| m.image.as_str()).collect();
-                Err(FieldError::invalid(
-                    &path.child("name"),
-                    from_name.as_str(),
-                    format!("error generating tag event: multiple images match the prefix {part:?}: {}", list.join(", ")),
-                ))
-            }
-        }
+        image_with_id(source, &part, &from_name, path)
+            .map(Some)
+            .map_err(|e| *e)
     }
 
     /// Pulls through this stream when the source event points into the integrated registry.
@@ -245,6 +196,87 @@ impl ImageStreamStrategy {
             r.name = name.to_string();
             r.tag.clear();
             event.docker_image_reference = r.exact();
+        }
+    }
+}
+
+/// Splits `<repo>:<tag>` (or `<repo>@<id>`) into the source stream's name and the tag or id;
+/// a bare tag or id is in this stream.
+fn split_source_reference(
+    from_name: &str,
+    name: &str,
+    is_tag: bool,
+    path: &FieldPath,
+) -> Result<(String, String), Box<FieldError>> {
+    let sep = if is_tag { ':' } else { '@' };
+    let (src_name, part) = match from_name.split_once(sep) {
+        Some((s, p)) => (s.to_string(), p.to_string()),
+        None => (name.to_string(), from_name.to_string()),
+    };
+    if part.contains(':') && is_tag || from_name.matches(sep).count() > 1 {
+        return Err(Box::new(FieldError::invalid(
+            &path.child("name"),
+            from_name,
+            "must be of the form <tag>, <repo>:<tag>, <id>, or <repo>@<id>",
+        )));
+    }
+    Ok((src_name, part))
+}
+
+/// Another stream a tag references, read through the context's lookup.
+async fn fetch_source_stream(
+    ctx: &Ctx<'_>,
+    namespace: &str,
+    name: &str,
+    from_name: &str,
+    path: &FieldPath,
+) -> Result<ImageStream, FieldError> {
+    match ctx.lookup.get(Some(namespace), name).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(FieldError::not_found(&path.child("name"), from_name)),
+        Err(e) => Err(FieldError::internal(
+            &path.child("name"),
+            format!("unable to retrieve image stream: {e}"),
+        )),
+    }
+}
+
+/// The one image in `source`'s history that `id` names (a digest prefix is enough).
+fn image_with_id(
+    source: &ImageStream,
+    id: &str,
+    from_name: &str,
+    path: &FieldPath,
+) -> Result<TagEvent, Box<FieldError>> {
+    let mut matches: Vec<&TagEvent> = Vec::new();
+    for list in &source.status.tags {
+        for item in list.items.iter().flatten() {
+            if digest_or_image_matches(&item.image, id)
+                && !matches.iter().any(|m| m.image == item.image)
+            {
+                matches.push(item);
+            }
+        }
+    }
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(Box::new(FieldError::invalid(
+            &path.child("name"),
+            from_name,
+            format!(
+                "error generating tag event: imagestreamimage.image.openshift.io {id:?} not found"
+            ),
+        ))),
+        many => {
+            let list: Vec<&str> = many.iter().map(|m| m.image.as_str()).collect();
+            Err(Box::new(FieldError::invalid(
+                &path.child("name"),
+                from_name,
+                format!(
+                    "error generating tag event: multiple images match the prefix {id:?}: {}",
+                    list.join(", ")
+                ),
+            )))
         }
     }
 }
