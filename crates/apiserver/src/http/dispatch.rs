@@ -119,19 +119,16 @@ pub(super) async fn api_request(
     if !allowed(resource.info(), info.subresource.as_deref(), verb) {
         return error_response(&disallowed(resource.info(), &info, verb), pretty);
     }
+    let representation = match Representation::negotiate(&resource, verb, &query, &headers) {
+        Ok(r) => r,
+        Err(e) => return error_response(&e, pretty),
+    };
+    let request = match read_request(&api, req, info, verb, query, &headers, user.0).await {
+        Ok(r) => r,
+        Err(e) => return error_response(&e, pretty),
+    };
     let started = Instant::now();
-    let response = handle_resource(
-        &api,
-        resource.clone(),
-        info,
-        verb,
-        query,
-        headers,
-        user.0,
-        req,
-        pretty,
-    )
-    .await;
+    let response = handle_resource(&api, resource.clone(), request, representation, pretty).await;
     api.metrics.observe(
         verb.as_str(),
         resource.info().resource,
@@ -141,52 +138,63 @@ pub(super) async fn api_request(
     response
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn handle_resource(
-    api: &Arc<Api>,
-    resource: Arc<dyn Resource>,
+/// How the answer is written: the negotiated media type and target, and for tables
+/// `includeObject`.
+struct Representation {
+    negotiated: negotiate::Negotiated,
+    include: IncludeObject,
+}
+
+impl Representation {
+    fn negotiate(
+        resource: &Arc<dyn Resource>,
+        verb: Verb,
+        query: &Query,
+        headers: &HeaderMap,
+    ) -> Result<Self, ApiError> {
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        let shape = match verb {
+            Verb::List | Verb::DeleteCollection => Shape::List,
+            Verb::Watch => Shape::Watch,
+            _ => Shape::Item,
+        };
+        let negotiated = negotiate::negotiate(accept, shape, &resource.type_name())?;
+        let include = if negotiated.target == Target::Table {
+            IncludeObject::parse(query.get("includeObject"))?
+        } else {
+            IncludeObject::None
+        };
+        Ok(Representation {
+            negotiated,
+            include,
+        })
+    }
+}
+
+/// The request a resource handles: routing's result, the body (bounded), its media type.
+async fn read_request(
+    api: &Api,
+    req: HttpRequest,
     info: RequestInfo,
     verb: Verb,
     query: Query,
-    headers: HeaderMap,
+    headers: &HeaderMap,
     user: UserInfo,
-    req: HttpRequest,
-    pretty: bool,
-) -> Response {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let shape = match verb {
-        Verb::List | Verb::DeleteCollection => Shape::List,
-        Verb::Watch => Shape::Watch,
-        _ => Shape::Item,
+) -> Result<Request, ApiError> {
+    let header_text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    let negotiated = match negotiate::negotiate(accept, shape, &resource.type_name()) {
-        Ok(n) => n,
-        Err(e) => return error_response(&e, pretty),
-    };
-    let include = if negotiated.target == Target::Table {
-        match IncludeObject::parse(query.get("includeObject")) {
-            Ok(i) => i,
-            Err(e) => return error_response(&e, pretty),
-        }
-    } else {
-        IncludeObject::None
-    };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+    let content_type = header_text(header::CONTENT_TYPE)
         .map(|ct| ct.split(';').next().unwrap_or("").trim().to_string())
         .filter(|ct| !ct.is_empty());
-    let body = match axum::body::to_bytes(req.into_body(), MAX_REQUEST_BODY_BYTES).await {
-        Ok(b) => b,
-        Err(_) => {
-            return error_response(
-                &ApiError::RequestEntityTooLarge(format!("limit is {MAX_REQUEST_BODY_BYTES}")),
-                pretty,
-            )
-        }
-    };
-    let warnings = Warnings::default();
-    let request = Request {
+    let body = axum::body::to_bytes(req.into_body(), MAX_REQUEST_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::RequestEntityTooLarge(format!("limit is {MAX_REQUEST_BODY_BYTES}"))
+        })?;
+    Ok(Request {
         verb,
         namespace: info.namespace,
         name: info.name,
@@ -195,13 +203,21 @@ async fn handle_resource(
         body,
         content_type,
         user,
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
-        warnings: warnings.clone(),
+        user_agent: header_text(header::USER_AGENT).map(str::to_string),
+        warnings: Warnings::default(),
         shutdown: api.config.shutdown.clone(),
-    };
+    })
+}
+
+/// Runs the request and renders the reply; an error carries the warnings collected so far.
+async fn handle_resource(
+    api: &Arc<Api>,
+    resource: Arc<dyn Resource>,
+    request: Request,
+    representation: Representation,
+    pretty: bool,
+) -> Response {
+    let warnings = request.warnings.clone();
     let reply = match resource.handle(request).await {
         Ok(r) => r,
         Err(e) => {
@@ -217,11 +233,17 @@ async fn handle_resource(
         }
     };
     let encoder = Encoder {
-        encoding: negotiated.encoding,
+        encoding: representation.negotiated.encoding,
         pretty,
     };
     let warnings = warnings.take();
     render(
-        api, resource, reply, negotiated, include, &encoder, &warnings,
+        api,
+        resource,
+        reply,
+        representation.negotiated,
+        representation.include,
+        &encoder,
+        &warnings,
     )
 }
