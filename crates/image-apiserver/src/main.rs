@@ -3,6 +3,8 @@
 
 mod config;
 mod credentials;
+#[cfg(test)]
+mod harness;
 mod openapi;
 mod resources;
 
@@ -108,12 +110,12 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
     let api = Api::new(ApiConfig {
         group: image_api::GROUP,
         version: image_api::VERSION,
-        resources: api_resources(&backend),
+        resources: backend.served.resources(),
         auth,
         health: Arc::new(ServerHealth {
             store: backend.store.clone(),
-            streams: backend.streams.clone(),
-            images: backend.images.clone(),
+            streams: backend.served.streams.clone(),
+            images: backend.served.images.clone(),
         }),
         openapi: openapi::documents(),
         shutdown: shutdown_rx,
@@ -147,9 +149,61 @@ struct Backend {
     store: Arc<dyn Store>,
     embedded: Option<EmbeddedStore>,
     compactor: tokio::task::JoinHandle<()>,
+    served: Served,
+}
+
+/// The registries of the two stored resources over one store, and the typed interfaces the
+/// virtual resources use.
+struct Served {
     streams: Arc<Registry<ImageStreamStrategy>>,
     images: Arc<Registry<ImageStrategy>>,
     registries: Arc<resources::registries::Registries>,
+}
+
+impl Served {
+    fn over(store: Arc<dyn Store>, policy: ImagePolicy, cache_config: CacheConfig) -> Self {
+        let streams = Arc::new(Registry::new(
+            ImageStreamStrategy::new(policy.clone()),
+            store.clone(),
+            cache_config.clone(),
+        ));
+        let images = Arc::new(Registry::new(ImageStrategy::default(), store, cache_config));
+        let registries = Arc::new(resources::registries::Registries {
+            streams: streams.clone(),
+            images: images.clone(),
+            policy,
+        });
+        Served {
+            streams,
+            images,
+            registries,
+        }
+    }
+
+    /// Every served resource, in discovery order.
+    fn resources(&self) -> Vec<Arc<dyn Resource>> {
+        let registries = &self.registries;
+        vec![
+            self.images.clone(),
+            Arc::new(resources::imagesignature::ImageSignatures::new(
+                registries.clone(),
+            )),
+            Arc::new(resources::imagestreamimage::ImageStreamImages::new(
+                registries.clone(),
+            )),
+            Arc::new(resources::imagestreammapping::ImageStreamMappings::new(
+                registries.clone(),
+            )),
+            Arc::new(resources::imagestream::rest::ImageStreams::new(
+                self.streams.clone(),
+                registries.clone(),
+            )),
+            Arc::new(resources::imagestreamtag::ImageStreamTags::new(
+                registries.clone(),
+            )),
+            Arc::new(resources::imagetag::ImageTags::new(registries.clone())),
+        ]
+    }
 }
 
 async fn open_backend(config: &ServerConfig, metrics: Metrics) -> Result<Backend, StartError> {
@@ -163,33 +217,16 @@ async fn open_backend(config: &ServerConfig, metrics: Metrics) -> Result<Backend
         store.clone(),
         config.etcd_compaction_interval,
     ));
-    let policy = image_policy(config);
     let cache_config = CacheConfig {
         history_capacity: config.default_watch_cache_size.max(1),
         ..CacheConfig::default()
     };
-    let streams = Arc::new(Registry::new(
-        ImageStreamStrategy::new(policy.clone()),
-        store.clone(),
-        cache_config.clone(),
-    ));
-    let images = Arc::new(Registry::new(
-        ImageStrategy::default(),
-        store.clone(),
-        cache_config,
-    ));
-    let registries = Arc::new(resources::registries::Registries {
-        streams: streams.clone(),
-        images: images.clone(),
-        policy,
-    });
+    let served = Served::over(store.clone(), image_policy(config), cache_config);
     Ok(Backend {
         store,
         embedded,
         compactor,
-        streams,
-        images,
-        registries,
+        served,
     })
 }
 
@@ -217,30 +254,6 @@ fn image_policy(config: &ServerConfig) -> ImagePolicy {
             images: (config.max_images_per_stream > 0).then_some(config.max_images_per_stream),
         },
     }
-}
-
-fn api_resources(backend: &Backend) -> Vec<Arc<dyn Resource>> {
-    let registries = &backend.registries;
-    vec![
-        backend.images.clone(),
-        Arc::new(resources::imagesignature::ImageSignatures::new(
-            registries.clone(),
-        )),
-        Arc::new(resources::imagestreamimage::ImageStreamImages::new(
-            registries.clone(),
-        )),
-        Arc::new(resources::imagestreammapping::ImageStreamMappings::new(
-            registries.clone(),
-        )),
-        Arc::new(resources::imagestream::rest::ImageStreams::new(
-            backend.streams.clone(),
-            registries.clone(),
-        )),
-        Arc::new(resources::imagestreamtag::ImageStreamTags::new(
-            registries.clone(),
-        )),
-        Arc::new(resources::imagetag::ImageTags::new(registries.clone())),
-    ]
 }
 
 /// The configured certificate, or one we sign ourselves for the addresses we serve on.
@@ -304,11 +317,14 @@ async fn close_backend(backend: Backend) {
         store,
         embedded,
         compactor,
-        streams,
-        images,
-        ..
+        served,
     } = backend;
     compactor.abort();
+    let Served {
+        streams,
+        images,
+        registries: _views_keep_theirs_until_the_end,
+    } = served;
     drop((streams, images, store));
     if let Some(store) = embedded {
         // Let in-flight writes finish and release the data directory.

@@ -1,10 +1,20 @@
-//! Test support shared by this crate's tests, the black-box tests and the benchmarks: a real
-//! etcd process on a free loopback port, and free-port discovery.
+//! Test support shared by this crate's tests, the in-process harnesses, the black-box tests and
+//! the benchmarks: a real etcd process on a free loopback port, free-port discovery, and a
+//! store that injects faults.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::{
+    GetResponse, KeyValue, RangeRequest, RangeResponse, Result, Revision, StorageError, Store,
+    WatchStream,
+};
 
 /// A free TCP port on 127.0.0.1 (the listener is closed before returning, so a tiny race with
 /// other processes remains; the callers retry startup on failure).
@@ -13,6 +23,101 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("binding 127.0.0.1:0")
+}
+
+/// A store with faults on demand, around a real one: the next `conflict(n)` updates lose their
+/// compare-and-swap, the next `race(n)` updates lose it to a real concurrent write (the key is
+/// rewritten, so its revision moves on), the next `collide(n)` creates find the key taken.
+pub struct FaultyStore {
+    inner: Arc<dyn Store>,
+    conflicts: AtomicUsize,
+    races: AtomicUsize,
+    collisions: AtomicUsize,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        FaultyStore {
+            inner,
+            conflicts: AtomicUsize::new(0),
+            races: AtomicUsize::new(0),
+            collisions: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn race(&self, updates: usize) {
+        self.races.store(updates, Ordering::SeqCst);
+    }
+
+    pub fn conflict(&self, updates: usize) {
+        self.conflicts.store(updates, Ordering::SeqCst);
+    }
+
+    pub fn collide(&self, creates: usize) {
+        self.collisions.store(creates, Ordering::SeqCst);
+    }
+
+    /// The injected conflicts and races not yet taken.
+    pub fn conflicts_left(&self) -> usize {
+        self.conflicts.load(Ordering::SeqCst) + self.races.load(Ordering::SeqCst)
+    }
+
+    /// Another writer's write of `key` (its value unchanged).
+    async fn rewrite(&self, key: &str) -> Result<()> {
+        if let Some(kv) = self.inner.get(key).await?.kv {
+            self.inner.update(key, kv.value, kv.mod_revision).await?;
+        }
+        Ok(())
+    }
+}
+
+fn take_one(counter: &AtomicUsize) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+#[async_trait::async_trait]
+impl Store for FaultyStore {
+    async fn get(&self, key: &str) -> Result<GetResponse> {
+        self.inner.get(key).await
+    }
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
+        self.inner.range(req).await
+    }
+    async fn create(&self, key: &str, value: Bytes) -> Result<Revision> {
+        if take_one(&self.collisions) {
+            return Err(StorageError::AlreadyExists {
+                key: key.to_string(),
+            });
+        }
+        self.inner.create(key, value).await
+    }
+    async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<Revision> {
+        if take_one(&self.conflicts) {
+            return Err(StorageError::Conflict {
+                key: key.to_string(),
+                expected,
+                current: None,
+            });
+        }
+        if take_one(&self.races) {
+            self.rewrite(key).await?;
+        }
+        self.inner.update(key, value, expected).await
+    }
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(Revision, KeyValue)> {
+        self.inner.delete(key, expected).await
+    }
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
+        self.inner.watch(prefix, after).await
+    }
+    async fn current_revision(&self) -> Result<Revision> {
+        self.inner.current_revision().await
+    }
+    async fn compact(&self, revision: Revision) -> Result<()> {
+        self.inner.compact(revision).await
+    }
 }
 
 /// A throwaway etcd server (Debian's `etcd-server`), killed and wiped on drop.

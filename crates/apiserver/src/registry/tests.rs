@@ -2,7 +2,6 @@
 //! spirit): a small test resource over the embedded store, behind a store that injects
 //! compare-and-swap conflicts and name collisions.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use apimachinery::discovery::ResourceInfo;
@@ -12,15 +11,11 @@ use apimachinery::object::ApiObject;
 use apimachinery::options::WriteOptions;
 use apimachinery::table::ColumnDefinition;
 use async_trait::async_trait;
-use bytes::Bytes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use storage::embedded::{EmbeddedStore, Options};
-use storage::{
-    GetResponse, KeyValue, RangeRequest, RangeResponse, Result as StorageResult, Revision,
-    StorageError, Store, WatchStream,
-};
+use storage::testing::FaultyStore;
 
 use super::*;
 use crate::delete::DeleteOptions;
@@ -134,64 +129,6 @@ impl Strategy for Widgets {
     }
 }
 
-/// The embedded store, with faults on demand: the next `conflicts` updates lose their
-/// compare-and-swap, the next `collisions` creates find the key taken.
-struct FaultyStore {
-    inner: EmbeddedStore,
-    conflicts: AtomicUsize,
-    collisions: AtomicUsize,
-}
-
-fn take_one(counter: &AtomicUsize) -> bool {
-    counter
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-}
-
-#[async_trait]
-impl Store for FaultyStore {
-    async fn get(&self, key: &str) -> StorageResult<GetResponse> {
-        self.inner.get(key).await
-    }
-    async fn range(&self, req: RangeRequest) -> StorageResult<RangeResponse> {
-        self.inner.range(req).await
-    }
-    async fn create(&self, key: &str, value: Bytes) -> StorageResult<Revision> {
-        if take_one(&self.collisions) {
-            return Err(StorageError::AlreadyExists {
-                key: key.to_string(),
-            });
-        }
-        self.inner.create(key, value).await
-    }
-    async fn update(&self, key: &str, value: Bytes, expected: Revision) -> StorageResult<Revision> {
-        if take_one(&self.conflicts) {
-            return Err(StorageError::Conflict {
-                key: key.to_string(),
-                expected,
-                current: None,
-            });
-        }
-        self.inner.update(key, value, expected).await
-    }
-    async fn delete(
-        &self,
-        key: &str,
-        expected: Option<Revision>,
-    ) -> StorageResult<(Revision, KeyValue)> {
-        self.inner.delete(key, expected).await
-    }
-    async fn watch(&self, prefix: &str, after: Revision) -> StorageResult<WatchStream> {
-        self.inner.watch(prefix, after).await
-    }
-    async fn current_revision(&self) -> StorageResult<Revision> {
-        self.inner.current_revision().await
-    }
-    async fn compact(&self, revision: Revision) -> StorageResult<()> {
-        self.inner.compact(revision).await
-    }
-}
-
 struct Harness {
     registry: Registry<Widgets>,
     store: Arc<FaultyStore>,
@@ -233,11 +170,7 @@ impl Harness {
 fn harness() -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
     let inner = EmbeddedStore::open(dir.path(), Options::default()).expect("store");
-    let store = Arc::new(FaultyStore {
-        inner,
-        conflicts: AtomicUsize::new(0),
-        collisions: AtomicUsize::new(0),
-    });
+    let store = Arc::new(FaultyStore::new(Arc::new(inner)));
     let info = ResourceInfo {
         group: "example.com",
         version: "v1",
@@ -319,14 +252,14 @@ async fn generate_name_retries_collisions_then_gives_up_after_eight() {
     let h = harness();
     let mut w = widget("", 1);
     w.metadata.generate_name = Some("gen-".into());
-    h.store.collisions.store(7, Ordering::SeqCst);
+    h.store.collide(7);
     let created = h.create(w.clone()).await.expect("eighth name is free");
     assert!(created
         .metadata
         .name
         .as_deref()
         .is_some_and(|n| n.starts_with("gen-")));
-    h.store.collisions.store(8, Ordering::SeqCst);
+    h.store.collide(8);
     let err = h.create(w).await.expect_err("eight collisions");
     assert!(
         matches!(err, ApiError::AlreadyExistsGenerated { .. }),
@@ -338,7 +271,7 @@ async fn generate_name_retries_collisions_then_gives_up_after_eight() {
 async fn a_lost_compare_and_swap_reapplies_the_change_to_the_fresh_object() {
     let h = harness();
     h.create(widget("a", 1)).await.expect("create");
-    h.store.conflicts.store(3, Ordering::SeqCst);
+    h.store.conflict(3);
     let mut calls = 0;
     let updated = h
         .update("a", UpdateStrategy::Main, |current| {
@@ -375,7 +308,7 @@ async fn a_pinned_resource_version_is_a_conflict_once_the_object_moved_on() {
 async fn retries_that_run_out_end_in_server_timeout() {
     let h = harness();
     h.create(widget("a", 1)).await.expect("create");
-    h.store.conflicts.store(usize::MAX, Ordering::SeqCst);
+    h.store.conflict(usize::MAX);
     let err = h
         .update("a", UpdateStrategy::Main, resize(2))
         .await
