@@ -242,6 +242,9 @@ fn has(info: &ResourceInfo, verb: &str) -> bool {
     info.verbs.contains(&verb)
 }
 
+/// Adds one verb's operations of a resource.
+type AddOperation = fn(&ResourceOps<'_>, &mut Docs);
+
 fn add_resource(
     docs: &mut Docs,
     group: &str,
@@ -251,29 +254,21 @@ fn add_resource(
 ) {
     let ops = ResourceOps::new(group, version, r);
     let info = &r.info;
-    if has(info, "list") {
-        ops.add_list(docs);
-    }
-    if has(info, "create") {
-        ops.add_create(docs);
-    }
-    if has(info, "deletecollection") {
-        ops.add_delete_collection(docs);
-    }
-    if has(info, "get") {
-        ops.add_read(docs);
-    }
-    if has(info, "update") {
-        ops.add_replace(docs);
-    }
-    if has(info, "patch") {
-        ops.add_patch(docs);
-    }
-    if has(info, "delete") {
-        ops.add_delete(docs);
-    }
-    if has(info, "watch") {
-        ops.add_watches(docs);
+    // In the order kube's installer adds routes, which is the order of the documents' paths.
+    let operations: [(&str, AddOperation); 8] = [
+        ("list", |o, d| o.add_list(d)),
+        ("create", |o, d| o.add_create(d)),
+        ("deletecollection", |o, d| o.add_delete_collection(d)),
+        ("get", |o, d| o.add_read(d)),
+        ("update", |o, d| o.add_replace(d)),
+        ("patch", |o, d| o.add_patch(d)),
+        ("delete", |o, d| o.add_delete(d)),
+        ("watch", |o, d| o.add_watches(d)),
+    ];
+    for (verb, add) in operations {
+        if has(info, verb) {
+            add(&ops, docs);
+        }
     }
     for sub in &info.subresources {
         ops.add_subresource(docs, sub, definitions);

@@ -14,7 +14,7 @@ use storage::Revision;
 
 use super::image::ImageStrategy;
 use super::imagestream::ImageStreamStrategy;
-use super::views::new_stream;
+use super::views::{gr, new_stream, not_found};
 use super::ImagePolicy;
 
 /// A change to an object made from its current version (see `Registry::update`).
@@ -209,6 +209,33 @@ impl Registries {
             }
             done => done,
         }
+    }
+
+    /// The stream a view of `resource` reads; a missing one is a 404 naming that resource (the
+    /// corrections at the top of the spec: NotFound names the requested resource).
+    pub async fn view_stream(
+        &self,
+        namespace: &str,
+        name: &str,
+        resource: &str,
+    ) -> Result<ImageStream, ApiError> {
+        self.streams
+            .get_stream(namespace, name, ReadRevision::Consistent)
+            .await?
+            .ok_or_else(|| not_found(resource, name))
+    }
+
+    /// Views over every image of a stream need the images' cache loaded: until then they
+    /// answer as upstream does while its informer syncs.
+    pub fn require_images_loaded(&self) -> Result<(), ApiError> {
+        if self.images.is_ready() {
+            return Ok(());
+        }
+        Err(ApiError::ServerTimeout {
+            resource: gr("imagestreams"),
+            operation: "get".to_string(),
+            retry_after: 2,
+        })
     }
 
     /// The image a tag event names, if any.

@@ -20,7 +20,7 @@ use apimachinery::table::ColumnDefinition;
 use apimachinery::GroupKind;
 use apiserver::body::{self, Patch};
 use apiserver::delete::DeleteOptions;
-use apiserver::registry::{ReadRevision, UpdateStrategy, WriteContext};
+use apiserver::registry::{UpdateStrategy, WriteContext};
 use apiserver::resource::{Reply, Request, Resource, Verb};
 use apiserver::strategy::to_bytes;
 use async_trait::async_trait;
@@ -167,10 +167,8 @@ impl<V: TagView> TagViews<V> {
         let ns = req.namespace.as_deref().unwrap_or("");
         let stream = self
             .registries
-            .streams
-            .get_stream(ns, stream_name, ReadRevision::Consistent)
-            .await?
-            .ok_or_else(|| not_found(self.resource(), stream_name))?;
+            .view_stream(ns, stream_name, self.resource())
+            .await?;
         let image = self.current_image(&stream, tag).await?;
         Self::reply(&V::get_view(&stream, tag, name, image)?, 200)
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use apimachinery::discovery::{ResourceInfo, SubresourceInfo};
 use apimachinery::errors::ApiError;
 use apimachinery::table::ColumnDefinition;
-use apiserver::registry::{ReadRevision, Registry};
+use apiserver::registry::Registry;
 use apiserver::resource::{Reply, Request, Resource, Verb};
 use apiserver::strategy::to_bytes;
 use async_trait::async_trait;
@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 use super::layers::stream_layers;
 use super::strategy::ImageStreamStrategy;
 use crate::resources::registries::Registries;
-use crate::resources::views::{gr, not_found};
 
 /// The image streams resource with every subresource.
 pub struct ImageStreams {
@@ -55,23 +54,12 @@ impl ImageStreams {
 
 impl ImageStreams {
     async fn layers(&self, req: &Request, name: &str) -> Result<Reply, ApiError> {
-        if !self.registries.images.is_ready() {
-            return Err(ApiError::ServerTimeout {
-                resource: gr("imagestreams"),
-                operation: "get".to_string(),
-                retry_after: 2,
-            });
-        }
+        self.registries.require_images_loaded()?;
+        let ns = req.namespace.as_deref().unwrap_or("");
         let stream = self
             .registries
-            .streams
-            .get_stream(
-                req.namespace.as_deref().unwrap_or(""),
-                name,
-                ReadRevision::Consistent,
-            )
-            .await?
-            .ok_or_else(|| not_found("imagestreams", name))?;
+            .view_stream(ns, name, "imagestreams")
+            .await?;
         let layers = stream_layers(&self.registries, &stream).await?;
         Ok(Reply::Object {
             code: 200,

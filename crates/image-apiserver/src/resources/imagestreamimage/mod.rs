@@ -57,20 +57,12 @@ impl ImageStreamImages {
                 ))
             }
         };
-        if !self.registries.images.is_ready() {
-            return Err(ApiError::ServerTimeout {
-                resource: gr("imagestreams"),
-                operation: "get".to_string(),
-                retry_after: 2,
-            });
-        }
+        self.registries.require_images_loaded()?;
         let ns = req.namespace.as_deref().unwrap_or("");
         let stream = self
             .registries
-            .streams
-            .get_stream(ns, stream_name, ReadRevision::Consistent)
-            .await?
-            .ok_or_else(|| not_found("imagestreamimages", stream_name))?;
+            .view_stream(ns, stream_name, "imagestreamimages")
+            .await?;
         let layers = stream_layers(&self.registries, &stream).await?;
         let matches: Vec<&String> = layers
             .images
