@@ -20,14 +20,7 @@ pub async fn stream_layers(
     let mut out = ImageStreamLayers::default();
     out.set_type_meta("ImageStreamLayers", image_api::API_VERSION);
     out.metadata = stream.metadata.clone();
-    let mut pending: Vec<String> = stream
-        .status
-        .tags
-        .iter()
-        .flat_map(|l| l.items.iter().flatten())
-        .filter(|e| !e.image.is_empty())
-        .map(|e| e.image.clone())
-        .collect();
+    let mut pending: Vec<String> = image_api::limits::images(stream).into_iter().collect();
     while let Some(name) = pending.pop() {
         if out.images.contains_key(&name) {
             continue;
