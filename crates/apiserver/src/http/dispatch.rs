@@ -81,10 +81,13 @@ pub(super) async fn api_request(
     State(api): State<Arc<Api>>,
     Path(rest): Path<String>,
     user: axum::Extension<UserInfo>,
-    req: HttpRequest,
+    mut req: HttpRequest,
 ) -> Response {
     let headers = req.headers().clone();
-    let query = Query::parse(req.uri().query());
+    let query = match req.extensions_mut().remove::<Query>() {
+        Some(query) => query,
+        None => Query::parse(req.uri().query()),
+    };
     let pretty = wants_pretty(&query, &headers);
     let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
     let group_matches = segments.first() == Some(&api.config.group);

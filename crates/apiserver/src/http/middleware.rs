@@ -112,6 +112,8 @@ async fn limit_inflight(State(api): State<Arc<Api>>, mut req: HttpRequest, next:
         timeout: request_timeout(&query),
     };
     req.extensions_mut().insert(limits);
+    // Parsed once: the handlers take it from here.
+    req.extensions_mut().insert(query);
     if limits.long_running {
         return next.run(req).await;
     }

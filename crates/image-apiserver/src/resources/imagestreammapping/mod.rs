@@ -221,3 +221,64 @@ impl Resource for ImageStreamMappings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(managed: bool) -> ImageStreamMapping {
+        let mut m = ImageStreamMapping {
+            tag: "v1".into(),
+            ..Default::default()
+        };
+        m.image.metadata.name = Some("sha256:1".into());
+        m.image.docker_image_reference = "quay.io/a/b@sha256:1".into();
+        if managed {
+            m.image.metadata.annotations =
+                Some([(MANAGED_ANNOTATION.to_string(), "true".to_string())].into());
+        }
+        m
+    }
+
+    fn stream() -> ImageStream {
+        let mut s = ImageStream::default();
+        s.metadata.name = Some("app".into());
+        s.metadata.generation = Some(3);
+        s.status.docker_image_repository = "registry.local/ns/app".into();
+        s
+    }
+
+    fn events(s: &ImageStream, tag: &str) -> Vec<image_api::TagEvent> {
+        s.status_tag(tag)
+            .and_then(|l| l.items.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_mapping_records_one_event_even_when_posted_twice() {
+        let mut s = stream();
+        record_event(&mut s, &mapping(false), false);
+        record_event(&mut s, &mapping(false), false);
+        let items = events(&s, "v1");
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].docker_image_reference, "quay.io/a/b@sha256:1");
+        assert_eq!(items[0].generation, 3);
+    }
+
+    #[test]
+    fn an_existing_managed_image_is_referenced_through_the_stream() {
+        let mut s = stream();
+        record_event(&mut s, &mapping(true), true);
+        assert_eq!(
+            events(&s, "v1")[0].docker_image_reference,
+            "registry.local/ns/app@sha256:1"
+        );
+        let mut fresh = stream();
+        record_event(&mut fresh, &mapping(true), false);
+        assert_eq!(
+            events(&fresh, "v1")[0].docker_image_reference,
+            "quay.io/a/b@sha256:1",
+            "a new image keeps the reference it was pushed with"
+        );
+    }
+}
