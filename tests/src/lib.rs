@@ -11,6 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub mod api;
+pub mod hostile;
+pub mod registry;
+pub mod token_service;
 
 pub use storage::testing::{free_port, EtcdProcess};
 

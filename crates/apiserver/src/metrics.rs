@@ -130,6 +130,17 @@ impl Metrics {
         WatchGuard { gauge }
     }
 
+    /// Adds metrics of another layer (the server's controllers, its importer) to `/metrics`.
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        registry.register(name, help, metric);
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());

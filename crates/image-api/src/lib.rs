@@ -3,6 +3,7 @@
 //! logic of the spec `openshift-image-behavior.md` (references §2.2, tag history §2.3,
 //! reference policy §2.4). No I/O: this is the crate to unit-test hardest.
 
+pub mod imports;
 pub mod limits;
 pub mod metadata;
 pub mod reference;

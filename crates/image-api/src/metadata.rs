@@ -59,10 +59,14 @@ pub fn extract(image: &mut Image, now: &str) -> Result<(), MetadataError> {
     }
     let manifest: Value = serde_json::from_str(&image.docker_image_manifest)
         .map_err(|e| MetadataError::Manifest(e.to_string()))?;
+    // OCI manifests may leave `mediaType` out of the body; the type the registry served them
+    // with (kept in dockerImageManifestMediaType by importers) says what they are.
     let media_type = manifest
         .get("mediaType")
         .and_then(Value::as_str)
-        .unwrap_or("");
+        .unwrap_or(image.docker_image_manifest_media_type.as_str())
+        .to_string();
+    let media_type = media_type.as_str();
     if media_type == MANIFEST_LIST || media_type == OCI_INDEX {
         image.docker_image_manifest_media_type = media_type.to_string();
         image.docker_image_manifests = manifest_list_entries(&manifest);

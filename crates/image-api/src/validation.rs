@@ -151,14 +151,10 @@ pub fn validate_tag_reference(tag: &TagReference, path: &FieldPath) -> Vec<Field
             "valid values are \"Source\", \"Local\"",
         ));
     }
-    let mode = tag.import_policy.import_mode.as_str();
-    if !mode.is_empty() && mode != IMPORT_MODE_LEGACY && mode != IMPORT_MODE_PRESERVE_ORIGINAL {
-        errs.push(FieldError::invalid(
-            &path.child("importPolicy").child("importMode"),
-            mode,
-            "invalid import mode, valid modes are '', 'Legacy', 'PreserveOriginal'",
-        ));
-    }
+    errs.extend(validate_import_mode(
+        &tag.import_policy.import_mode,
+        &path.child("importPolicy"),
+    ));
     errs
 }
 
@@ -389,6 +385,125 @@ fn unknown_signature_errors(sig: &ImageSignature, path: &FieldPath) -> Vec<Field
         ));
     }
     errs
+}
+
+const ONLY_DOCKER_IMAGE: &str = "only DockerImage is supported";
+
+/// `ValidateImageStreamImport` (spec §13.1).
+pub fn validate_image_stream_import(isi: &crate::ImageStreamImport) -> Vec<FieldError> {
+    let spec = FieldPath::new("spec");
+    let images = spec.child("images");
+    let mut errs = Vec::new();
+    for (i, image) in isi.spec.images.iter().enumerate() {
+        errs.extend(validate_image_import(image, &images.index(i)));
+    }
+    if let Some(repository) = &isi.spec.repository {
+        errs.extend(validate_repository_import(
+            repository,
+            &spec.child("repository"),
+        ));
+    }
+    if isi.spec.images.is_empty() && isi.spec.repository.is_none() {
+        errs.push(FieldError::invalid(
+            &images,
+            "null",
+            "you must specify at least one image or a repository import",
+        ));
+    }
+    errs.extend(validate_object_meta(
+        &isi.metadata,
+        true,
+        image_stream_name_errors,
+    ));
+    errs
+}
+
+fn validate_image_import(image: &crate::ImageImportSpec, path: &FieldPath) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let kind = image.from.kind.as_deref().unwrap_or("");
+    if kind != "DockerImage" {
+        errs.push(FieldError::invalid(
+            &path.child("from").child("kind"),
+            kind,
+            ONLY_DOCKER_IMAGE,
+        ));
+    } else {
+        if let Some(to) = &image.to {
+            if to.name.is_empty() {
+                errs.push(FieldError::invalid(
+                    &path.child("to").child("name"),
+                    "",
+                    "the name of the target tag must be specified",
+                ));
+            }
+        }
+        let name_path = path.child("from").child("name");
+        match image.from.name.as_deref().unwrap_or("") {
+            "" => errs.push(FieldError::required(&name_path, "")),
+            // Upstream's legacy "import everything" marker, accepted as it is.
+            "*" => {}
+            name => match DockerImageReference::parse(name) {
+                Err(e) => errs.push(FieldError::invalid(&name_path, name, e.to_string())),
+                Ok(r) if !r.id.is_empty() && image.import_policy.scheduled => errs.push(
+                    FieldError::invalid(&name_path, name, "only tags can be scheduled for import"),
+                ),
+                Ok(_) => {}
+            },
+        }
+    }
+    errs.extend(validate_import_mode(
+        &image.import_policy.import_mode,
+        &path.child("importPolicy"),
+    ));
+    errs
+}
+
+fn validate_repository_import(
+    repository: &crate::RepositoryImportSpec,
+    path: &FieldPath,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let kind = repository.from.kind.as_deref().unwrap_or("");
+    let name_path = path.child("from").child("name");
+    if kind != "DockerImage" {
+        errs.push(FieldError::invalid(
+            &path.child("from").child("kind"),
+            kind,
+            ONLY_DOCKER_IMAGE,
+        ));
+    } else {
+        match repository.from.name.as_deref().unwrap_or("") {
+            "" => errs.push(FieldError::required(
+                &name_path,
+                "container image references require a name",
+            )),
+            name => match DockerImageReference::parse(name) {
+                Err(e) => errs.push(FieldError::invalid(&name_path, name, e.to_string())),
+                Ok(r) if !r.id.is_empty() || !r.tag.is_empty() => errs.push(FieldError::invalid(
+                    &name_path,
+                    name,
+                    "you must specify an image repository, not a tag or ID",
+                )),
+                Ok(_) => {}
+            },
+        }
+    }
+    errs.extend(validate_import_mode(
+        &repository.import_policy.import_mode,
+        &path.child("importPolicy"),
+    ));
+    errs
+}
+
+fn validate_import_mode(mode: &str, path: &FieldPath) -> Vec<FieldError> {
+    if mode.is_empty() || mode == IMPORT_MODE_LEGACY || mode == IMPORT_MODE_PRESERVE_ORIGINAL {
+        return Vec::new();
+    }
+    vec![FieldError::invalid(
+        &path.child("importMode"),
+        mode,
+        "invalid import mode, valid modes are '', 'Legacy', 'PreserveOriginal'",
+    )]
 }
 
 #[cfg(test)]

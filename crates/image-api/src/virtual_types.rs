@@ -3,10 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta};
+use k8s_openapi::api::core::v1::{LocalObjectReference, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta, Status};
 use serde::{Deserialize, Serialize};
 
-use crate::{Image, ImageLookupPolicy, NamedTagEventList, TagEventCondition, TagReference};
+use crate::{
+    Image, ImageLookupPolicy, NamedTagEventList, TagEventCondition, TagImportPolicy, TagReference,
+    TagReferencePolicy,
+};
 
 use crate::serde_util::{is_empty_str, null_as_default};
 
@@ -197,4 +201,168 @@ pub struct ImageBlobReferences {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub manifests: Vec<String>,
+}
+
+/// An ImageStreamImport asks the server to look images up in container registries and, when
+/// `spec.import` is true, to record them in the stream named by `metadata.name`. It is never
+/// stored: the answer carries the result.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageStreamImport")]
+#[schemars(extend("x-kubernetes-group-version-kind" = [{"group": "image.openshift.io", "kind": "ImageStreamImport", "version": "v1"}]))]
+pub struct ImageStreamImport {
+    #[serde(default, skip_serializing_if = "is_empty_str")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "is_empty_str")]
+    pub api_version: String,
+    /// metadata names the stream; resourceVersion and uid, when set, must match it.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub metadata: ObjectMeta,
+    /// spec says what to import.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub spec: ImageStreamImportSpec,
+    /// status is the result, filled by the server.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub status: ImageStreamImportStatus,
+}
+crate::serde_util::object!(ImageStreamImport);
+
+/// What an ImageStreamImport imports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageStreamImportSpec")]
+pub struct ImageStreamImportSpec {
+    /// import, when true, records the results in the stream; false only previews them.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub import: bool,
+    /// repository imports the tags of a whole repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<RepositoryImportSpec>,
+    /// images are single images to import.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub images: Vec<ImageImportSpec>,
+}
+
+/// The result of an ImageStreamImport.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageStreamImportStatus")]
+pub struct ImageStreamImportStatus {
+    /// import is the stream as written, when spec.import was true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<Box<crate::ImageStream>>,
+    /// repository is the result of the repository import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<RepositoryImportStatus>,
+    /// images holds one result per spec.images entry, in the same order.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub images: Vec<ImageImportStatus>,
+}
+
+/// A repository to import every tag of (up to the server's limit).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.RepositoryImportSpec")]
+pub struct RepositoryImportSpec {
+    /// from is a DockerImage repository, without tag or digest.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub from: ObjectReference,
+    /// importPolicy applies to every imported tag.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub import_policy: TagImportPolicy,
+    /// referencePolicy applies to every imported tag.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub reference_policy: TagReferencePolicy,
+    /// includeManifest keeps the raw manifest and config in the answer.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "crate::serde_util::is_false"
+    )]
+    pub include_manifest: bool,
+}
+
+/// The result of a repository import.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.RepositoryImportStatus")]
+pub struct RepositoryImportStatus {
+    /// status is the result of the repository as a whole.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub status: Status,
+    /// images holds one result per imported tag, in import order.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub images: Vec<ImageImportStatus>,
+    /// additionalTags are the tags left out by the server's limit.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub additional_tags: Vec<String>,
+}
+
+/// One image to import.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageImportSpec")]
+pub struct ImageImportSpec {
+    /// from is a DockerImage reference with a tag or digest.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub from: ObjectReference,
+    /// to is the stream tag the image goes to; without it the image is only looked up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<LocalObjectReference>,
+    /// importPolicy controls how the image is imported.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub import_policy: TagImportPolicy,
+    /// referencePolicy is given to the tag when it has none.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub reference_policy: TagReferencePolicy,
+    /// includeManifest keeps the raw manifest and config in the answer.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "crate::serde_util::is_false"
+    )]
+    pub include_manifest: bool,
+}
+
+/// The result of importing one image.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageImportStatus")]
+pub struct ImageImportStatus {
+    /// status is Success, or a Failure with the code, reason and message of spec §13.8.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub status: Status,
+    /// image is the imported image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Image>,
+    /// tag is the imported tag (empty for imports by digest).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_empty_str"
+    )]
+    pub tag: String,
+    /// manifests are the platform images of a manifest list (PreserveOriginal).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub manifests: Vec<Image>,
 }

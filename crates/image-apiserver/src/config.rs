@@ -104,6 +104,51 @@ pub struct ServerConfig {
     /// The integrated registry's public host (the first of externalRegistryHostnames).
     #[arg(long, default_value = "")]
     pub external_registry_hostname: String,
+
+    /// Registry credentials for imports: a containers-auth.json(5) / docker config.json file
+    /// (podman's and skopeo's --authfile).
+    #[arg(long)]
+    pub authfile: Option<PathBuf>,
+
+    /// Mirrors, blocked and insecure registries for imports: a containers-registries.conf(5)
+    /// file (version 2: [[registry]] tables).
+    #[arg(long)]
+    pub registries_conf: Option<PathBuf>,
+
+    /// PEM bundles of extra certificate authorities trusted by imports, besides the system's.
+    #[arg(long, value_delimiter = ',')]
+    pub registry_ca_file: Vec<PathBuf>,
+
+    /// The deadline of one ImageStreamImport's registry work (Go duration). It stays below the
+    /// 60 s request timeout, so an import answers with per-image statuses instead of a 504.
+    #[arg(long, default_value = "50s", value_parser = parse_go_duration)]
+    pub image_import_timeout: Duration,
+
+    /// Images one ImageStreamImport fetches at once.
+    #[arg(long, default_value_t = 8)]
+    pub image_import_concurrency: usize,
+
+    /// How many tags a repository import takes (imagePolicyConfig's
+    /// maxImagesBulkImportedPerRepository); -1: all of them.
+    #[arg(long, default_value_t = 50, allow_negative_numbers = true)]
+    pub max_images_bulk_imported_per_repository: i64,
+
+    /// How often a scheduled tag is re-imported at most (Go duration).
+    #[arg(long, default_value = "15m", value_parser = parse_go_duration)]
+    pub scheduled_image_import_minimum_interval: Duration,
+
+    /// The most scheduled re-imports started per minute, across all streams.
+    #[arg(long, default_value_t = 60)]
+    pub max_scheduled_image_imports_per_minute: u32,
+
+    /// Turns scheduled re-imports off (imports of new or changed tags still happen).
+    #[arg(long)]
+    pub disable_scheduled_import: bool,
+
+    /// Turns the import controller off: DockerImage spec tags are imported only by explicit
+    /// ImageStreamImports.
+    #[arg(long)]
+    pub disable_import_controller: bool,
 }
 
 pub use apimachinery::duration::parse_go_duration;

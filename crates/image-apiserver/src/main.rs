@@ -2,9 +2,11 @@
 //! → the generic API server over HTTPS.
 
 mod config;
+mod controllers;
 mod credentials;
 #[cfg(test)]
 mod harness;
+mod metrics;
 mod openapi;
 mod resources;
 
@@ -46,6 +48,14 @@ enum StartError {
     Credentials(#[from] credentials::CredentialsError),
     #[error("serving: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("{flag} {path}: {message}")]
+    ImportConfig {
+        flag: &'static str,
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("registry client: {0}")]
+    RegistryClient(#[from] registry_client::Error),
 }
 
 struct ServerHealth {
@@ -102,7 +112,12 @@ async fn open_store(
 
 async fn run(config: ServerConfig) -> Result<(), StartError> {
     let metrics = Metrics::default();
-    let backend = open_backend(&config, metrics.clone()).await?;
+    let import_metrics = Arc::new(metrics::ImportMetrics::new(&metrics));
+    let importer = Arc::new(build_importer(&config)?);
+    let mut backend = open_backend(&config, metrics.clone()).await?;
+    let imports = backend
+        .served
+        .enable_imports(importer.clone(), import_metrics.clone());
     let certs = serving_certs(&config)?;
     let (auth, admin_token) = credentials::tokens(&config)?;
 
@@ -129,6 +144,16 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
         return Err(StartError::Serve(exit_before_listening(serve).await));
     };
     announce(&config, local, &certs, admin_token.as_deref())?;
+    if !config.disable_import_controller {
+        let controller = Arc::new(controllers::import::ImportController::new(
+            backend.served.registries.clone(),
+            imports,
+            importer,
+            import_metrics,
+            import_controller_config(&config),
+        ));
+        tokio::spawn(controller.run(shutdown_tx.subscribe()));
+    }
 
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -158,6 +183,8 @@ struct Served {
     streams: Arc<Registry<ImageStreamStrategy>>,
     images: Arc<Registry<ImageStrategy>>,
     registries: Arc<resources::registries::Registries>,
+    /// `imagestreamimports`, served once an importer is configured.
+    imports: Option<Arc<resources::imagestreamimport::ImageStreamImports>>,
 }
 
 impl Served {
@@ -177,13 +204,28 @@ impl Served {
             streams,
             images,
             registries,
+            imports: None,
         }
+    }
+
+    fn enable_imports(
+        &mut self,
+        importer: Arc<importer::Importer>,
+        metrics: Arc<metrics::ImportMetrics>,
+    ) -> Arc<resources::imagestreamimport::ImageStreamImports> {
+        let imports = Arc::new(resources::imagestreamimport::ImageStreamImports::new(
+            self.registries.clone(),
+            importer,
+            metrics,
+        ));
+        self.imports = Some(imports.clone());
+        imports
     }
 
     /// Every served resource, in discovery order.
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
         let registries = &self.registries;
-        vec![
+        let mut served: Vec<Arc<dyn Resource>> = vec![
             self.images.clone(),
             Arc::new(resources::imagesignature::ImageSignatures::new(
                 registries.clone(),
@@ -194,15 +236,21 @@ impl Served {
             Arc::new(resources::imagestreammapping::ImageStreamMappings::new(
                 registries.clone(),
             )),
+        ];
+        if let Some(imports) = &self.imports {
+            served.push(imports.clone());
+        }
+        served.extend([
             Arc::new(resources::imagestream::rest::ImageStreams::new(
                 self.streams.clone(),
                 registries.clone(),
-            )),
+            )) as Arc<dyn Resource>,
             Arc::new(resources::imagestreamtag::ImageStreamTags::new(
                 registries.clone(),
             )),
             Arc::new(resources::imagetag::ImageTags::new(registries.clone())),
-        ]
+        ]);
+        served
     }
 }
 
@@ -324,6 +372,7 @@ async fn close_backend(backend: Backend) {
         streams,
         images,
         registries: _views_keep_theirs_until_the_end,
+        imports: _imports_too,
     } = served;
     drop((streams, images, store));
     if let Some(store) = embedded {
@@ -346,5 +395,73 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// The importer from the import flags: credentials (--authfile), registry policy
+/// (--registries-conf), extra CAs (--registry-ca-file), limits and the deadline.
+fn build_importer(config: &ServerConfig) -> Result<importer::Importer, StartError> {
+    let read = |flag: &'static str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| StartError::ImportConfig {
+            flag,
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    };
+    let keyring = match &config.authfile {
+        None => importer::Keyring::default(),
+        Some(path) => {
+            importer::Keyring::from_auth_file(&read("--authfile", path)?).map_err(|e| {
+                StartError::ImportConfig {
+                    flag: "--authfile",
+                    path: path.clone(),
+                    message: e.to_string(),
+                }
+            })?
+        }
+    };
+    let registries = match &config.registries_conf {
+        None => importer::RegistriesConf::default(),
+        Some(path) => {
+            let text = read("--registries-conf", path)?;
+            importer::RegistriesConf::parse(&String::from_utf8_lossy(&text)).map_err(|e| {
+                StartError::ImportConfig {
+                    flag: "--registries-conf",
+                    path: path.clone(),
+                    message: e.to_string(),
+                }
+            })?
+        }
+    };
+    let extra_roots_pem = config
+        .registry_ca_file
+        .iter()
+        .map(|p| read("--registry-ca-file", p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = registry_client::Client::new(registry_client::ClientOptions {
+        extra_roots_pem,
+        user_agent: format!("image-apiserver/{}", env!("CARGO_PKG_VERSION")),
+        ..Default::default()
+    })?;
+    let bulk = config.max_images_bulk_imported_per_repository;
+    Ok(importer::Importer::new(
+        client,
+        registries,
+        keyring,
+        importer::ImporterOptions {
+            max_bulk_images: usize::try_from(bulk).ok(),
+            concurrency: config.image_import_concurrency,
+            deadline: config.image_import_timeout,
+            platform: importer::Platform::of_this_machine(),
+        },
+    ))
+}
+
+fn import_controller_config(config: &ServerConfig) -> controllers::import::ImportControllerConfig {
+    controllers::import::ImportControllerConfig {
+        scheduled_interval: config.scheduled_image_import_minimum_interval,
+        max_scheduled_per_minute: config.max_scheduled_image_imports_per_minute,
+        scheduled: !config.disable_scheduled_import,
+        concurrency: 4,
     }
 }

@@ -4,6 +4,7 @@ pub mod image;
 pub mod imagesignature;
 pub mod imagestream;
 pub mod imagestreamimage;
+pub mod imagestreamimport;
 pub mod imagestreammapping;
 pub mod imagestreamtag;
 pub mod imagetag;

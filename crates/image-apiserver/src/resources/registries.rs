@@ -23,6 +23,10 @@ pub type Change<'a, T> = &'a mut (dyn FnMut(&T) -> Result<T, ApiError> + Send);
 /// Image streams, typed: what other resources may do with them.
 #[async_trait]
 pub trait ImageStreamRegistry: Send + Sync {
+    /// Whether the streams' watch cache has loaded.
+    fn is_ready(&self) -> bool;
+    /// The revision the streams' watch cache has reached: a controller rescans when it moves.
+    fn revision(&self) -> Revision;
     async fn get_stream(
         &self,
         namespace: &str,
@@ -72,6 +76,12 @@ pub trait ImageRegistry: Send + Sync {
 
 #[async_trait]
 impl ImageStreamRegistry for Registry<ImageStreamStrategy> {
+    fn is_ready(&self) -> bool {
+        Registry::is_ready(self)
+    }
+    fn revision(&self) -> Revision {
+        self.cache().revision()
+    }
     async fn get_stream(
         &self,
         namespace: &str,

@@ -1,0 +1,671 @@
+//! The import controller (spec §14, openshift-controller-manager's image import controller),
+//! in the server process. It is a client of the resources layer: it reads streams through the
+//! typed registry and imports through [`ImageStreamImports::import`], the code a POST of an
+//! ImageStreamImport runs.
+//!
+//! - A DockerImage spec tag whose generation is newer than what status observed is imported.
+//! - A failed import is retried on its own, backing off from `FIRST_RETRY` (doubling, capped at
+//!   the scheduled-import interval), instead of waiting for the generation to change.
+//! - Scheduled tags are checked every interval, spread over it by a hash of their name and
+//!   rate-limited: a HEAD of the tag's manifest first, and an import only when the digest moved.
+//!
+//! The loop ticks; a full scan of the streams (from the watch cache) happens only when their
+//! revision moved, so an idle server does nothing but the scheduled checks.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use apimachinery::errors::ApiError;
+use apimachinery::options::{FieldValidation, ListOptions, WriteOptions};
+use apiserver::registry::{ManagedFields, ReadRevision, WriteContext};
+use apiserver::resource::UserInfo;
+use image_api::imports::{succeeded, IMPORT_SUCCESS, REPOSITORY_CHECK_ANNOTATION};
+use image_api::{ImageImportSpec, ImageStream, ImageStreamImport, TagReference};
+use importer::Importer;
+use k8s_openapi::api::core::v1::{LocalObjectReference, ObjectReference};
+use storage::Revision;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::metrics::ImportMetrics;
+use crate::resources::imagestreamimport::ImageStreamImports;
+use crate::resources::registries::Registries;
+
+const CONTROLLER_USER: &str = "system:serviceaccount:openshift-infra:image-import-controller";
+const FIRST_RETRY: Duration = Duration::from_secs(2);
+const TICK: Duration = Duration::from_millis(250);
+
+#[derive(Clone, Debug)]
+pub struct ImportControllerConfig {
+    /// `--scheduled-image-import-minimum-interval`.
+    pub scheduled_interval: Duration,
+    /// `--max-scheduled-image-imports-per-minute`.
+    pub max_scheduled_per_minute: u32,
+    /// `!--disable-scheduled-import`.
+    pub scheduled: bool,
+    /// Streams imported at once.
+    pub concurrency: usize,
+}
+
+/// A spec tag of a stream.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct TagKey {
+    namespace: String,
+    stream: String,
+    tag: String,
+}
+
+impl TagKey {
+    fn stream_key(&self) -> (String, String) {
+        (self.namespace.clone(), self.stream.clone())
+    }
+}
+
+struct Retry {
+    attempts: u32,
+    at: Instant,
+}
+
+/// What a queued import of a stream covers.
+#[derive(Default)]
+struct Queued {
+    /// The tags whose generations ask for an import when it starts.
+    by_generation: bool,
+    /// Tags to import regardless (retries, moved scheduled tags).
+    tags: HashSet<String>,
+}
+
+/// What an import job reports back to the loop.
+struct Outcome {
+    stream: (String, String),
+    /// Per tag: whether it was imported.
+    tags: Vec<(String, bool)>,
+}
+
+pub struct ImportController {
+    registries: Arc<Registries>,
+    imports: Arc<ImageStreamImports>,
+    importer: Arc<Importer>,
+    metrics: Arc<ImportMetrics>,
+    config: ImportControllerConfig,
+}
+
+/// The loop's memory.
+#[derive(Default)]
+struct State {
+    scanned: Option<Revision>,
+    retries: HashMap<TagKey, Retry>,
+    schedule: HashMap<TagKey, Instant>,
+    /// The digest a scheduled check last saw, per tag (a manifest list's digest is not the
+    /// imported child's, so status alone cannot tell "unchanged").
+    digests: HashMap<TagKey, String>,
+    in_flight: HashSet<(String, String)>,
+    /// Streams waiting for an import slot.
+    queue: std::collections::BTreeMap<(String, String), Queued>,
+    tokens: f64,
+}
+
+impl ImportController {
+    pub fn new(
+        registries: Arc<Registries>,
+        imports: Arc<ImageStreamImports>,
+        importer: Arc<Importer>,
+        metrics: Arc<ImportMetrics>,
+        config: ImportControllerConfig,
+    ) -> Self {
+        ImportController {
+            registries,
+            imports,
+            importer,
+            metrics,
+            config,
+        }
+    }
+
+    /// Runs until `shutdown` fires.
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
+        let mut state = State::default();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(outcome) = done_rx.recv() => self.settle(&mut state, outcome),
+                _ = tick.tick() => self.step(&mut state, &done_tx).await,
+            }
+            self.importer_metrics(&state);
+        }
+    }
+
+    fn importer_metrics(&self, state: &State) {
+        let stats = self.importer.client().stats();
+        self.metrics.sync_registry_requests(stats.by_class);
+        self.metrics
+            .scheduled_queue
+            .set(state.schedule.len() as i64);
+    }
+
+    async fn step(self: &Arc<Self>, state: &mut State, done: &mpsc::UnboundedSender<Outcome>) {
+        if !self.registries.streams.is_ready() {
+            return;
+        }
+        let revision = self.registries.streams.revision();
+        if state.scanned != Some(revision) {
+            match self.scan(state).await {
+                Ok(()) => state.scanned = Some(revision),
+                Err(e) => tracing::warn!(error = %e, "import controller: listing streams failed"),
+            }
+        }
+        self.retry_due(state);
+        if self.config.scheduled {
+            self.check_scheduled(state).await;
+        }
+        self.dispatch(state, done);
+    }
+
+    /// Imports every stream that needs it and learns the scheduled tags.
+    async fn scan(&self, state: &mut State) -> Result<(), ApiError> {
+        let (streams, _) = self
+            .registries
+            .streams
+            .list_streams(None, &ListOptions::default())
+            .await?;
+        let mut scheduled = HashSet::new();
+        for stream in &streams {
+            let key = stream_key(stream);
+            for tag in scheduled_tags(stream) {
+                scheduled.insert(TagKey {
+                    namespace: key.0.clone(),
+                    stream: key.1.clone(),
+                    tag,
+                });
+            }
+            let pending = tags_needing_import(stream)
+                .iter()
+                .any(|t| !state.retries.contains_key(&tag_key(&key, t)));
+            if pending {
+                state.queue.entry(key).or_default().by_generation = true;
+            }
+        }
+        state.schedule.retain(|k, _| scheduled.contains(k));
+        state.digests.retain(|k, _| scheduled.contains(k));
+        state.retries.retain(|k, _| {
+            streams
+                .iter()
+                .any(|s| stream_key(s) == k.stream_key() && s.spec_tag(&k.tag).is_some())
+        });
+        let interval = self.config.scheduled_interval;
+        for key in scheduled {
+            state
+                .schedule
+                .entry(key.clone())
+                .or_insert_with(|| Instant::now() + spread(&key, interval));
+        }
+        Ok(())
+    }
+
+    fn retry_due(&self, state: &mut State) {
+        let now = Instant::now();
+        let due: Vec<TagKey> = state
+            .retries
+            .iter()
+            .filter(|(_, r)| r.at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            if let Some(r) = state.retries.get_mut(&key) {
+                // Not due again until this attempt reports back.
+                r.at = now + self.config.scheduled_interval.max(FIRST_RETRY);
+            }
+            enqueue(state, &key);
+        }
+    }
+
+    /// Due scheduled tags, as many as the per-minute budget allows: a HEAD first, an import
+    /// only for a moved digest.
+    async fn check_scheduled(&self, state: &mut State) {
+        let per_tick = f64::from(self.config.max_scheduled_per_minute) * TICK.as_secs_f64() / 60.0;
+        let burst = f64::from(self.config.max_scheduled_per_minute.max(1));
+        state.tokens = (state.tokens + per_tick).min(burst);
+        let now = Instant::now();
+        let mut due: Vec<TagKey> = state
+            .schedule
+            .iter()
+            .filter(|(k, at)| **at <= now && !state.in_flight.contains(&k.stream_key()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        due.sort();
+        for key in due {
+            if state.tokens < 1.0 {
+                break;
+            }
+            state.tokens -= 1.0;
+            state
+                .schedule
+                .insert(key.clone(), now + self.config.scheduled_interval);
+            self.check_one(state, key).await;
+        }
+    }
+
+    async fn check_one(&self, state: &mut State, key: TagKey) {
+        let Some(stream) = self.stream(&key).await else {
+            return;
+        };
+        let Some(spec) = stream.spec_tag(&key.tag).filter(|t| importable(Some(t))) else {
+            return;
+        };
+        let from = spec
+            .from
+            .as_ref()
+            .and_then(|f| f.name.clone())
+            .unwrap_or_default();
+        let insecure = spec.import_policy.insecure;
+        let digest = match self.importer.current_digest(&from, insecure).await {
+            Ok(d) => d,
+            Err(status) => {
+                tracing::debug!(tag = ?key, message = status.message.as_deref().unwrap_or(""),
+                    "scheduled check failed; importing to record it");
+                enqueue(state, &key);
+                return;
+            }
+        };
+        let current = current_image(&stream, &key.tag);
+        let seen = state.digests.get(&key).map(String::as_str);
+        if Some(digest.as_str()) == current || Some(digest.as_str()) == seen {
+            return;
+        }
+        state.digests.insert(key.clone(), digest);
+        enqueue(state, &key);
+    }
+
+    async fn stream(&self, key: &TagKey) -> Option<ImageStream> {
+        self.registries
+            .streams
+            .get_stream(&key.namespace, &key.stream, ReadRevision::Any)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Starts queued imports while slots are free, one per stream at a time.
+    fn dispatch(self: &Arc<Self>, state: &mut State, done: &mpsc::UnboundedSender<Outcome>) {
+        let limit = self.config.concurrency.max(1);
+        let ready: Vec<(String, String)> = state
+            .queue
+            .keys()
+            .filter(|k| !state.in_flight.contains(*k))
+            .take(limit.saturating_sub(state.in_flight.len()))
+            .cloned()
+            .collect();
+        for key in ready {
+            let Some(queued) = state.queue.remove(&key) else {
+                continue;
+            };
+            state.in_flight.insert(key.clone());
+            let this = self.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                let tags = this.import_stream(&key, queued).await;
+                let _ = done.send(Outcome { stream: key, tags });
+            });
+        }
+    }
+
+    /// Imports what `queued` asks for, judged on the stream as it is now.
+    async fn import_stream(&self, key: &(String, String), queued: Queued) -> Vec<(String, bool)> {
+        let current = self
+            .registries
+            .streams
+            .get_stream(&key.0, &key.1, ReadRevision::Consistent)
+            .await;
+        let Ok(Some(stream)) = current else {
+            return Vec::new();
+        };
+        let mut tags = queued.tags;
+        if queued.by_generation {
+            tags.extend(tags_needing_import(&stream));
+        }
+        let mut tags: Vec<String> = tags.into_iter().collect();
+        tags.sort();
+        if tags.is_empty() {
+            return Vec::new();
+        }
+        self.import(&stream, &tags).await
+    }
+
+    async fn import(&self, stream: &ImageStream, tags: &[String]) -> Vec<(String, bool)> {
+        let isi = import_request(stream, tags);
+        let wanted: Vec<String> = isi
+            .spec
+            .images
+            .iter()
+            .filter_map(|i| i.to.as_ref().map(|t| t.name.clone()))
+            .collect();
+        let user = UserInfo {
+            name: CONTROLLER_USER.to_string(),
+            uid: String::new(),
+            groups: vec!["system:serviceaccounts".to_string()],
+        };
+        let options = WriteOptions {
+            dry_run: false,
+            field_manager: Some("image-import-controller".to_string()),
+            field_validation: FieldValidation::Ignore,
+            force: None,
+        };
+        let ctx = WriteContext {
+            namespace: stream.metadata.namespace.as_deref(),
+            user: &user,
+            user_agent: Some("image-import-controller"),
+            options: &options,
+            managed_fields: ManagedFields::RecordUpdate,
+        };
+        match self.imports.import(&ctx, isi).await {
+            Ok(done) => wanted
+                .into_iter()
+                .zip(done.status.images.iter().map(|i| succeeded(&i.status)))
+                .collect(),
+            // The stream changed under the import (or went away): the next scan decides again.
+            Err(ApiError::Conflict { .. }) | Err(ApiError::NotFound { .. }) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(error = %e, stream = ?stream_key(stream), "import failed");
+                wanted.into_iter().map(|t| (t, false)).collect()
+            }
+        }
+    }
+
+    /// Failed tags back off; imported ones forget their failures.
+    fn settle(&self, state: &mut State, outcome: Outcome) {
+        state.in_flight.remove(&outcome.stream);
+        for (tag, ok) in outcome.tags {
+            let key = tag_key(&outcome.stream, &tag);
+            if ok {
+                state.retries.remove(&key);
+                continue;
+            }
+            let attempts = state.retries.get(&key).map_or(0, |r| r.attempts) + 1;
+            let delay = backoff(attempts, self.config.scheduled_interval);
+            state.retries.insert(
+                key,
+                Retry {
+                    attempts,
+                    at: Instant::now() + delay,
+                },
+            );
+        }
+    }
+}
+
+/// Asks for an import of one tag (merged with what the stream has queued already).
+fn enqueue(state: &mut State, key: &TagKey) {
+    state
+        .queue
+        .entry(key.stream_key())
+        .or_default()
+        .tags
+        .insert(key.tag.clone());
+}
+
+fn stream_key(s: &ImageStream) -> (String, String) {
+    (
+        s.metadata.namespace.clone().unwrap_or_default(),
+        s.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+fn tag_key(stream: &(String, String), tag: &str) -> TagKey {
+    TagKey {
+        namespace: stream.0.clone(),
+        stream: stream.1.clone(),
+        tag: tag.to_string(),
+    }
+}
+
+/// A DockerImage tag that is not a mere reference.
+fn importable(tag: Option<&TagReference>) -> bool {
+    tag.is_some_and(|t| {
+        !t.reference
+            && t.from.as_ref().and_then(|f| f.kind.as_deref()) == Some("DockerImage")
+            && t.from
+                .as_ref()
+                .and_then(|f| f.name.as_deref())
+                .is_some_and(|n| !n.is_empty())
+    })
+}
+
+fn scheduled_tags(stream: &ImageStream) -> Vec<String> {
+    stream
+        .spec
+        .tags
+        .iter()
+        .filter(|t| t.import_policy.scheduled && importable(Some(t)))
+        .map(|t| t.name.clone())
+        .collect()
+}
+
+/// Spec §14: with no repository check yet, every importable tag; afterwards, the tags whose
+/// generation is newer than the latest one status observed (an event or an ImportSuccess
+/// condition).
+fn tags_needing_import(stream: &ImageStream) -> Vec<String> {
+    let checked = stream
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(REPOSITORY_CHECK_ANNOTATION));
+    stream
+        .spec
+        .tags
+        .iter()
+        .filter(|t| importable(Some(t)))
+        .filter(|t| !checked || t.generation.unwrap_or(0) > latest_observed(stream, &t.name))
+        .map(|t| t.name.clone())
+        .collect()
+}
+
+fn latest_observed(stream: &ImageStream, tag: &str) -> i64 {
+    let Some(list) = stream.status_tag(tag) else {
+        return 0;
+    };
+    let event = list
+        .items
+        .as_ref()
+        .and_then(|i| i.first())
+        .map_or(0, |e| e.generation);
+    let condition = list
+        .conditions
+        .iter()
+        .filter(|c| c.type_ == IMPORT_SUCCESS)
+        .map(|c| c.generation)
+        .max()
+        .unwrap_or(0);
+    event.max(condition)
+}
+
+fn current_image<'a>(stream: &'a ImageStream, tag: &str) -> Option<&'a str> {
+    stream
+        .status_tag(tag)
+        .and_then(|l| l.items.as_ref())
+        .and_then(|i| i.first())
+        .map(|e| e.image.as_str())
+}
+
+/// The ImageStreamImport the controller posts: the stream's resourceVersion and uid as guards,
+/// one image per tag with the tag's own policies.
+fn import_request(stream: &ImageStream, tags: &[String]) -> ImageStreamImport {
+    let mut isi = ImageStreamImport::default();
+    isi.metadata.name = stream.metadata.name.clone();
+    isi.metadata.namespace = stream.metadata.namespace.clone();
+    isi.metadata.resource_version = stream.metadata.resource_version.clone();
+    isi.metadata.uid = stream.metadata.uid.clone();
+    isi.spec.import = true;
+    for tag in tags {
+        let Some(spec) = stream.spec_tag(tag).filter(|t| importable(Some(t))) else {
+            continue;
+        };
+        isi.spec.images.push(ImageImportSpec {
+            from: ObjectReference {
+                kind: Some("DockerImage".to_string()),
+                name: spec.from.as_ref().and_then(|f| f.name.clone()),
+                ..Default::default()
+            },
+            to: Some(LocalObjectReference { name: tag.clone() }),
+            import_policy: spec.import_policy.clone(),
+            reference_policy: spec.reference_policy.clone(),
+            include_manifest: false,
+        });
+    }
+    isi
+}
+
+/// From `FIRST_RETRY`, doubling, never longer than `cap`.
+fn backoff(attempts: u32, cap: Duration) -> Duration {
+    let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
+    FIRST_RETRY.saturating_mul(factor).min(cap.max(FIRST_RETRY))
+}
+
+/// Where in the interval a scheduled tag is first checked: a stable hash of its name, so a
+/// fleet of tags created together is spread over the interval instead of checked in a burst.
+fn spread(key: &TagKey, interval: Duration) -> Duration {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    let millis = interval.as_millis().max(1) as u64;
+    Duration::from_millis(h.finish() % millis)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use image_api::{NamedTagEventList, TagEvent, TagEventCondition};
+
+    fn docker_tag(name: &str, generation: i64) -> TagReference {
+        TagReference {
+            name: name.into(),
+            from: Some(ObjectReference {
+                kind: Some("DockerImage".into()),
+                name: Some(format!("r/a/b:{name}")),
+                ..Default::default()
+            }),
+            generation: Some(generation),
+            ..Default::default()
+        }
+    }
+
+    fn stream(tags: Vec<TagReference>, checked: bool) -> ImageStream {
+        let mut s = ImageStream::default();
+        s.metadata.name = Some("app".into());
+        s.metadata.namespace = Some("ns".into());
+        s.spec.tags = tags;
+        if checked {
+            s.metadata.annotations =
+                Some([(REPOSITORY_CHECK_ANNOTATION.to_string(), "x".to_string())].into());
+        }
+        s
+    }
+
+    fn event(generation: i64) -> TagEvent {
+        TagEvent {
+            created: None,
+            docker_image_reference: "r/a/b@sha256:1".into(),
+            image: "sha256:1".into(),
+            generation,
+        }
+    }
+
+    #[test]
+    fn unchecked_streams_import_every_importable_tag() {
+        let mut reference = docker_tag("ref", 1);
+        reference.reference = true;
+        let mut other = docker_tag("istag", 1);
+        other.from.as_mut().unwrap().kind = Some("ImageStreamTag".into());
+        let s = stream(vec![docker_tag("v1", 1), reference, other], false);
+        assert_eq!(tags_needing_import(&s), ["v1"]);
+    }
+
+    #[test]
+    fn checked_streams_import_tags_newer_than_observed() {
+        let mut s = stream(
+            vec![
+                docker_tag("v1", 2),
+                docker_tag("v2", 2),
+                docker_tag("v3", 3),
+            ],
+            true,
+        );
+        s.status.tags = vec![
+            NamedTagEventList {
+                tag: "v1".into(),
+                items: Some(vec![event(2)]),
+                conditions: vec![],
+            },
+            NamedTagEventList {
+                tag: "v2".into(),
+                items: None,
+                conditions: vec![TagEventCondition {
+                    type_: IMPORT_SUCCESS.into(),
+                    status: "False".into(),
+                    generation: 2,
+                    ..Default::default()
+                }],
+            },
+            NamedTagEventList {
+                tag: "v3".into(),
+                items: Some(vec![event(2)]),
+                conditions: vec![],
+            },
+        ];
+        assert_eq!(tags_needing_import(&s), ["v3"]);
+    }
+
+    #[test]
+    fn the_request_carries_guards_and_tag_policies() {
+        let mut s = stream(vec![docker_tag("v1", 1)], true);
+        s.metadata.resource_version = Some("7".into());
+        s.metadata.uid = Some("u".into());
+        s.spec.tags[0].import_policy.insecure = true;
+        let isi = import_request(&s, &["v1".into(), "missing".into()]);
+        assert_eq!(isi.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(isi.metadata.uid.as_deref(), Some("u"));
+        assert!(isi.spec.import);
+        assert_eq!(isi.spec.images.len(), 1);
+        assert_eq!(isi.spec.images[0].to.as_ref().unwrap().name, "v1");
+        assert_eq!(isi.spec.images[0].from.name.as_deref(), Some("r/a/b:v1"));
+        assert!(isi.spec.images[0].import_policy.insecure);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_interval() {
+        let cap = Duration::from_secs(60);
+        assert_eq!(backoff(1, cap), Duration::from_secs(2));
+        assert_eq!(backoff(2, cap), Duration::from_secs(4));
+        assert_eq!(backoff(5, cap), Duration::from_secs(32));
+        assert_eq!(backoff(6, cap), cap);
+        assert_eq!(backoff(60, cap), cap);
+    }
+
+    #[test]
+    fn spread_stays_within_the_interval_and_differs_by_tag() {
+        let interval = Duration::from_secs(900);
+        let offsets: HashSet<Duration> = (0..50)
+            .map(|i| {
+                let key = tag_key(&("ns".into(), format!("s{i}")), "t");
+                let d = spread(&key, interval);
+                assert!(d < interval);
+                d
+            })
+            .collect();
+        assert!(offsets.len() > 40, "offsets cluster: {}", offsets.len());
+    }
+
+    #[test]
+    fn scheduled_tags_must_be_importable() {
+        let mut t = docker_tag("v1", 1);
+        t.import_policy.scheduled = true;
+        let mut r = docker_tag("v2", 1);
+        r.import_policy.scheduled = true;
+        r.reference = true;
+        assert_eq!(scheduled_tags(&stream(vec![t, r], true)), ["v1"]);
+    }
+}

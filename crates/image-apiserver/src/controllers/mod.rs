@@ -1,0 +1,3 @@
+//! Controllers that run in the server process, as clients of the resources layer.
+
+pub mod import;
