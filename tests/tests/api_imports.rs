@@ -229,6 +229,19 @@ async fn preview_import_and_reimport(server: &Server) {
         img["dockerImageManifestMediaType"],
         "application/vnd.docker.distribution.manifest.v2+json"
     );
+
+    // The imports are counted.
+    let metrics = c.get("/metrics").await.text();
+    let successes = metrics
+        .lines()
+        .find(|l| l.starts_with("image_import_images_total{result=\"Success\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(successes.is_some_and(|n| n >= 4.0), "{metrics}");
+    assert!(
+        metrics.contains("image_import_duration_seconds_count"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

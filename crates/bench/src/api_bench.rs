@@ -291,7 +291,7 @@ async fn fanout(server: &Server, watchers: usize) {
         .into_iter()
         .map(|w| tokio::spawn(read_events(w, updates)))
         .collect();
-    let cpu_before = server_cpu_seconds(server.pid());
+    let cpu_before = blackbox::process_cpu_seconds(server.pid());
     let start = Instant::now();
     let written = patch_updates(&setup, updates).await;
     let acks: std::collections::HashMap<String, Instant> = written.into_iter().collect();
@@ -309,7 +309,7 @@ async fn fanout(server: &Server, watchers: usize) {
             }
         }
     }
-    let server_cpu = server_cpu_seconds(server.pid()) - cpu_before;
+    let server_cpu = blackbox::process_cpu_seconds(server.pid()) - cpu_before;
     lat.sort();
     let elapsed = last.duration_since(start);
     println!(
@@ -523,34 +523,4 @@ async fn main() {
         println!("## memory (etcd backend: the server holds only the watch cache)");
         memory(args.memory_streams).await;
     }
-}
-
-/// The CPU time (user + system) a process has used, from `/proc/<pid>/stat`: the figure that
-/// tells the server's cost apart from the clients', which share its cores.
-fn server_cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The command name may hold spaces; the fields after it are space-separated.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / clock_ticks_per_second()
-}
-
-/// `getconf CLK_TCK`; Linux has used 100 on every architecture we run on.
-fn clock_ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
 }

@@ -643,4 +643,91 @@ mod tests {
         assert!(!is_valid_tag_name("a b"));
         assert!(!is_valid_tag_name(&"a".repeat(129)));
     }
+
+    fn isi(images: Vec<crate::ImageImportSpec>) -> crate::ImageStreamImport {
+        let mut isi = crate::ImageStreamImport::default();
+        isi.metadata.name = Some("app".into());
+        isi.metadata.namespace = Some("ns".into());
+        isi.spec.images = images;
+        isi
+    }
+
+    fn docker(name: &str) -> k8s_openapi::api::core::v1::ObjectReference {
+        k8s_openapi::api::core::v1::ObjectReference {
+            kind: Some("DockerImage".into()),
+            name: Some(name.into()),
+            ..Default::default()
+        }
+    }
+
+    fn messages(errs: &[FieldError]) -> Vec<String> {
+        errs.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn image_stream_import_needs_something_to_import() {
+        let errs = validate_image_stream_import(&isi(vec![]));
+        assert_eq!(
+            messages(&errs),
+            ["spec.images: Invalid value: \"null\": you must specify at least one image or a repository import"]
+        );
+    }
+
+    #[test]
+    fn image_stream_import_images() {
+        let ok = crate::ImageImportSpec {
+            from: docker("quay.io/a/b:1"),
+            ..Default::default()
+        };
+        assert!(validate_image_stream_import(&isi(vec![ok.clone()])).is_empty());
+        let star = crate::ImageImportSpec {
+            from: docker("*"),
+            ..Default::default()
+        };
+        assert!(validate_image_stream_import(&isi(vec![star])).is_empty());
+        let mut kind = ok.clone();
+        kind.from.kind = Some("ImageStreamTag".into());
+        let mut empty_to = ok.clone();
+        empty_to.to = Some(k8s_openapi::api::core::v1::LocalObjectReference {
+            name: String::new(),
+        });
+        let mut scheduled_digest = ok.clone();
+        scheduled_digest.from = docker(
+            "quay.io/a/b@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        );
+        scheduled_digest.import_policy.scheduled = true;
+        let mut mode = ok.clone();
+        mode.import_policy.import_mode = "Foo".into();
+        let errs = validate_image_stream_import(&isi(vec![kind, empty_to, scheduled_digest, mode]));
+        assert_eq!(
+            messages(&errs),
+            [
+                "spec.images[0].from.kind: Invalid value: \"ImageStreamTag\": only DockerImage is supported",
+                "spec.images[1].to.name: Invalid value: \"\": the name of the target tag must be specified",
+                "spec.images[2].from.name: Invalid value: \"quay.io/a/b@sha256:0000000000000000000000000000000000000000000000000000000000000000\": only tags can be scheduled for import",
+                "spec.images[3].importPolicy.importMode: Invalid value: \"Foo\": invalid import mode, valid modes are '', 'Legacy', 'PreserveOriginal'",
+            ]
+        );
+    }
+
+    #[test]
+    fn image_stream_import_repository() {
+        let mut with_tag = isi(vec![]);
+        with_tag.spec.repository = Some(crate::RepositoryImportSpec {
+            from: docker("quay.io/a/b:1"),
+            ..Default::default()
+        });
+        assert_eq!(
+            messages(&validate_image_stream_import(&with_tag)),
+            ["spec.repository.from.name: Invalid value: \"quay.io/a/b:1\": you must specify an image repository, not a tag or ID"]
+        );
+        let mut unnamed = with_tag.clone();
+        if let Some(r) = unnamed.spec.repository.as_mut() {
+            r.from.name = None;
+        }
+        assert_eq!(
+            messages(&validate_image_stream_import(&unnamed)),
+            ["spec.repository.from.name: Required value: container image references require a name"]
+        );
+    }
 }

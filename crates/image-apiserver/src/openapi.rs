@@ -25,6 +25,7 @@ fn definitions() -> Map<String, Value> {
     generator.subschema_for::<image_api::ImageTagList>();
     generator.subschema_for::<image_api::ImageStreamImage>();
     generator.subschema_for::<image_api::ImageStreamMapping>();
+    generator.subschema_for::<image_api::ImageStreamImport>();
     generator.subschema_for::<image_api::ImageStreamLayers>();
     generator.subschema_for::<Status>();
     generator.subschema_for::<DeleteOptions>();
@@ -71,6 +72,11 @@ fn resources() -> Vec<SchemaResource> {
             info: crate::resources::imagestreammapping::info(),
             schema: format!("{PREFIX}.ImageStreamMapping"),
             list_schema: format!("{PREFIX}.ImageStreamMapping"),
+        },
+        SchemaResource {
+            info: crate::resources::imagestreamimport::info(),
+            schema: format!("{PREFIX}.ImageStreamImport"),
+            list_schema: format!("{PREFIX}.ImageStreamImport"),
         },
         SchemaResource {
             info: crate::resources::imagestream::rest::streams_info(),

@@ -133,7 +133,11 @@ impl ImportController {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                Some(outcome) = done_rx.recv() => self.settle(&mut state, outcome),
+                Some(outcome) = done_rx.recv() => {
+                    self.settle(&mut state, outcome);
+                    // A freed slot takes the next queued stream at once, not at the next tick.
+                    self.dispatch(&mut state, &done_tx);
+                }
                 _ = tick.tick() => self.step(&mut state, &done_tx).await,
             }
             self.importer_metrics(&state);
