@@ -660,10 +660,6 @@ mod tests {
         }
     }
 
-    fn messages(errs: &[FieldError]) -> Vec<String> {
-        errs.iter().map(|e| e.to_string()).collect()
-    }
-
     #[test]
     fn image_stream_import_needs_something_to_import() {
         let errs = validate_image_stream_import(&isi(vec![]));
