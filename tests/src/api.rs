@@ -20,6 +20,15 @@ pub fn stream(ns: &str, name: &str) -> String {
     format!("{IS}/{ns}/imagestreams/{name}")
 }
 
+/// The history of `tag` in a stream's status (empty when the tag has none).
+pub fn tag_items(stream: &Value, tag: &str) -> Vec<Value> {
+    stream["status"]["tags"]
+        .as_array()
+        .and_then(|t| t.iter().find(|x| x["tag"] == tag))
+        .and_then(|t| t["items"].as_array().cloned())
+        .unwrap_or_default()
+}
+
 #[derive(Clone)]
 pub struct Client {
     base: String,

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use blackbox::api::{stream, streams, Client, Resp, IMAGES};
+use blackbox::api::{stream, streams, tag_items as items, Client, Resp, IMAGES};
 use blackbox::registry::{test_image, test_index, PushFormat, Registry, RegistryOptions};
 use blackbox::{start_embedded, start_etcd, Server};
 use serde_json::{json, Value};
@@ -50,14 +50,6 @@ async fn post(c: &Client, ns: &str, body: &Value) -> Value {
 
 fn first_status(done: &Value) -> &Value {
     &done["status"]["images"][0]["status"]
-}
-
-fn items(s: &Value, tag: &str) -> Vec<Value> {
-    s["status"]["tags"]
-        .as_array()
-        .and_then(|t| t.iter().find(|x| x["tag"] == tag))
-        .and_then(|t| t["items"].as_array().cloned())
-        .unwrap_or_default()
 }
 
 fn conditions(s: &Value, tag: &str) -> Vec<Value> {

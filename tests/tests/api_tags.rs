@@ -1,7 +1,7 @@
 //! The tag model over HTTP (openshift-image-behavior.md §4, §8–§12, scenarios 14–35, 37, 46),
 //! on both backends, plus 20 concurrent taggers.
 
-use blackbox::api::{stream, streams, Client, IMAGES};
+use blackbox::api::{stream, streams, tag_items as items, Client, IMAGES};
 use blackbox::both_backends;
 use blackbox::Server;
 use serde_json::{json, Value};
@@ -26,14 +26,6 @@ fn mapping(name: &str, tag: &str, image: Value) -> Value {
 async fn map(c: &Client, ns: &str, body: &Value) -> blackbox::api::Resp {
     c.post(&format!("{V1}/namespaces/{ns}/imagestreammappings"), body)
         .await
-}
-
-fn items(s: &Value, tag: &str) -> Vec<Value> {
-    s["status"]["tags"]
-        .as_array()
-        .and_then(|t| t.iter().find(|x| x["tag"] == tag))
-        .and_then(|t| t["items"].as_array().cloned())
-        .unwrap_or_default()
 }
 
 /// A schema2 image with one layer whose config and manifest hash to their names.

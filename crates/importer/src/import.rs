@@ -486,14 +486,7 @@ impl Importer {
             .repository
             .split_once('/')
             .unwrap_or((source.repository.as_str(), ""));
-        let credentials = run
-            .keyring
-            .as_ref()
-            .and_then(|k| k.lookup(host, path))
-            .map(|c| registry_client::Credentials {
-                username: c.username,
-                password: c.password,
-            });
+        let credentials = run.keyring.as_ref().and_then(|k| k.lookup(host, path));
         let dial = if host == DOCKER_HUB {
             DOCKER_HUB_API
         } else {

@@ -6,8 +6,8 @@
 //! `docker.io`, optionally `*.`-wildcarded) and a repository path prefix. Lookups pick the entry
 //! with the longest path prefix on `/` boundaries; ties go to the entry added first.
 
+use crate::hosts::split_port;
 use std::borrow::Cow;
-use std::fmt;
 
 use base64::engine::general_purpose::GeneralPurpose;
 use base64::engine::{DecodePaddingMode, GeneralPurposeConfig};
@@ -57,22 +57,9 @@ const AUTH_BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// A username and password for one registry (or repository namespace).
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
-// Keyrings end up in `{:?}` of larger structs and in logs; the password must not.
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
+/// A username and password: the registry client's own type, so lookups hand it over as is
+/// (its `Debug` hides the password).
+pub use registry_client::Credentials;
 
 /// Credentials keyed by registry host and repository path prefix, in priority order.
 #[derive(Clone, Debug, Default)]
@@ -378,21 +365,6 @@ fn normalize_host(host: &str) -> String {
         DOCKER_HUB.to_owned()
     } else {
         host
-    }
-}
-
-/// Splits `host[:port]`; the colons of a bracketed IPv6 address are not a port separator.
-fn split_port(host: &str) -> (&str, Option<&str>) {
-    match host.rsplit_once(':') {
-        Some((name, port))
-            if !name.is_empty()
-                && !port.is_empty()
-                && port.bytes().all(|b| b.is_ascii_digit())
-                && (name.ends_with(']') || !name.contains(':')) =>
-        {
-            (name, Some(port))
-        }
-        _ => (host, None),
     }
 }
 

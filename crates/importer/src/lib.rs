@@ -11,6 +11,7 @@
 //!   skopeo read.
 
 mod convert;
+mod hosts;
 mod import;
 pub mod keyring;
 pub mod order;

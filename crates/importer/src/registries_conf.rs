@@ -13,6 +13,7 @@
 //!   never is (OpenShift's "never contact source"). Only when no mirror is allowed for the
 //!   pull kind is the import refused.
 
+use crate::hosts::split_port;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
@@ -476,21 +477,6 @@ fn has_tag_or_digest(value: &str) -> bool {
         || value
             .split_once('/')
             .is_some_and(|(_, path)| path.contains(':'))
-}
-
-/// Splits `host[:port]`; the colons of a bracketed IPv6 address are not a port separator.
-fn split_port(host: &str) -> (&str, Option<&str>) {
-    match host.rsplit_once(':') {
-        Some((name, port))
-            if !name.is_empty()
-                && !port.is_empty()
-                && port.bytes().all(|b| b.is_ascii_digit())
-                && (name.ends_with(']') || !name.contains(':')) =>
-        {
-            (name, Some(port))
-        }
-        _ => (host, None),
-    }
 }
 
 #[cfg(test)]
