@@ -36,6 +36,8 @@ use crate::resources::registries::Registries;
 const CONTROLLER_USER: &str = "system:serviceaccount:openshift-infra:image-import-controller";
 const FIRST_RETRY: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(250);
+/// Scheduled checks in flight at once: each waits on a registry, never on the loop.
+const CHECKS_IN_FLIGHT: usize = 16;
 
 #[derive(Clone, Debug)]
 pub struct ImportControllerConfig {
@@ -77,6 +79,20 @@ struct Queued {
     tags: HashSet<String>,
 }
 
+/// What a background job reports back to the loop.
+enum Report {
+    Imported(Outcome),
+    Checked(Checked),
+}
+
+/// The answer of a scheduled check: whether the tag needs an import.
+struct Checked {
+    key: TagKey,
+    /// The digest the registry named, when it answered.
+    digest: Option<String>,
+    import: bool,
+}
+
 /// What an import job reports back to the loop.
 struct Outcome {
     stream: (String, String),
@@ -102,6 +118,7 @@ struct State {
     /// imported child's, so status alone cannot tell "unchanged").
     digests: HashMap<TagKey, String>,
     in_flight: HashSet<(String, String)>,
+    checking: usize,
     /// Streams waiting for an import slot.
     queue: std::collections::BTreeMap<(String, String), Queued>,
     tokens: f64,
@@ -126,15 +143,18 @@ impl ImportController {
 
     /// Runs until `shutdown` fires.
     pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Report>();
         let mut state = State::default();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                Some(outcome) = done_rx.recv() => {
-                    self.settle(&mut state, outcome);
+                Some(report) = done_rx.recv() => {
+                    match report {
+                        Report::Imported(outcome) => self.settle(&mut state, outcome),
+                        Report::Checked(checked) => checked_in(&mut state, checked),
+                    }
                     // A freed slot takes the next queued stream at once, not at the next tick.
                     self.dispatch(&mut state, &done_tx);
                 }
@@ -152,7 +172,7 @@ impl ImportController {
             .set(state.schedule.len() as i64);
     }
 
-    async fn step(self: &Arc<Self>, state: &mut State, done: &mpsc::UnboundedSender<Outcome>) {
+    async fn step(self: &Arc<Self>, state: &mut State, done: &mpsc::UnboundedSender<Report>) {
         if !self.registries.streams.is_ready() {
             return;
         }
@@ -165,7 +185,7 @@ impl ImportController {
         }
         self.retry_due(state);
         if self.config.scheduled {
-            self.check_scheduled(state).await;
+            self.check_scheduled(state, done);
         }
         self.dispatch(state, done);
     }
@@ -230,7 +250,7 @@ impl ImportController {
 
     /// Due scheduled tags, as many as the per-minute budget allows: a HEAD first, an import
     /// only for a moved digest.
-    async fn check_scheduled(&self, state: &mut State) {
+    fn check_scheduled(self: &Arc<Self>, state: &mut State, done: &mpsc::UnboundedSender<Report>) {
         let per_tick = f64::from(self.config.max_scheduled_per_minute) * TICK.as_secs_f64() / 60.0;
         let burst = f64::from(self.config.max_scheduled_per_minute.max(1));
         state.tokens = (state.tokens + per_tick).min(burst);
@@ -243,23 +263,37 @@ impl ImportController {
             .collect();
         due.sort();
         for key in due {
-            if state.tokens < 1.0 {
+            if state.tokens < 1.0 || state.checking >= CHECKS_IN_FLIGHT {
                 break;
             }
             state.tokens -= 1.0;
+            state.checking += 1;
             state
                 .schedule
                 .insert(key.clone(), now + self.config.scheduled_interval);
-            self.check_one(state, key).await;
+            let seen = state.digests.get(&key).cloned();
+            let (this, done) = (self.clone(), done.clone());
+            tokio::spawn(async move {
+                let checked = this.check_one(key, seen).await;
+                let _ = done.send(Report::Checked(checked));
+            });
         }
     }
 
-    async fn check_one(&self, state: &mut State, key: TagKey) {
+    /// A HEAD of the tag's manifest: an import is needed when the digest is neither the
+    /// tag's current image nor the one the last check saw, or when the check failed (the
+    /// import records why).
+    async fn check_one(&self, key: TagKey, seen: Option<String>) -> Checked {
+        let skip = |key| Checked {
+            key,
+            digest: None,
+            import: false,
+        };
         let Some(stream) = self.stream(&key).await else {
-            return;
+            return skip(key);
         };
         let Some(spec) = stream.spec_tag(&key.tag).filter(|t| importable(Some(t))) else {
-            return;
+            return skip(key);
         };
         let from = spec
             .from
@@ -272,17 +306,20 @@ impl ImportController {
             Err(status) => {
                 tracing::debug!(tag = ?key, message = status.message.as_deref().unwrap_or(""),
                     "scheduled check failed; importing to record it");
-                enqueue(state, &key);
-                return;
+                return Checked {
+                    key,
+                    digest: None,
+                    import: true,
+                };
             }
         };
-        let current = current_image(&stream, &key.tag);
-        let seen = state.digests.get(&key).map(String::as_str);
-        if Some(digest.as_str()) == current || Some(digest.as_str()) == seen {
-            return;
+        let unchanged = Some(digest.as_str()) == current_image(&stream, &key.tag)
+            || Some(&digest) == seen.as_ref();
+        Checked {
+            key,
+            digest: Some(digest),
+            import: !unchanged,
         }
-        state.digests.insert(key.clone(), digest);
-        enqueue(state, &key);
     }
 
     async fn stream(&self, key: &TagKey) -> Option<ImageStream> {
@@ -295,7 +332,7 @@ impl ImportController {
     }
 
     /// Starts queued imports while slots are free, one per stream at a time.
-    fn dispatch(self: &Arc<Self>, state: &mut State, done: &mpsc::UnboundedSender<Outcome>) {
+    fn dispatch(self: &Arc<Self>, state: &mut State, done: &mpsc::UnboundedSender<Report>) {
         let limit = self.config.concurrency.max(1);
         let ready: Vec<(String, String)> = state
             .queue
@@ -313,7 +350,7 @@ impl ImportController {
             let done = done.clone();
             tokio::spawn(async move {
                 let tags = this.import_stream(&key, queued).await;
-                let _ = done.send(Outcome { stream: key, tags });
+                let _ = done.send(Report::Imported(Outcome { stream: key, tags }));
             });
         }
     }
@@ -400,6 +437,18 @@ impl ImportController {
             );
         }
     }
+}
+
+/// A scheduled check came back: a moved digest (or a failed check) asks for an import.
+fn checked_in(state: &mut State, checked: Checked) {
+    state.checking = state.checking.saturating_sub(1);
+    if !checked.import {
+        return;
+    }
+    if let Some(digest) = checked.digest {
+        state.digests.insert(checked.key.clone(), digest);
+    }
+    enqueue(state, &checked.key);
 }
 
 /// Asks for an import of one tag (merged with what the stream has queued already).
