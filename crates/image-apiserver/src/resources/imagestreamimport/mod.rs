@@ -293,7 +293,9 @@ impl ImageStreamImports {
             apply_import(&mut fresh, isi, &write(1));
             annotate(&mut fresh, &stamp);
             match self.create_with_status(ctx, fresh).await {
-                Err(ApiError::AlreadyExists { .. }) => {}
+                // Someone created it, or wrote it between our create and status write: the
+                // results go onto the stream as it is now.
+                Err(ApiError::AlreadyExists { .. } | ApiError::Conflict { .. }) => {}
                 done => return done,
             }
         }
