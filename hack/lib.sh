@@ -125,6 +125,7 @@ test_checks() {
   need_command gzip gzip "compresses the test images' layers"
   need_command kill procps "tests stop servers with signals"
   need_command sha256sum coreutils "tests compute image digests"
+  need_command openssl openssl "deploy/gen-certs.sh makes the deployment's certificates (tests/tests/deploy.rs)"
   need_by_hand kubectl "the kubectl tests drive the one on the PATH (v1.32 or later)"
 }
 

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub mod api;
+pub mod fake_kube;
+pub mod front_proxy;
 pub mod hostile;
+pub mod pki;
 pub mod registry;
 pub mod token_service;
 

@@ -11,17 +11,21 @@
 //!   server-side apply, managedFields, DeleteOptions.
 //! - [`tls`], [`auth`], [`metrics`]: serving certificates, bearer tokens, Prometheus metrics.
 
+pub mod admission;
 pub mod apply;
 pub mod auth;
 pub mod body;
 pub mod decode;
 pub mod delete;
 pub mod http;
+pub mod kube_cache;
+pub mod leader;
 pub mod managed;
 pub mod metrics;
 pub mod openapi;
 pub mod patch;
 pub mod registry;
 pub mod resource;
+pub mod serve;
 pub mod strategy;
 pub mod tls;

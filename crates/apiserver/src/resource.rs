@@ -13,12 +13,36 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde_json::Value;
 
-/// Who is asking (authentication's result).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Who is asking (authentication's result, after impersonation): kube's `user.Info`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserInfo {
     pub name: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// Extra attributes (scopes, credential ids), keys lower-case.
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl UserInfo {
+    pub fn anonymous() -> UserInfo {
+        UserInfo {
+            name: "system:anonymous".into(),
+            groups: vec!["system:unauthenticated".into()],
+            ..UserInfo::default()
+        }
+    }
+
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+
+    /// kube adds `system:authenticated` to every user an authenticator vouches for.
+    pub fn authenticated(mut self) -> UserInfo {
+        if !self.in_group("system:authenticated") {
+            self.groups.push("system:authenticated".to_string());
+        }
+        self
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

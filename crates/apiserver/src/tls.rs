@@ -7,6 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -89,8 +94,19 @@ impl ServingCerts {
         Ok(generated)
     }
 
-    /// A rustls server configuration offering h2 and http/1.1.
+    /// A rustls server configuration offering h2 and http/1.1, TLS 1.2+, no client
+    /// certificates.
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        self.server_config_with(TlsMinVersion::Tls12, false)
+    }
+
+    /// A rustls server configuration offering h2 and http/1.1 from `min` up; with
+    /// `request_client_certs` it asks clients for a certificate without requiring one.
+    pub fn server_config_with(
+        &self,
+        min: TlsMinVersion,
+        request_client_certs: bool,
+    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let certs = pem_certs(&self.cert_pem)?;
         let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
             .map_err(|e| TlsError::Invalid {
@@ -98,12 +114,107 @@ impl ServingCerts {
                 reason: e.to_string(),
             })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client_certs: Arc<dyn ClientCertVerifier> = if request_client_certs {
+            Arc::new(AnyClientCert {
+                algorithms: provider.signature_verification_algorithms,
+            })
+        } else {
+            Arc::new(rustls::server::NoClientAuth)
+        };
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
+            .with_protocol_versions(min.protocol_versions())?
+            .with_client_cert_verifier(client_certs)
             .with_single_cert(certs, key)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
+    }
+}
+
+/// `--tls-min-version`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TlsMinVersion {
+    #[default]
+    Tls12,
+    Tls13,
+}
+
+static TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+impl TlsMinVersion {
+    /// kube's names (`VersionTLS12`, `VersionTLS13`); empty means the default.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "" | "VersionTLS12" => Ok(TlsMinVersion::Tls12),
+            "VersionTLS13" => Ok(TlsMinVersion::Tls13),
+            "VersionTLS10" | "VersionTLS11" => Err(format!(
+                "--tls-min-version {s} is not supported: the minimum is VersionTLS12"
+            )),
+            other => Err(format!(
+                "unknown --tls-min-version {other:?}: use VersionTLS12 or VersionTLS13"
+            )),
+        }
+    }
+
+    fn protocol_versions(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        match self {
+            TlsMinVersion::Tls12 => rustls::DEFAULT_VERSIONS,
+            TlsMinVersion::Tls13 => TLS13_ONLY,
+        }
+    }
+}
+
+/// Asks for a client certificate, requires none, and accepts any chain whose holder proves it
+/// has the key. Which CA to trust is decided per request by the authenticators: the client CA
+/// and the front-proxy CA differ, and both are rotated at runtime (the ConfigMap), which a
+/// verifier fixed into the TLS configuration could not follow.
+#[derive(Debug)]
+struct AnyClientCert {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AnyClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // No hints: a client offers whatever certificate it has.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
     }
 }
 
@@ -155,4 +266,145 @@ fn generate(hosts: &[String]) -> Result<ServingCerts, TlsError> {
         key_pem: key.serialize_pem(),
         ca_pem: ca_cert.pem(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::pki_types::ServerName;
+    use rustls::{
+        ClientConfig, Connection, ProtocolVersion, RootCertStore, SupportedProtocolVersion,
+    };
+
+    use super::*;
+    use crate::auth::x509::testing::{make_ca, make_client_cert, ClientCert};
+
+    fn client_config(
+        ca_pem: &str,
+        versions: &[&'static SupportedProtocolVersion],
+        cert: Option<&ClientCert>,
+    ) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        for ca in pem_certs(ca_pem).expect("CA PEM") {
+            roots.add(ca).expect("CA root");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .expect("client versions")
+            .with_root_certificates(roots);
+        let config = match cert {
+            Some(cert) => builder
+                .with_client_auth_cert(vec![cert.der.clone()], cert.key())
+                .expect("client certificate"),
+            None => builder.with_no_client_auth(),
+        };
+        Arc::new(config)
+    }
+
+    /// Runs a handshake in memory and returns the server's side of it.
+    fn handshake(
+        server: Arc<rustls::ServerConfig>,
+        client: Arc<ClientConfig>,
+    ) -> Result<Connection, rustls::Error> {
+        let name = ServerName::try_from("localhost").expect("server name");
+        let mut client = Connection::from(rustls::ClientConnection::new(client, name)?);
+        let mut server = Connection::from(rustls::ServerConnection::new(server)?);
+        for _ in 0..16 {
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return Ok(server);
+            }
+            transfer(&mut client, &mut server)?;
+            transfer(&mut server, &mut client)?;
+        }
+        Err(rustls::Error::General(
+            "the handshake did not finish".to_string(),
+        ))
+    }
+
+    fn transfer(from: &mut Connection, to: &mut Connection) -> Result<(), rustls::Error> {
+        let mut bytes = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut bytes).expect("write to memory");
+        }
+        let mut pending = bytes.as_slice();
+        while !pending.is_empty() {
+            to.read_tls(&mut pending).expect("read from memory");
+            to.process_new_packets()?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn min_versions_use_kubes_names() {
+        assert_eq!(
+            TlsMinVersion::parse("VersionTLS12"),
+            Ok(TlsMinVersion::Tls12)
+        );
+        assert_eq!(
+            TlsMinVersion::parse("VersionTLS13"),
+            Ok(TlsMinVersion::Tls13)
+        );
+        assert_eq!(TlsMinVersion::parse(""), Ok(TlsMinVersion::Tls12));
+        let old = TlsMinVersion::parse("VersionTLS11").expect_err("TLS 1.1");
+        assert!(old.contains("the minimum is VersionTLS12"), "{old}");
+        assert!(TlsMinVersion::parse("tls13").is_err());
+    }
+
+    #[test]
+    fn the_minimum_version_is_enforced() {
+        let certs = generate(&[]).expect("certificates");
+        let tls12_only = [&rustls::version::TLS12];
+        let tls13_server = certs
+            .server_config_with(TlsMinVersion::Tls13, false)
+            .expect("server config");
+        assert!(handshake(
+            tls13_server.clone(),
+            client_config(&certs.ca_pem, &tls12_only, None)
+        )
+        .is_err());
+        let server = handshake(
+            tls13_server,
+            client_config(&certs.ca_pem, rustls::DEFAULT_VERSIONS, None),
+        )
+        .expect("TLS 1.3 handshake");
+        assert_eq!(server.protocol_version(), Some(ProtocolVersion::TLSv1_3));
+        let server = handshake(
+            certs.server_config().expect("server config"),
+            client_config(&certs.ca_pem, &tls12_only, None),
+        )
+        .expect("TLS 1.2 handshake");
+        assert_eq!(server.protocol_version(), Some(ProtocolVersion::TLSv1_2));
+    }
+
+    #[test]
+    fn client_certificates_are_requested_but_optional_and_any_ca_passes_the_handshake() {
+        let certs = generate(&[]).expect("certificates");
+        let requesting = certs
+            .server_config_with(TlsMinVersion::Tls12, true)
+            .expect("server config");
+        let client = make_client_cert(&make_ca("unrelated-ca"), "alice", &[]);
+        for versions in [
+            &[&rustls::version::TLS12][..],
+            &[&rustls::version::TLS13][..],
+        ] {
+            let server = handshake(
+                requesting.clone(),
+                client_config(&certs.ca_pem, versions, Some(&client)),
+            )
+            .expect("handshake with a client certificate");
+            assert_eq!(server.peer_certificates(), Some(&[client.der.clone()][..]));
+        }
+        let anonymous = handshake(
+            requesting,
+            client_config(&certs.ca_pem, rustls::DEFAULT_VERSIONS, None),
+        )
+        .expect("handshake without a client certificate");
+        assert!(anonymous.peer_certificates().is_none());
+        let not_asked = handshake(
+            certs.server_config().expect("server config"),
+            client_config(&certs.ca_pem, rustls::DEFAULT_VERSIONS, Some(&client)),
+        )
+        .expect("handshake when not asking");
+        assert!(not_asked.peer_certificates().is_none());
+    }
 }

@@ -149,6 +149,144 @@ pub struct ServerConfig {
     /// ImageStreamImports.
     #[arg(long)]
     pub disable_import_controller: bool,
+
+    #[command(flatten)]
+    pub cluster: ClusterFlags,
+}
+
+/// Authentication, authorization, the cluster connection, leader election and hardening:
+/// kube-apiserver's and k8s.io/apiserver's flag names and defaults (spec §8.4, §8.5, §8.7).
+#[derive(Clone, Debug, clap::Args)]
+pub struct ClusterFlags {
+    /// The oldest TLS version served: VersionTLS12 or VersionTLS13.
+    #[arg(long, default_value = "VersionTLS12")]
+    pub tls_min_version: String,
+
+    /// Clients presenting a certificate signed by one of these CAs (PEM) are authenticated as
+    /// its CommonName, with its Organizations as groups.
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+
+    /// The CA (PEM) of the front proxy (kube-apiserver's --proxy-client-cert-file): only a
+    /// client certificate it signed may assert a user in the request headers.
+    #[arg(long)]
+    pub requestheader_client_ca_file: Option<PathBuf>,
+
+    /// The front proxy certificate CommonNames allowed (empty: any signed by the CA).
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_allowed_names: Vec<String>,
+
+    /// Request headers that carry the user name.
+    #[arg(long, value_delimiter = ',', default_value = "X-Remote-User")]
+    pub requestheader_username_headers: Vec<String>,
+
+    /// Request headers that carry the user's uid.
+    #[arg(long, value_delimiter = ',', default_value = "X-Remote-Uid")]
+    pub requestheader_uid_headers: Vec<String>,
+
+    /// Request headers that carry the groups.
+    #[arg(long, value_delimiter = ',', default_value = "X-Remote-Group")]
+    pub requestheader_group_headers: Vec<String>,
+
+    /// Request header prefixes of the user's extra attributes.
+    #[arg(long, value_delimiter = ',', default_value = "X-Remote-Extra-")]
+    pub requestheader_extra_headers_prefix: Vec<String>,
+
+    /// kubeconfig of the cluster that reviews tokens (TokenReview) and supplies the client CA
+    /// and front-proxy settings (ConfigMap kube-system/extension-apiserver-authentication).
+    /// Inside a pod the in-cluster configuration is used when no kubeconfig is given.
+    #[arg(long)]
+    pub authentication_kubeconfig: Option<PathBuf>,
+
+    /// Do not read the extension-apiserver-authentication ConfigMap.
+    #[arg(long)]
+    pub authentication_skip_lookup: bool,
+
+    /// Start even when the extension-apiserver-authentication ConfigMap cannot be read.
+    #[arg(long)]
+    pub authentication_tolerate_lookup_failure: bool,
+
+    /// How long TokenReview answers are cached.
+    #[arg(long, default_value = "10s", value_parser = parse_go_duration)]
+    pub authentication_token_webhook_cache_ttl: Duration,
+
+    /// Serve requests no authenticator vouches for as system:anonymous (off by default:
+    /// standalone stays closed; the health endpoints are always open).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub anonymous_auth: bool,
+
+    /// kubeconfig of the cluster that decides (SubjectAccessReview). Inside a pod the
+    /// in-cluster configuration is used when none is given.
+    #[arg(long)]
+    pub authorization_kubeconfig: Option<PathBuf>,
+
+    /// The authorizers, in order: Webhook (SubjectAccessReview), Policy (--authorization-
+    /// policy-file), AlwaysAllow. Default: Webhook with a kubeconfig or in a pod, Policy
+    /// with a policy file; with neither only system:masters is allowed.
+    #[arg(long, value_delimiter = ',')]
+    pub authorization_mode: Vec<AuthorizationMode>,
+
+    /// A standalone policy file (RBAC-like YAML: subjects, verbs, resources, namespaces).
+    #[arg(long)]
+    pub authorization_policy_file: Option<PathBuf>,
+
+    /// Paths served without authorization (a trailing * matches a prefix).
+    #[arg(long, value_delimiter = ',', default_value = "/healthz,/readyz,/livez")]
+    pub authorization_always_allow_paths: Vec<String>,
+
+    /// How long allowed SubjectAccessReview answers are cached.
+    #[arg(long, default_value = "10s", value_parser = parse_go_duration)]
+    pub authorization_webhook_cache_authorized_ttl: Duration,
+
+    /// How long denied SubjectAccessReview answers are cached.
+    #[arg(long, default_value = "10s", value_parser = parse_go_duration)]
+    pub authorization_webhook_cache_unauthorized_ttl: Duration,
+
+    /// kubeconfig of the cluster to read Secrets, LimitRanges and Namespaces from and to hold
+    /// the controllers' Lease in. Inside a pod the in-cluster configuration is used.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Run the controllers on one replica at a time, elected through a Lease (with a
+    /// kubeconfig) or through the store (etcd) otherwise.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+
+    #[arg(long, default_value = "15s", value_parser = parse_go_duration)]
+    pub leader_elect_lease_duration: Duration,
+
+    #[arg(long, default_value = "10s", value_parser = parse_go_duration)]
+    pub leader_elect_renew_deadline: Duration,
+
+    #[arg(long, default_value = "2s", value_parser = parse_go_duration)]
+    pub leader_elect_retry_period: Duration,
+
+    /// The namespace of the controllers' Lease.
+    #[arg(long, default_value = "image-apiserver")]
+    pub leader_elect_resource_namespace: String,
+
+    #[arg(long, default_value = "image-apiserver-controllers")]
+    pub leader_elect_resource_name: String,
+
+    /// Writes and denials as JSON lines (audit.k8s.io/v1 Events at level Metadata); `-` is
+    /// standard output.
+    #[arg(long)]
+    pub audit_log_path: Option<PathBuf>,
+
+    /// In-flight requests one user may hold in each pool (0: a quarter of the pool), so one
+    /// noisy client cannot starve the others; beyond it the user gets 429.
+    #[arg(long, default_value_t = 0)]
+    pub max_requests_inflight_per_user: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuthorizationMode {
+    #[value(name = "Webhook")]
+    Webhook,
+    #[value(name = "Policy")]
+    Policy,
+    #[value(name = "AlwaysAllow")]
+    AlwaysAllow,
 }
 
 pub use apimachinery::duration::parse_go_duration;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use apimachinery::discovery::ResourceInfo;
 use apimachinery::errors::ApiError;
-use apiserver::auth::TokenAuthenticator;
+use apiserver::auth::{Authentication, Authorization, TokenAuthenticator};
 use apiserver::http::{Api, ApiConfig};
 use apiserver::metrics::Metrics;
 use apiserver::resource::{Reply, Request, Resource};
@@ -23,7 +23,7 @@ use storage::testing::FaultyStore;
 use tower::ServiceExt;
 
 use crate::resources::ImagePolicy;
-use crate::{Served, ServerHealth};
+use crate::{Served, ServerHealth, Wiring};
 
 const TOKEN: &str = "harness-token";
 const V1: &str = "/apis/image.openshift.io/v1";
@@ -73,7 +73,11 @@ impl Harness {
             import_mode: image_api::IMPORT_MODE_LEGACY.to_string(),
             ..Default::default()
         };
-        let served = Served::over(store.clone(), policy, CacheConfig::default());
+        let wiring = Wiring {
+            policy,
+            ..Wiring::default()
+        };
+        let served = Served::over(store.clone(), wiring, CacheConfig::default());
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         let mut resources = served.resources();
         resources.push(panicker());
@@ -81,18 +85,28 @@ impl Harness {
             group: image_api::GROUP,
             version: image_api::VERSION,
             resources,
-            auth: TokenAuthenticator::parse(&format!("{TOKEN},admin,1,system:masters"))
-                .expect("tokens"),
+            authentication: Authentication::new(
+                vec![Arc::new(
+                    TokenAuthenticator::parse(&format!("{TOKEN},admin,1,system:masters"))
+                        .expect("tokens"),
+                )],
+                false,
+            ),
+            authorizer: Arc::new(Authorization::new(vec![], vec![])),
+            audit_log: None,
+            namespaces: None,
             health: Arc::new(ServerHealth {
                 store: store.clone(),
                 streams: served.streams.clone(),
                 images: served.images.clone(),
+                cluster: None,
             }),
             openapi: Default::default(),
             shutdown: shutdown_rx,
             metrics: Metrics::default(),
             max_requests_inflight: 100,
             max_mutating_requests_inflight: 100,
+            max_requests_inflight_per_user: 0,
         });
         for _ in 0..500 {
             if served.streams.cache().is_ready() && served.images.cache().is_ready() {

@@ -1,6 +1,8 @@
 //! The image-apiserver binary: flags → storage backend → registries (with their watch caches)
 //! → the generic API server over HTTPS.
 
+mod access;
+mod cluster;
 mod config;
 mod controllers;
 mod credentials;
@@ -56,12 +58,23 @@ enum StartError {
     },
     #[error("registry client: {0}")]
     RegistryClient(#[from] registry_client::Error),
+    #[error(transparent)]
+    Access(#[from] access::AccessError),
+    #[error("--tls-min-version: {0}")]
+    TlsVersion(String),
+    #[error("--audit-log-path {path}: {source}")]
+    AuditLog {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 struct ServerHealth {
     store: Arc<dyn Store>,
     streams: Arc<Registry<ImageStreamStrategy>>,
     images: Arc<Registry<ImageStrategy>>,
+    cluster: Option<Arc<cluster::ClusterReads>>,
 }
 
 #[async_trait::async_trait]
@@ -73,7 +86,9 @@ impl Health for ServerHealth {
     }
 
     fn caches_ready(&self) -> bool {
-        self.streams.cache().is_ready() && self.images.cache().is_ready()
+        self.streams.cache().is_ready()
+            && self.images.cache().is_ready()
+            && self.cluster.as_ref().is_none_or(|c| c.is_synced())
     }
 }
 
@@ -85,6 +100,8 @@ async fn main() {
         )
         .init();
     let config = ServerConfig::parse();
+    // The cluster client (kube) builds its TLS from the process-wide provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if let Err(e) = run(config).await {
         tracing::error!(error = %e, "image-apiserver failed");
         eprintln!("image-apiserver: {e}");
@@ -114,29 +131,58 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
     let metrics = Metrics::default();
     let import_metrics = Arc::new(metrics::ImportMetrics::new(&metrics));
     let importer = Arc::new(build_importer(&config)?);
-    let mut backend = open_backend(&config, metrics.clone()).await?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let flags = &config.cluster;
+    let clients = Clients::connect(flags).await?;
+    let cluster = clients.reads.clone().map(cluster::ClusterReads::start);
+    let (tokens, admin_token) = credentials::tokens(&config)?;
+    let authentication =
+        access::authentication(flags, tokens, clients.authentication.as_ref()).await?;
+    let authorizer = access::authorization(flags, clients.authorization.as_ref())?;
+    let wiring = Wiring {
+        policy: image_policy(&config, cluster.as_ref()),
+        cluster: cluster.clone(),
+        tag_access: Some(authorizer.clone()),
+    };
+    let mut backend = open_backend(&config, metrics.clone(), wiring).await?;
     let imports = backend
         .served
         .enable_imports(importer.clone(), import_metrics.clone());
     let certs = serving_certs(&config)?;
-    let (auth, admin_token) = credentials::tokens(&config)?;
+    if let Some(cluster) = &cluster {
+        if !cluster.wait_synced(Duration::from_secs(30)).await {
+            tracing::warn!(
+                "secrets, limitranges and namespaces have not synced yet; /readyz waits for them"
+            );
+        }
+    }
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let api = Api::new(ApiConfig {
         group: image_api::GROUP,
         version: image_api::VERSION,
         resources: backend.served.resources(),
-        auth,
+        authentication,
+        authorizer,
+        audit_log: audit_log(flags)?,
+        namespaces: cluster
+            .clone()
+            .map(|c| c as Arc<dyn apiserver::admission::NamespaceLifecycle>),
         health: Arc::new(ServerHealth {
             store: backend.store.clone(),
             streams: backend.served.streams.clone(),
             images: backend.served.images.clone(),
+            cluster,
         }),
         openapi: openapi::documents(),
         shutdown: shutdown_rx,
         metrics,
         max_requests_inflight: config.max_requests_inflight,
         max_mutating_requests_inflight: config.max_mutating_requests_inflight,
+        max_requests_inflight_per_user: flags.max_requests_inflight_per_user,
     });
     let handle: axum_server::Handle<SocketAddr> = axum_server::Handle::new();
     let serve = spawn_server(&config, &certs, api, handle.clone())?;
@@ -144,7 +190,12 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
         return Err(StartError::Serve(exit_before_listening(serve).await));
     };
     announce(&config, local, &certs, admin_token.as_deref())?;
-    if !config.disable_import_controller {
+    // The controllers stop before the lock is released, so two replicas never run them at
+    // once.
+    let (controllers_stop_tx, controllers_stop) = tokio::sync::watch::channel(false);
+    let controllers = if config.disable_import_controller {
+        None
+    } else {
         let controller = Arc::new(controllers::import::ImportController::new(
             backend.served.registries.clone(),
             imports,
@@ -152,13 +203,18 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
             import_metrics,
             import_controller_config(&config),
         ));
-        tokio::spawn(controller.run(shutdown_tx.subscribe()));
-    }
+        let election = leader_election(&config, &backend.store, clients.reads.as_ref());
+        Some(controllers::run(controller, election, controllers_stop))
+    };
 
     shutdown_signal().await;
     tracing::info!("shutting down");
     // readyz turns unready and watches end; in-flight requests get time to finish.
     let _ = shutdown_tx.send(true);
+    let _ = controllers_stop_tx.send(true);
+    if let Some(controllers) = controllers {
+        let _ = controllers.await;
+    }
     handle.graceful_shutdown(Some(Duration::from_secs(10)));
     match serve.await {
         Ok(Ok(())) => {}
@@ -167,6 +223,71 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
     }
     close_backend(backend).await;
     Ok(())
+}
+
+/// The cluster connections, each `None` standalone: who reviews tokens, who decides, and
+/// where Secrets, LimitRanges, Namespaces and the Lease are read.
+struct Clients {
+    authentication: Option<kube::Client>,
+    authorization: Option<kube::Client>,
+    reads: Option<kube::Client>,
+}
+
+impl Clients {
+    async fn connect(flags: &config::ClusterFlags) -> Result<Clients, StartError> {
+        Ok(Clients {
+            authentication: access::cluster_client(flags.authentication_kubeconfig.as_deref())
+                .await?,
+            authorization: access::cluster_client(flags.authorization_kubeconfig.as_deref())
+                .await?,
+            reads: access::cluster_client(flags.kubeconfig.as_deref()).await?,
+        })
+    }
+}
+
+/// The lock the controllers' leader holds: a Lease in the cluster, or a key in our store.
+fn leader_election(
+    config: &ServerConfig,
+    store: &Arc<dyn Store>,
+    cluster: Option<&kube::Client>,
+) -> Option<controllers::Election> {
+    let flags = &config.cluster;
+    if !flags.leader_elect {
+        return None;
+    }
+    let backend: Arc<dyn apiserver::leader::LockBackend> = match cluster {
+        Some(client) => Arc::new(apiserver::leader::LeaseLock::new(
+            client.clone(),
+            &flags.leader_elect_resource_namespace,
+            &flags.leader_elect_resource_name,
+        )),
+        None => Arc::new(apiserver::leader::StoreLock::new(
+            store.clone(),
+            format!("/leases/{}", flags.leader_elect_resource_name),
+        )),
+    };
+    Some(controllers::Election {
+        backend,
+        timing: apiserver::leader::ElectionTiming {
+            lease_duration: flags.leader_elect_lease_duration,
+            renew_deadline: flags.leader_elect_renew_deadline,
+            retry_period: flags.leader_elect_retry_period,
+        },
+    })
+}
+
+fn audit_log(
+    flags: &config::ClusterFlags,
+) -> Result<Option<apiserver::http::audit_log::AuditLog>, StartError> {
+    let Some(path) = &flags.audit_log_path else {
+        return Ok(None);
+    };
+    apiserver::http::audit_log::AuditLog::open(path)
+        .map(Some)
+        .map_err(|source| StartError::AuditLog {
+            path: path.clone(),
+            source,
+        })
 }
 
 /// The store and the registries (with their watch caches) that serve from it.
@@ -187,18 +308,34 @@ struct Served {
     imports: Option<Arc<resources::imagestreamimport::ImageStreamImports>>,
 }
 
+/// What the served resources are built with besides the store.
+#[derive(Default)]
+struct Wiring {
+    policy: ImagePolicy,
+    /// The cluster's Secrets, LimitRanges and Namespaces (`None` standalone).
+    cluster: Option<Arc<cluster::ClusterReads>>,
+    /// Who may follow streams of other namespaces (`None`: everyone).
+    tag_access: Option<Arc<dyn apiserver::auth::Authorizer>>,
+}
+
 impl Served {
-    fn over(store: Arc<dyn Store>, policy: ImagePolicy, cache_config: CacheConfig) -> Self {
-        let streams = Arc::new(Registry::new(
-            ImageStreamStrategy::new(policy.clone()),
-            store.clone(),
-            cache_config.clone(),
-        ));
+    fn over(store: Arc<dyn Store>, wiring: Wiring, cache_config: CacheConfig) -> Self {
+        let Wiring {
+            policy,
+            cluster,
+            tag_access,
+        } = wiring;
+        let mut strategy = ImageStreamStrategy::new(policy.clone());
+        if let Some(authorizer) = tag_access {
+            strategy = strategy.with_tag_access(authorizer);
+        }
+        let streams = Arc::new(Registry::new(strategy, store.clone(), cache_config.clone()));
         let images = Arc::new(Registry::new(ImageStrategy::default(), store, cache_config));
         let registries = Arc::new(resources::registries::Registries {
             streams: streams.clone(),
             images: images.clone(),
             policy,
+            cluster,
         });
         Served {
             streams,
@@ -254,11 +391,11 @@ impl Served {
     }
 }
 
-async fn open_backend(config: &ServerConfig, metrics: Metrics) -> Result<Backend, StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+async fn open_backend(
+    config: &ServerConfig,
+    metrics: Metrics,
+    wiring: Wiring,
+) -> Result<Backend, StartError> {
     let (store, embedded) = open_store(config).await?;
     let store: Arc<dyn Store> = Arc::new(InstrumentedStore::new(store, metrics));
     let compactor = tokio::spawn(storage::compactor::run(
@@ -269,7 +406,7 @@ async fn open_backend(config: &ServerConfig, metrics: Metrics) -> Result<Backend
         history_capacity: config.default_watch_cache_size.max(1),
         ..CacheConfig::default()
     };
-    let served = Served::over(store.clone(), image_policy(config), cache_config);
+    let served = Served::over(store.clone(), wiring, cache_config);
     Ok(Backend {
         store,
         embedded,
@@ -278,7 +415,19 @@ async fn open_backend(config: &ServerConfig, metrics: Metrics) -> Result<Backend
     })
 }
 
-fn image_policy(config: &ServerConfig) -> ImagePolicy {
+/// The limits come from the namespace's LimitRanges in a cluster, from the flags otherwise.
+fn image_policy(
+    config: &ServerConfig,
+    cluster: Option<&Arc<cluster::ClusterReads>>,
+) -> ImagePolicy {
+    let limits: Arc<dyn resources::LimitSource> = match cluster {
+        Some(cluster) => cluster.clone(),
+        None => Arc::new(image_api::limits::StreamLimits {
+            image_tags: (config.max_image_tags_per_stream > 0)
+                .then_some(config.max_image_tags_per_stream),
+            images: (config.max_images_per_stream > 0).then_some(config.max_images_per_stream),
+        }),
+    };
     ImagePolicy {
         internal: config.internal_registry_hostname.clone(),
         external: config.external_registry_hostname.clone(),
@@ -296,11 +445,7 @@ fn image_policy(config: &ServerConfig) -> ImagePolicy {
                 }),
             &config.internal_registry_hostname,
         ),
-        limits: image_api::limits::StreamLimits {
-            image_tags: (config.max_image_tags_per_stream > 0)
-                .then_some(config.max_image_tags_per_stream),
-            images: (config.max_images_per_stream > 0).then_some(config.max_images_per_stream),
-        },
+        limits,
     }
 }
 
@@ -326,15 +471,21 @@ fn spawn_server(
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, StartError> {
     let app = apiserver::http::router(api);
     let addr = SocketAddr::new(config.bind_address, config.secure_port);
-    let tls = axum_server::tls_rustls::RustlsConfig::from_config(certs.server_config()?);
-    let mut server = axum_server::bind_rustls(addr, tls).handle(handle);
+    let min_version = apiserver::tls::TlsMinVersion::parse(&config.cluster.tls_min_version)
+        .map_err(StartError::TlsVersion)?;
+    // Client certificates are asked for (never required): the front proxy and
+    // --client-ca-file users present one.
+    let tls = certs.server_config_with(min_version, true)?;
+    let mut server = apiserver::serve::bind(addr, tls).handle(handle);
     server
         .http_builder()
         .http2()
         .max_concurrent_streams(1000)
         .max_frame_size(256 * 1024)
         .initial_stream_window_size(256 * 1024);
-    Ok(tokio::spawn(server.serve(app.into_make_service())))
+    Ok(tokio::spawn(server.serve(
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )))
 }
 
 /// Why the server stopped before it listened: its own error if it has one.

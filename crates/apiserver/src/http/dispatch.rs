@@ -130,6 +130,9 @@ pub(super) async fn api_request(
         Ok(r) => r,
         Err(e) => return error_response(&e, pretty),
     };
+    if let Err(e) = admit(&api, resource.info(), &request).await {
+        return error_response(&e, pretty);
+    }
     let started = Instant::now();
     let response = handle_resource(&api, resource.clone(), request, representation, pretty).await;
     api.metrics.observe(
@@ -139,6 +142,39 @@ pub(super) async fn api_request(
         started.elapsed(),
     );
     response
+}
+
+/// kube's NamespaceLifecycle admission: creates (subresource creates too) only in a namespace
+/// that exists and is not being deleted.
+async fn admit(api: &Api, info: &ResourceInfo, request: &Request) -> Result<(), ApiError> {
+    let (Some(lifecycle), Some(namespace)) = (&api.config.namespaces, &request.namespace) else {
+        return Ok(());
+    };
+    if request.verb != Verb::Create {
+        return Ok(());
+    }
+    let name = match &request.name {
+        Some(name) => name.clone(),
+        None => body_name(&request.body),
+    };
+    let resource = apimachinery::GroupResource::new(info.group, info.resource);
+    lifecycle.admit_create(namespace, &resource, &name).await
+}
+
+/// `metadata.name` of a JSON body, for messages; empty when there is none.
+fn body_name(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        name: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Named {
+        metadata: Option<Meta>,
+    }
+    serde_json::from_slice::<Named>(body)
+        .ok()
+        .and_then(|n| n.metadata?.name)
+        .unwrap_or_default()
 }
 
 /// How the answer is written: the negotiated media type and target, and for tables

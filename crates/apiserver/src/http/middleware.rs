@@ -2,9 +2,11 @@
 //! first:
 //! 1. [`audit`]: the Audit-Id and Cache-Control headers, and one log line per request, written
 //!    after the answer so that it records the 401s, 429s, 504s and 500s of the layers below;
-//! 2. [`authenticate`]: the bearer token's user, anonymous only on the health paths, else 401;
+//! 2. [`authenticate_and_authorize`]: who is asking (authentication, then impersonation) and
+//!    whether they may (authorization): 401 or 403 here, anonymous only on the health paths;
 //! 3. [`limit_inflight`]: at most `--max-requests-inflight` reads and
-//!    `--max-mutating-requests-inflight` writes at once, 429 beyond; watches are exempt;
+//!    `--max-mutating-requests-inflight` writes at once, and one user at most its share of
+//!    them, 429 beyond; watches are exempt;
 //! 4. [`limit_time`]: the request timeout, 504, not for watches;
 //! 5. `CatchPanicLayer`: a handler's panic becomes a 500 Status instead of a dropped connection.
 
@@ -22,28 +24,38 @@ use bytes::Bytes;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use super::auth_filters::{authenticate_and_authorize, AuditContext};
 use super::render::{error_response, respond};
 use super::Api;
 use crate::resource::UserInfo;
-
-const ANONYMOUS_PATHS: &[&str] = &["/healthz", "/livez", "/readyz"];
 
 /// `routes` wrapped in the common stack.
 pub(super) fn with_common_stack(routes: Router<Arc<Api>>, api: &Arc<Api>) -> Router<Arc<Api>> {
     routes.layer(
         ServiceBuilder::new()
-            .layer(from_fn(audit))
-            .layer(from_fn_with_state(api.clone(), authenticate))
+            .layer(from_fn_with_state(api.clone(), audit))
+            .layer(from_fn_with_state(api.clone(), authenticate_and_authorize))
             .layer(from_fn_with_state(api.clone(), limit_inflight))
             .layer(from_fn(limit_time))
             .layer(CatchPanicLayer::custom(panic_response)),
     )
 }
 
-async fn audit(req: HttpRequest, next: Next) -> Response {
+async fn audit(State(api): State<Arc<Api>>, req: HttpRequest, next: Next) -> Response {
     let start = Instant::now();
+    let received = jiff::Timestamp::now();
     let method = req.method().clone();
+    let uri = req.uri().to_string();
     let path = req.uri().path().to_string();
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let source_ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let audit_id = uuid::Uuid::new_v4().to_string();
     let mut response = next.run(req).await;
     let user = response
@@ -51,6 +63,7 @@ async fn audit(req: HttpRequest, next: Next) -> Response {
         .get::<UserInfo>()
         .map(|u| u.name.clone())
         .unwrap_or_else(|| "system:anonymous".to_string());
+    let code = response.status().as_u16();
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&audit_id) {
         headers.insert("audit-id", v);
@@ -61,38 +74,40 @@ async fn audit(req: HttpRequest, next: Next) -> Response {
     tracing::info!(
         verb = %method,
         path = %path,
-        code = response.status().as_u16(),
+        code,
         user = %user,
         latency_ms = start.elapsed().as_secs_f64() * 1e3,
         audit_id = %audit_id,
         "request"
     );
-    response
-}
-
-/// The request's user goes into its extensions for the handlers, and into the response's for
-/// the log line.
-async fn authenticate(State(api): State<Arc<Api>>, mut req: HttpRequest, next: Next) -> Response {
-    let path = req.uri().path();
-    let anonymous_ok = ANONYMOUS_PATHS
-        .iter()
-        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let user = match (api.config.auth.authenticate(authorization), anonymous_ok) {
-        (Some(user), _) => user,
-        (None, true) => UserInfo {
-            name: "system:anonymous".into(),
-            uid: String::new(),
-            groups: vec!["system:unauthenticated".into()],
-        },
-        (None, false) => return error_response(&ApiError::Unauthorized, false),
-    };
-    req.extensions_mut().insert(user.clone());
-    let mut response = next.run(req).await;
-    response.extensions_mut().insert(user);
+    if let Some(log) = &api.config.audit_log {
+        let context = response
+            .extensions()
+            .get::<AuditContext>()
+            .cloned()
+            .unwrap_or_default();
+        let verb = context
+            .attributes
+            .as_ref()
+            .map(|a| a.verb.clone())
+            .unwrap_or_else(|| method.as_str().to_ascii_lowercase());
+        if super::audit_log::should_record(&verb, code) {
+            log.record(&super::audit_log::AuditEvent {
+                audit_id,
+                request_uri: uri,
+                verb,
+                user: context.user,
+                impersonated: context.impersonated,
+                source_ip,
+                user_agent,
+                object_ref: context.attributes.and_then(|a| a.resource),
+                code,
+                received,
+                finished: jiff::Timestamp::now(),
+                decision: context.decision,
+            });
+        }
+    }
     response
 }
 
@@ -122,6 +137,19 @@ async fn limit_inflight(State(api): State<Arc<Api>>, mut req: HttpRequest, next:
         &api.mutating
     } else {
         &api.readonly
+    };
+    let user = req
+        .extensions()
+        .get::<UserInfo>()
+        .map(|u| u.name.clone())
+        .unwrap_or_default();
+    let share = if mutating {
+        &api.mutating_per_user
+    } else {
+        &api.readonly_per_user
+    };
+    let Some(_user_permit) = share.try_acquire(&user) else {
+        return too_many_requests();
     };
     let Ok(_permit) = pool.clone().try_acquire_owned() else {
         return too_many_requests();

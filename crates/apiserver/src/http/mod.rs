@@ -2,13 +2,17 @@
 //! authentication, content negotiation, encoding of objects, lists, tables, watch streams and
 //! Status errors, discovery, version, health and OpenAPI documents.
 
+pub mod audit_log;
+mod auth_filters;
 mod discovery_handlers;
 mod dispatch;
+pub mod fairness;
 mod health;
 mod middleware;
 mod openapi;
 mod render;
 mod router;
+mod self_review;
 mod watch;
 
 pub use self::render::error_response;
@@ -21,7 +25,8 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use self::render::json_line;
-use crate::auth::TokenAuthenticator;
+use crate::admission::NamespaceLifecycle;
+use crate::auth::{Authentication, Authorizer};
 use crate::metrics::Metrics;
 use crate::resource::Resource;
 
@@ -46,7 +51,14 @@ pub struct ApiConfig {
     pub group: &'static str,
     pub version: &'static str,
     pub resources: Vec<Arc<dyn Resource>>,
-    pub auth: TokenAuthenticator,
+    pub authentication: Authentication,
+    /// Everything that decides (the configured modes behind `system:masters` and the
+    /// always-allowed paths); also what impersonation and SelfSubjectAccessReview ask.
+    pub authorizer: Arc<dyn Authorizer>,
+    /// `--audit-log-path`: writes and denials as audit events.
+    pub audit_log: Option<audit_log::AuditLog>,
+    /// Admission of creates by namespace (with a cluster: missing and terminating ones).
+    pub namespaces: Option<Arc<dyn NamespaceLifecycle>>,
     pub health: Arc<dyn Health>,
     pub openapi: OpenApi,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -55,6 +67,14 @@ pub struct ApiConfig {
     /// kube's `--max-requests-inflight` and `--max-mutating-requests-inflight`.
     pub max_requests_inflight: usize,
     pub max_mutating_requests_inflight: usize,
+    /// The in-flight requests one user may hold in each pool (0: a quarter of the pool).
+    pub max_requests_inflight_per_user: usize,
+}
+
+/// One user's share of a pool: the flag, or a quarter of the pool.
+fn per_user_share(pool: usize, flag: usize) -> Arc<fairness::PerUserLimit> {
+    let share = if flag > 0 { flag } else { (pool / 4).max(1) };
+    Arc::new(fairness::PerUserLimit::new(share))
 }
 
 /// Everything precomputed that requests share.
@@ -69,6 +89,8 @@ pub struct Api {
     pub metrics: Metrics,
     readonly: Arc<tokio::sync::Semaphore>,
     mutating: Arc<tokio::sync::Semaphore>,
+    readonly_per_user: Arc<fairness::PerUserLimit>,
+    mutating_per_user: Arc<fairness::PerUserLimit>,
 }
 
 impl Api {
@@ -105,11 +127,24 @@ impl Api {
             readonly: Arc::new(tokio::sync::Semaphore::new(
                 config.max_requests_inflight.max(1),
             )),
+            readonly_per_user: per_user_share(
+                config.max_requests_inflight,
+                config.max_requests_inflight_per_user,
+            ),
+            mutating_per_user: per_user_share(
+                config.max_mutating_requests_inflight,
+                config.max_requests_inflight_per_user,
+            ),
             mutating: Arc::new(tokio::sync::Semaphore::new(
                 config.max_mutating_requests_inflight.max(1),
             )),
             config,
         })
+    }
+
+    /// The authorizer, for handlers that answer access questions (SelfSubjectAccessReview).
+    pub fn authorizer(&self) -> &dyn Authorizer {
+        self.config.authorizer.as_ref()
     }
 
     fn resource(&self, name: &str) -> Option<&Arc<dyn Resource>> {

@@ -389,6 +389,7 @@ impl ImportController {
             name: CONTROLLER_USER.to_string(),
             uid: String::new(),
             groups: vec!["system:serviceaccounts".to_string()],
+            ..UserInfo::default()
         };
         let options = WriteOptions {
             dry_run: false,

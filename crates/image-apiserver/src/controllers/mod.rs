@@ -1,3 +1,63 @@
 //! Controllers that run in the server process, as clients of the resources layer.
 
 pub mod import;
+
+use std::sync::Arc;
+
+use apiserver::leader::{ElectionTiming, LeaderElector, LockBackend};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How the controllers' leader is chosen when several replicas run.
+pub struct Election {
+    pub backend: Arc<dyn LockBackend>,
+    pub timing: ElectionTiming,
+}
+
+/// Runs the import controller: always (no election), or only while this replica holds the
+/// lock. `stop` ends it; the lock is released only after the controller has stopped, so two
+/// replicas never import at once.
+pub fn run(
+    controller: Arc<import::ImportController>,
+    election: Option<Election>,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let Some(election) = election else {
+        return tokio::spawn(controller.run(stop));
+    };
+    tokio::spawn(async move {
+        let identity = identity();
+        let elector = match LeaderElector::new(election.backend, identity.clone(), election.timing)
+        {
+            Ok(elector) => elector,
+            Err(e) => {
+                tracing::error!(error = %e, "leader election timing; the controllers do not run");
+                return;
+            }
+        };
+        tracing::info!(identity = %identity, "leader election for the controllers");
+        let (release_tx, release) = watch::channel(false);
+        let (leading, elector_task) = elector.run(release);
+        apiserver::leader::run_while_leading(leading, stop, move |stop_one| {
+            controller.clone().run(stop_one)
+        })
+        .await;
+        let _ = release_tx.send(true);
+        let _ = elector_task.await;
+    })
+}
+
+/// This replica's name in the lock: the host (the pod's name in a cluster) and a random
+/// suffix, as kube-controller-manager's `<hostname>_<uuid>`.
+fn identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "image-apiserver".to_string());
+    format!("{host}_{}", uuid::Uuid::new_v4())
+}

@@ -16,6 +16,7 @@ use super::image::ImageStrategy;
 use super::imagestream::ImageStreamStrategy;
 use super::views::{gr, new_stream, not_found};
 use super::ImagePolicy;
+use crate::cluster::ClusterReads;
 
 /// A change to an object made from its current version (see `Registry::update`).
 pub type Change<'a, T> = &'a mut (dyn FnMut(&T) -> Result<T, ApiError> + Send);
@@ -147,11 +148,14 @@ impl ImageRegistry for Registry<ImageStrategy> {
     }
 }
 
-/// Both stored resources, as the virtual resources see them, and the image policy.
+/// Both stored resources, as the virtual resources see them, the image policy, and what the
+/// cluster says (pull secrets) when the server runs in one.
 pub struct Registries {
     pub streams: Arc<dyn ImageStreamRegistry>,
     pub images: Arc<dyn ImageRegistry>,
     pub policy: ImagePolicy,
+    /// `None` standalone (no `--kubeconfig`).
+    pub cluster: Option<Arc<ClusterReads>>,
 }
 
 impl Registries {

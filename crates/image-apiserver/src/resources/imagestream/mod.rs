@@ -4,5 +4,6 @@
 pub mod layers;
 pub mod rest;
 pub mod strategy;
+pub mod tag_access;
 
 pub use strategy::{info, ImageStreamStrategy};

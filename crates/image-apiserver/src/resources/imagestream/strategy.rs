@@ -1,9 +1,12 @@
 //! `imagestreams` and `imagestreams/status` (spec §2.5, §2.6, §5, §6): the strategy plugged into
 //! the generic registry.
 
+use std::sync::Arc;
+
 use apimachinery::discovery::{ResourceInfo, SubresourceInfo};
 use apimachinery::field::{FieldError, FieldPath};
 use apimachinery::table::{human_duration, ColumnDefinition};
+use apiserver::auth::Authorizer;
 use apiserver::registry::now;
 use apiserver::strategy::{Strategy, StrategyContext};
 use async_trait::async_trait;
@@ -52,6 +55,9 @@ pub fn info() -> ResourceInfo {
 pub struct ImageStreamStrategy {
     info: ResourceInfo,
     policy: ImagePolicy,
+    /// Who may follow streams of other namespaces (`get imagestreams/layers` there); `None`
+    /// allows everyone (unit tests).
+    tag_access: Option<Arc<dyn Authorizer>>,
 }
 
 type Ctx<'a> = StrategyContext<'a, ImageStream>;
@@ -61,6 +67,27 @@ impl ImageStreamStrategy {
         ImageStreamStrategy {
             info: info(),
             policy,
+            tag_access: None,
+        }
+    }
+
+    /// Checks cross-namespace tags with `authorizer` (upstream's TagVerifier, spec §6.1b).
+    pub fn with_tag_access(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
+        self.tag_access = Some(authorizer);
+        self
+    }
+
+    async fn tag_access_errors(
+        &self,
+        ctx: &Ctx<'_>,
+        new: &ImageStream,
+        old: Option<&ImageStream>,
+    ) -> Vec<FieldError> {
+        match &self.tag_access {
+            Some(authorizer) => {
+                super::tag_access::tag_access_errors(authorizer.as_ref(), ctx.user, new, old).await
+            }
+            None => Vec::new(),
         }
     }
 
@@ -282,12 +309,28 @@ fn image_with_id(
 }
 
 impl ImageStreamStrategy {
-    /// Limits (spec §15.2): a Forbidden error at `imageStream` per exceeded resource.
-    fn limit_errors(&self, new: &ImageStream, old: Option<&ImageStream>) -> Vec<FieldError> {
-        image_api::limits::violations(&self.policy.limits, new, old)
-            .into_iter()
-            .map(|m| FieldError::forbidden(&FieldPath::new("imageStream"), m))
-            .collect()
+    /// Limits (spec §15.2) of the request's namespace (the stream's when the request names
+    /// none): a Forbidden error at `imageStream` per exceeded resource, or one saying that the
+    /// limits are still loading.
+    fn limit_errors(
+        &self,
+        ctx: &Ctx<'_>,
+        new: &ImageStream,
+        old: Option<&ImageStream>,
+    ) -> Vec<FieldError> {
+        let namespace = ctx
+            .namespace
+            .filter(|n| !n.is_empty())
+            .or(new.metadata.namespace.as_deref())
+            .unwrap_or("");
+        let path = FieldPath::new("imageStream");
+        match self.policy.limits.stream_limits(namespace) {
+            Ok(limits) => image_api::limits::violations(&limits, new, old)
+                .into_iter()
+                .map(|m| FieldError::forbidden(&path, m))
+                .collect(),
+            Err(e) => vec![FieldError::forbidden(&path, e.to_string())],
+        }
     }
 }
 
@@ -395,9 +438,10 @@ impl Strategy for ImageStreamStrategy {
     }
 
     async fn validate_create(&self, ctx: &Ctx<'_>, obj: &mut ImageStream) -> Vec<FieldError> {
-        let mut errs = self.tags_changed(ctx, None, obj).await;
+        let mut errs = self.tag_access_errors(ctx, obj, None).await;
+        errs.extend(self.tags_changed(ctx, None, obj).await);
         errs.extend(validate_image_stream_fields(obj));
-        errs.extend(self.limit_errors(obj, None));
+        errs.extend(self.limit_errors(ctx, obj, None));
         errs.extend(stream_whitelist_errors(&self.policy.whitelist, obj, None));
         errs
     }
@@ -440,9 +484,10 @@ impl Strategy for ImageStreamStrategy {
         new: &mut ImageStream,
         old: &ImageStream,
     ) -> Vec<FieldError> {
-        let mut errs = self.tags_changed(ctx, Some(old), new).await;
+        let mut errs = self.tag_access_errors(ctx, new, Some(old)).await;
+        errs.extend(self.tags_changed(ctx, Some(old), new).await);
         errs.extend(validate_image_stream_fields(new));
-        errs.extend(self.limit_errors(new, Some(old)));
+        errs.extend(self.limit_errors(ctx, new, Some(old)));
         errs.extend(stream_whitelist_errors(
             &self.policy.whitelist,
             new,
@@ -495,14 +540,16 @@ impl Strategy for ImageStreamStrategy {
         sort_status_tags(new);
     }
 
+    /// Status writes (mappings among them) are held to the limits too: the spec is the old
+    /// one, so only `openshift.io/images` can grow.
     async fn validate_status_update(
         &self,
-        _ctx: &Ctx<'_>,
+        ctx: &Ctx<'_>,
         new: &mut ImageStream,
         old: &ImageStream,
     ) -> Vec<FieldError> {
         let path = FieldPath::new("status").child("tags");
-        let mut errs = Vec::new();
+        let mut errs = self.limit_errors(ctx, new, Some(old));
         for list in &new.status.tags {
             for (i, item) in list.items.iter().flatten().enumerate() {
                 let known = old
@@ -628,7 +675,10 @@ fn tags_column(obj: &ImageStream) -> (String, Option<i64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::{LimitSource, LimitsError};
+    use image_api::limits::{StorageLimit, StreamLimits};
     use image_api::NamedTagEventList;
+    use std::sync::Arc;
 
     fn stream_with_tags(tags: &[(&str, i64)]) -> ImageStream {
         let mut s = ImageStream::default();
@@ -798,6 +848,137 @@ mod tests {
                 .to_string()
                 .contains("multiple images match the prefix"),
             "{errs:?}"
+        );
+    }
+
+    /// Stream limits in one namespace only, or not loaded yet.
+    #[derive(Debug)]
+    struct NamespaceLimits {
+        namespace: &'static str,
+        limits: StreamLimits,
+        loaded: bool,
+    }
+
+    impl LimitSource for NamespaceLimits {
+        fn stream_limits(&self, namespace: &str) -> Result<StreamLimits, LimitsError> {
+            if !self.loaded {
+                return Err(LimitsError::StillLoading);
+            }
+            Ok(if namespace == self.namespace {
+                self.limits
+            } else {
+                StreamLimits::default()
+            })
+        }
+
+        fn image_storage_limit(&self, _namespace: &str) -> Option<StorageLimit> {
+            None
+        }
+    }
+
+    fn strategy_with(limits: NamespaceLimits) -> ImageStreamStrategy {
+        ImageStreamStrategy::new(ImagePolicy {
+            limits: Arc::new(limits),
+            ..ImagePolicy::default()
+        })
+    }
+
+    fn messages(errs: &[FieldError]) -> Vec<String> {
+        errs.iter().map(ToString::to_string).collect()
+    }
+
+    /// Creates a stream in `namespace` whose spec tags follow `refs`; the validation errors.
+    async fn create_in(
+        strategy: &ImageStreamStrategy,
+        namespace: &str,
+        refs: &[&str],
+    ) -> Vec<FieldError> {
+        let lookup = FakeStreams(vec![]);
+        let user = apiserver::resource::UserInfo::default();
+        let ctx = StrategyContext {
+            user: &user,
+            namespace: Some(namespace),
+            lookup: &lookup,
+        };
+        let mut stream = named(namespace, "mine");
+        for (i, reference) in refs.iter().enumerate() {
+            let mut tag = tag_from("DockerImage", reference);
+            tag.name = format!("t{i}");
+            stream.spec.tags.push(tag);
+        }
+        strategy.default(&mut stream);
+        strategy.prepare_for_create(&mut stream);
+        strategy.validate_create(&ctx, &mut stream).await
+    }
+
+    #[tokio::test]
+    async fn stream_limits_are_the_request_namespaces() {
+        let strategy = strategy_with(NamespaceLimits {
+            namespace: "limited",
+            limits: StreamLimits {
+                image_tags: Some(1),
+                images: None,
+            },
+            loaded: true,
+        });
+        let two = ["quay.io/a/b:1", "quay.io/a/c:1"];
+        assert_eq!(
+            messages(&create_in(&strategy, "limited", &two).await),
+            vec!["imageStream: Forbidden: requested usage of openshift.io/image-tags exceeds the maximum limit per openshift.io/ImageStream (2 > 1)"]
+        );
+        let errs = create_in(&strategy, "free", &two).await;
+        assert!(errs.is_empty(), "{errs:?}");
+    }
+
+    #[tokio::test]
+    async fn limits_still_loading_fail_the_write() {
+        let strategy = strategy_with(NamespaceLimits {
+            namespace: "ns",
+            limits: StreamLimits::default(),
+            loaded: false,
+        });
+        assert_eq!(
+            messages(&create_in(&strategy, "ns", &[]).await),
+            vec!["imageStream: Forbidden: limitranges is forbidden: the server is still loading limit information"]
+        );
+    }
+
+    #[tokio::test]
+    async fn status_writes_are_held_to_the_image_limit() {
+        let strategy = strategy_with(NamespaceLimits {
+            namespace: "ns",
+            limits: StreamLimits {
+                image_tags: None,
+                images: Some(1),
+            },
+            loaded: true,
+        });
+        let lookup = FakeStreams(vec![]);
+        let user = apiserver::resource::UserInfo::default();
+        let ctx = StrategyContext {
+            user: &user,
+            namespace: Some("ns"),
+            lookup: &lookup,
+        };
+        let old = tagged("ns", "mine", "v1", &digest("aaa"));
+        let mut unchanged = old.clone();
+        let errs = strategy
+            .validate_status_update(&ctx, &mut unchanged, &old)
+            .await;
+        assert!(
+            errs.is_empty(),
+            "an existing stream within the limit: {errs:?}"
+        );
+        let second = digest("bbb");
+        let mut grown = old.clone();
+        add_tag_event(
+            &mut grown,
+            "v2",
+            new_event(&format!("quay.io/x/y@{second}"), &second, 1, now()),
+        );
+        assert_eq!(
+            messages(&strategy.validate_status_update(&ctx, &mut grown, &old).await),
+            vec!["imageStream: Forbidden: requested usage of openshift.io/images exceeds the maximum limit per openshift.io/ImageStream (2 > 1)"]
         );
     }
 }

@@ -18,7 +18,7 @@ use image_api::imports::{apply_import, clear_unrequested_manifests, ImportWrite}
 use image_api::imports::{succeeded, REPOSITORY_CHECK_ANNOTATION};
 use image_api::validation::validate_image_stream_import;
 use image_api::{Image, ImageImportStatus, ImageStream, ImageStreamImport};
-use importer::{ImportInput, Importer};
+use importer::{ImportInput, Importer, Keyring};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::metrics::ImportMetrics;
@@ -107,6 +107,7 @@ impl ImageStreamImports {
         self.check_whitelist(&isi)?;
         let namespace = isi.metadata.namespace.clone().unwrap_or_default();
         let stream = self.target_stream(&namespace, &name, &guards).await?;
+        let keyring = self.namespace_keyring(&namespace).await?;
         let now = jiff::Timestamp::now();
         let now_text = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         let started = std::time::Instant::now();
@@ -115,7 +116,7 @@ impl ImageStreamImports {
             .import(&ImportInput {
                 spec: &isi.spec,
                 stream: stream.as_ref(),
-                keyring: None,
+                keyring: keyring.as_ref(),
                 now: &now_text,
             })
             .await;
@@ -129,6 +130,17 @@ impl ImageStreamImports {
         isi.status.import = Some(Box::new(written));
         clear_unrequested_manifests(&mut isi);
         Ok(isi)
+    }
+
+    /// In a cluster, the namespace's pull secrets are the import's credentials (spec §13.4),
+    /// ahead of the server's own (`--authfile`). An import waits for them to load rather than
+    /// run anonymously and record failures that are not the registry's.
+    async fn namespace_keyring(&self, namespace: &str) -> Result<Option<Keyring>, ApiError> {
+        let Some(cluster) = &self.registries.cluster else {
+            return Ok(None);
+        };
+        cluster.require_secrets_loaded().await?;
+        Ok(cluster.keyring(namespace))
     }
 
     /// Upstream checks the allowed registries only for users who may not create images; we

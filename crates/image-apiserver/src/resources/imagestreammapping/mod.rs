@@ -1,6 +1,7 @@
 //! `imagestreammappings` (spec §12), create only: what the registry posts after a push. It
-//! creates the Image when absent (never changes an existing one), adds the tag event through the
-//! status strategy, and propagates it to tracking tags.
+//! checks the image against the namespace's size limit (§15.1), creates the Image when absent
+//! (never changes an existing one), adds the tag event through the status strategy, and
+//! propagates it to tracking tags.
 
 use std::sync::Arc;
 
@@ -14,13 +15,16 @@ use apiserver::body;
 use apiserver::registry::{UpdateStrategy, WriteContext};
 use apiserver::resource::{Reply, Request, Resource, Verb};
 use async_trait::async_trait;
+use image_api::limits::{image_storage_violation, StorageLimit};
+use image_api::metadata::MetadataError;
 use image_api::tags::{add_tag_event, new_event, update_tracking_tags};
 use image_api::validation::validate_image_fields;
-use image_api::{ImageStream, ImageStreamMapping};
-use serde_json::json;
+use image_api::{Image, ImageStream, ImageStreamMapping};
+use serde_json::{json, Value};
 
+use crate::resources::forbidden;
 use crate::resources::registries::Registries;
-use crate::resources::views::not_found;
+use crate::resources::views::{gr, not_found};
 
 const RESOURCE: &str = "imagestreammappings";
 const MANAGED_ANNOTATION: &str = "openshift.io/image.managed";
@@ -106,6 +110,10 @@ impl ImageStreamMappings {
             m.image.docker_image_reference = format!("{internal}/{ns}/{stream_name}@{image_name}");
         }
         m.image.signatures.clear();
+        // Admission runs before validation, as kube's create handler orders them.
+        if let Some(limit) = self.registries.policy.limits.image_storage_limit(&ns) {
+            check_image_size(&limit, &m)?;
+        }
         let errs = self.validate(&m);
         if !errs.is_empty() {
             return Err(ApiError::invalid(
@@ -171,6 +179,32 @@ impl ImageStreamMappings {
             status: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
         })
     }
+}
+
+/// ImageLimitRange (spec §15.1): a 403 when the mapping's image is larger than `limit`. The
+/// size is the one §3.1 computes, so the image's metadata is extracted first; an image whose
+/// metadata cannot be extracted is refused with that error, as upstream's plugin does.
+fn check_image_size(limit: &StorageLimit, m: &ImageStreamMapping) -> Result<(), ApiError> {
+    let name = m.metadata.name.as_deref().unwrap_or("");
+    let refuse = |reason: &str| forbidden(&gr(RESOURCE), name, reason);
+    let size = image_size(&m.image).map_err(|e| refuse(&e.to_string()))?;
+    match image_storage_violation(limit, size) {
+        Some(violation) => Err(refuse(&violation)),
+        None => Ok(()),
+    }
+}
+
+/// `dockerImageMetadata.Size` after metadata extraction (spec §3.1).
+fn image_size(image: &Image) -> Result<u64, MetadataError> {
+    let mut image = image.clone();
+    image_api::metadata::extract(&mut image, "")?;
+    let size = image
+        .docker_image_metadata
+        .as_ref()
+        .and_then(|meta| meta.get("Size"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    Ok(u64::try_from(size).unwrap_or(0))
 }
 
 /// Adds the mapping's tag event to the stream and to the tags that track it. An Image the
@@ -279,6 +313,53 @@ mod tests {
             events(&fresh, "v1")[0].docker_image_reference,
             "quay.io/a/b@sha256:1",
             "a new image keeps the reference it was pushed with"
+        );
+    }
+
+    fn one_kib() -> StorageLimit {
+        StorageLimit {
+            bytes: 1024,
+            text: "1Ki".to_string(),
+        }
+    }
+
+    fn mapping_of_size(size: i64) -> ImageStreamMapping {
+        let mut m = mapping(false);
+        m.metadata.name = Some("app".into());
+        m.image.docker_image_metadata = Some(json!({"Size": size}));
+        m
+    }
+
+    #[test]
+    fn images_over_the_namespace_storage_limit_are_forbidden() {
+        assert!(check_image_size(&one_kib(), &mapping_of_size(1024)).is_ok());
+        let e = check_image_size(&one_kib(), &mapping_of_size(2048)).expect_err("too large");
+        assert_eq!(e.code(), 403);
+        assert_eq!(
+            e.to_string(),
+            "imagestreammappings.image.openshift.io \"app\" is forbidden: requested usage of storage exceeds the maximum limit per openshift.io/Image (2Ki > 1Ki)"
+        );
+    }
+
+    #[test]
+    fn the_size_is_extracted_from_the_manifest() {
+        let mut m = mapping_of_size(0);
+        m.image.docker_image_manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": image_api::metadata::SCHEMA2,
+            "config": {"digest": "sha256:c"},
+            "layers": [{"digest": "sha256:l1", "size": 3000, "mediaType": "x"}],
+        })
+        .to_string();
+        m.image.docker_image_config = "{}".to_string();
+        let e = check_image_size(&one_kib(), &m).expect_err("layers over the limit");
+        assert!(e.to_string().ends_with("(3002 > 1Ki)"), "{e}");
+        m.image.docker_image_config.clear();
+        let e = check_image_size(&one_kib(), &m).expect_err("no config");
+        assert!(
+            e.to_string()
+                .ends_with("is forbidden: dockerImageConfig must not be empty for manifest type \"application/vnd.docker.distribution.manifest.v2+json\""),
+            "{e}"
         );
     }
 }

@@ -1,4 +1,4 @@
-//! Authentication by bearer token (spec §8.4's token file): kube-apiserver's
+//! Authentication by bearer token from a file (spec §8.4): kube-apiserver's
 //! `--token-auth-file` CSV format, `token,user,uid,"group1,group2"`.
 
 use std::collections::HashMap;
@@ -67,20 +67,16 @@ impl TokenAuthenticator {
                     name: fields[1].clone(),
                     uid: fields[2].clone(),
                     groups,
+                    ..UserInfo::default()
                 },
             );
         }
         Ok(TokenAuthenticator { tokens })
     }
 
-    /// The user of an `Authorization` header value, if it carries a known bearer token.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Option<UserInfo> {
-        let token = authorization?.strip_prefix("Bearer ")?.trim();
-        let mut user = self.tokens.get(token)?.clone();
-        if !user.groups.iter().any(|g| g == "system:authenticated") {
-            user.groups.push("system:authenticated".to_string());
-        }
-        Some(user)
+    /// The user of a known bearer token.
+    pub fn user(&self, token: &str) -> Option<UserInfo> {
+        Some(self.tokens.get(token)?.clone().authenticated())
     }
 }
 
@@ -110,16 +106,14 @@ mod tests {
             "# admin\nsecret,admin,u1,\"system:masters,dev\"\nother,bob,u2\n",
         )
         .expect("parse");
-        let u = a.authenticate(Some("Bearer secret")).expect("admin");
+        let u = a.user("secret").expect("admin");
         assert_eq!(u.name, "admin");
         assert_eq!(
             u.groups,
             vec!["system:masters", "dev", "system:authenticated"]
         );
-        assert_eq!(a.authenticate(Some("Bearer other")).expect("bob").uid, "u2");
-        assert!(a.authenticate(Some("Bearer nope")).is_none());
-        assert!(a.authenticate(Some("Basic secret")).is_none());
-        assert!(a.authenticate(None).is_none());
+        assert_eq!(a.user("other").expect("bob").uid, "u2");
+        assert!(a.user("nope").is_none());
         assert_eq!(TokenAuthenticator::parse("x,y").expect_err("short").0, 1);
     }
 }
