@@ -210,12 +210,18 @@ impl Importer {
 
     /// The current digest of `reference` (a tag), by a HEAD of its manifest: what a scheduled
     /// re-import asks before doing anything more.
-    pub async fn current_digest(&self, from: &str, insecure: bool) -> Result<String, Refusal> {
+    /// `keyring`: the namespace's pull secrets, tried before the file's (as in an import).
+    pub async fn current_digest(
+        &self,
+        from: &str,
+        insecure: bool,
+        keyring: Option<&Keyring>,
+    ) -> Result<String, Refusal> {
         let r = DockerImageReference::parse(from)
             .map_err(|e| Box::new(status::invalid_name(from, &e.to_string())))?;
         let target = Target::of(&r);
         let reference = reference_of(&r);
-        let keyring = self.request_keyring(None);
+        let keyring = self.request_keyring(keyring);
         let deadline = Instant::now() + self.options.deadline;
         let run = Run {
             keyring,

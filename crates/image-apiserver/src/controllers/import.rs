@@ -301,7 +301,16 @@ impl ImportController {
             .and_then(|f| f.name.clone())
             .unwrap_or_default();
         let insecure = spec.import_policy.insecure;
-        let digest = match self.importer.current_digest(&from, insecure).await {
+        let keyring = self
+            .registries
+            .cluster
+            .as_ref()
+            .and_then(|c| c.keyring(&key.namespace));
+        let checked = self
+            .importer
+            .current_digest(&from, insecure, keyring.as_ref())
+            .await;
+        let digest = match checked {
             Ok(d) => d,
             Err(status) => {
                 tracing::debug!(tag = ?key, message = status.message.as_deref().unwrap_or(""),
