@@ -126,10 +126,17 @@ impl ClusterReads {
         if namespace.is_empty() {
             return Vec::new();
         }
+        // Each cache answers for its own type only, even if a server ignored the selector.
         let mut secrets: Vec<Arc<Secret>> = self
             .pull_secrets
             .iter()
-            .flat_map(|cache| cache.list(namespace))
+            .zip([DOCKERCFG, DOCKERCONFIGJSON])
+            .flat_map(|(cache, type_)| {
+                cache
+                    .list(namespace)
+                    .into_iter()
+                    .filter(move |s| s.type_.as_deref() == Some(type_))
+            })
             .filter(|s| is_image_secret(s))
             .collect();
         secrets.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
