@@ -85,6 +85,14 @@ async fn identify(
         Err(_) if anonymous_path(&path) => UserInfo::anonymous(),
         Err(failure) => {
             tracing::debug!(path = %path, rejections = ?failure.rejections, "unauthorized");
+            // kube knows what was asked before who asked: the audit event names it.
+            let query = Query::parse(req.uri().query());
+            audit.attributes = Some(Attributes::of_request(
+                UserInfo::default(),
+                req.method().as_str(),
+                &path,
+                &query,
+            ));
             return Err(error_response(&ApiError::Unauthorized, false));
         }
     };
@@ -98,7 +106,7 @@ async fn identify(
         }
         Err(ImpersonationError::Forbidden(e)) => return Err(error_response(&e, false)),
         Err(ImpersonationError::Malformed(message)) => {
-            return Err(internal_error_text(req.uri().to_string(), &message))
+            return Err(internal_error_text(request_uri(req.uri()), &message))
         }
     };
     strip_identity_headers(req);
@@ -117,6 +125,14 @@ async fn identify(
             Err(error_response(&error, false))
         }
     }
+}
+
+/// The request URI as kube reports it: path and query, whatever the HTTP version (an h2
+/// request's URI also carries the scheme and authority).
+pub(super) fn request_uri(uri: &axum::http::Uri) -> String {
+    uri.path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_else(|| uri.path().to_string())
 }
 
 /// Credentials and impersonation requests are consumed here; nothing below sees them.

@@ -45,7 +45,7 @@ async fn audit(State(api): State<Arc<Api>>, req: HttpRequest, next: Next) -> Res
     let start = Instant::now();
     let received = jiff::Timestamp::now();
     let method = req.method().clone();
-    let uri = req.uri().to_string();
+    let uri = super::auth_filters::request_uri(req.uri());
     let path = req.uri().path().to_string();
     let user_agent = req
         .headers()

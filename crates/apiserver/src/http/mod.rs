@@ -11,6 +11,7 @@ mod health;
 mod middleware;
 mod openapi;
 mod render;
+mod review_protobuf;
 mod router;
 mod self_review;
 mod watch;

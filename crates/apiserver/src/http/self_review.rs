@@ -304,6 +304,12 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
 fn as_json(body: Bytes, content_type: Option<&str>) -> Result<Bytes, ApiError> {
     match content_type.unwrap_or_default() {
         "" | "application/json" | "*/*" => Ok(body),
+        super::review_protobuf::PROTOBUF => {
+            let value = super::review_protobuf::review_json(&body)?;
+            serde_json::to_vec(&value)
+                .map(Bytes::from)
+                .map_err(|e| ApiError::Internal(e.to_string()))
+        }
         "application/yaml" => {
             let value = crate::decode::yaml_value(&body)?;
             serde_json::to_vec(&value)
