@@ -212,7 +212,8 @@ fn body_chunks(
     })
 }
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+/// Headers that describe one connection, not the message: a proxy never forwards them.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     [
         header::CONNECTION,
         header::TRANSFER_ENCODING,

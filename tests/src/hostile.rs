@@ -162,16 +162,7 @@ impl Shared {
 /// followed (they go back to the caller), and a TLS configuration only because reqwest
 /// is built without a default crypto provider.
 fn forwarding_client() -> reqwest::Client {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
+    crate::pki::plain_http_builder()
         .timeout(Duration::from_secs(60))
         .build()
         .expect("hostile registry forwarding client")
@@ -377,7 +368,7 @@ async fn forward(shared: &Shared, target: &str, request: Request) -> Result<Upst
 
 /// Hop-by-hop headers, and those the forwarding client sets itself, are not forwarded.
 fn forward_request_header(name: &HeaderName) -> bool {
-    !is_hop_by_hop(name)
+    !crate::front_proxy::is_hop_by_hop(name)
         && name != header::HOST
         && name != header::CONTENT_LENGTH
         && name != header::ACCEPT_ENCODING
@@ -386,22 +377,7 @@ fn forward_request_header(name: &HeaderName) -> bool {
 
 /// Hop-by-hop headers and `Date` (the proxy writes its own) do not come back.
 fn forward_response_header(name: &HeaderName) -> bool {
-    !is_hop_by_hop(name) && name != header::DATE
-}
-
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::TE,
-        header::TRAILER,
-        header::UPGRADE,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-    ]
-    .contains(name)
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
+    !crate::front_proxy::is_hop_by_hop(name) && name != header::DATE
 }
 
 fn respond(status: StatusCode, headers: HeaderMap, body: Body) -> Response {

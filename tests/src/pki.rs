@@ -202,6 +202,12 @@ pub fn https_client_with_identity(
 /// configuration, trusting nothing, because reqwest is built without a default crypto
 /// provider.
 pub fn plain_http_client() -> reqwest::Client {
+    plain_http_builder().build().expect("plain HTTP client")
+}
+
+/// The builder of [`plain_http_client`]: no proxy from the environment, no redirects
+/// followed, nothing trusted over TLS.
+pub fn plain_http_builder() -> reqwest::ClientBuilder {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -212,8 +218,6 @@ pub fn plain_http_client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .tls_backend_preconfigured(tls)
-        .build()
-        .expect("plain HTTP client")
 }
 
 #[cfg(test)]

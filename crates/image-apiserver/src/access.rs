@@ -16,6 +16,7 @@ use apiserver::auth::{
 use apiserver::kube_cache::KubeCache;
 use k8s_openapi::api::core::v1::ConfigMap;
 
+use crate::cluster::ClusterReads;
 use crate::config::{AuthorizationMode, ClusterFlags};
 
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +229,44 @@ pub fn authorization(
         flags.authorization_always_allow_paths.clone(),
         chain,
     )))
+}
+
+/// The cluster connections, each `None` standalone: who reviews tokens, who decides, and
+/// where Secrets, LimitRanges, Namespaces and the Lease are read.
+pub struct Clients {
+    pub authentication: Option<kube::Client>,
+    pub authorization: Option<kube::Client>,
+    pub reads: Option<kube::Client>,
+}
+
+impl Clients {
+    pub async fn connect(flags: &ClusterFlags) -> Result<Clients, AccessError> {
+        Ok(Clients {
+            authentication: cluster_client(flags.authentication_kubeconfig.as_deref()).await?,
+            authorization: cluster_client(flags.authorization_kubeconfig.as_deref()).await?,
+            reads: cluster_client(flags.kubeconfig.as_deref()).await?,
+        })
+    }
+}
+
+/// Who may do what, and the cluster reads that come with a cluster.
+pub struct Access {
+    pub authentication: Authentication,
+    pub authorizer: Arc<dyn Authorizer>,
+    pub cluster: Option<Arc<ClusterReads>>,
+}
+
+impl Access {
+    /// Serving before the cluster's objects are known would refuse creates and pull secrets
+    /// that exist; `/readyz` keeps waiting past this bound.
+    pub async fn wait_for_cluster(&self) {
+        let Some(cluster) = &self.cluster else { return };
+        if !cluster.wait_synced(Duration::from_secs(30)).await {
+            tracing::warn!(
+                "secrets, limitranges and namespaces have not synced yet; /readyz waits for them"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -136,54 +136,28 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
         source,
     })?;
     let flags = &config.cluster;
-    let clients = Clients::connect(flags).await?;
+    let clients = access::Clients::connect(flags).await?;
     let cluster = clients.reads.clone().map(cluster::ClusterReads::start);
     let (tokens, admin_token) = credentials::tokens(&config)?;
-    let authentication =
-        access::authentication(flags, tokens, clients.authentication.as_ref()).await?;
-    let authorizer = access::authorization(flags, clients.authorization.as_ref())?;
+    let access = access::Access {
+        authentication: access::authentication(flags, tokens, clients.authentication.as_ref())
+            .await?,
+        authorizer: access::authorization(flags, clients.authorization.as_ref())?,
+        cluster,
+    };
     let wiring = Wiring {
-        policy: image_policy(&config, cluster.as_ref()),
-        cluster: cluster.clone(),
-        tag_access: Some(authorizer.clone()),
+        policy: image_policy(&config, access.cluster.as_ref()),
+        cluster: access.cluster.clone(),
+        tag_access: Some(access.authorizer.clone()),
     };
     let mut backend = open_backend(&config, metrics.clone(), wiring).await?;
     let imports = backend
         .served
         .enable_imports(importer.clone(), import_metrics.clone());
     let certs = serving_certs(&config)?;
-    if let Some(cluster) = &cluster {
-        if !cluster.wait_synced(Duration::from_secs(30)).await {
-            tracing::warn!(
-                "secrets, limitranges and namespaces have not synced yet; /readyz waits for them"
-            );
-        }
-    }
-
+    access.wait_for_cluster().await;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let api = Api::new(ApiConfig {
-        group: image_api::GROUP,
-        version: image_api::VERSION,
-        resources: backend.served.resources(),
-        authentication,
-        authorizer,
-        audit_log: audit_log(flags)?,
-        namespaces: cluster
-            .clone()
-            .map(|c| c as Arc<dyn apiserver::admission::NamespaceLifecycle>),
-        health: Arc::new(ServerHealth {
-            store: backend.store.clone(),
-            streams: backend.served.streams.clone(),
-            images: backend.served.images.clone(),
-            cluster,
-        }),
-        openapi: openapi::documents(),
-        shutdown: shutdown_rx,
-        metrics,
-        max_requests_inflight: config.max_requests_inflight,
-        max_mutating_requests_inflight: config.max_mutating_requests_inflight,
-        max_requests_inflight_per_user: flags.max_requests_inflight_per_user,
-    });
+    let api = build_api(&config, &backend, access, metrics, shutdown_rx)?;
     let handle: axum_server::Handle<SocketAddr> = axum_server::Handle::new();
     let serve = spawn_server(&config, &certs, api, handle.clone())?;
     let Some(local) = handle.listening().await else {
@@ -203,7 +177,7 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
             import_metrics,
             import_controller_config(&config),
         ));
-        let election = leader_election(&config, &backend.store, clients.reads.as_ref());
+        let election = controllers::election(&config, &backend.store, clients.reads.as_ref());
         Some(controllers::run(controller, election, controllers_stop))
     };
 
@@ -225,55 +199,39 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
     Ok(())
 }
 
-/// The cluster connections, each `None` standalone: who reviews tokens, who decides, and
-/// where Secrets, LimitRanges, Namespaces and the Lease are read.
-struct Clients {
-    authentication: Option<kube::Client>,
-    authorization: Option<kube::Client>,
-    reads: Option<kube::Client>,
-}
-
-impl Clients {
-    async fn connect(flags: &config::ClusterFlags) -> Result<Clients, StartError> {
-        Ok(Clients {
-            authentication: access::cluster_client(flags.authentication_kubeconfig.as_deref())
-                .await?,
-            authorization: access::cluster_client(flags.authorization_kubeconfig.as_deref())
-                .await?,
-            reads: access::cluster_client(flags.kubeconfig.as_deref()).await?,
-        })
-    }
-}
-
-/// The lock the controllers' leader holds: a Lease in the cluster, or a key in our store.
-fn leader_election(
+/// The generic server over the served resources, with the access decisions and health checks.
+fn build_api(
     config: &ServerConfig,
-    store: &Arc<dyn Store>,
-    cluster: Option<&kube::Client>,
-) -> Option<controllers::Election> {
+    backend: &Backend,
+    access: access::Access,
+    metrics: Metrics,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<Arc<Api>, StartError> {
     let flags = &config.cluster;
-    if !flags.leader_elect {
-        return None;
-    }
-    let backend: Arc<dyn apiserver::leader::LockBackend> = match cluster {
-        Some(client) => Arc::new(apiserver::leader::LeaseLock::new(
-            client.clone(),
-            &flags.leader_elect_resource_namespace,
-            &flags.leader_elect_resource_name,
-        )),
-        None => Arc::new(apiserver::leader::StoreLock::new(
-            store.clone(),
-            format!("/leases/{}", flags.leader_elect_resource_name),
-        )),
-    };
-    Some(controllers::Election {
-        backend,
-        timing: apiserver::leader::ElectionTiming {
-            lease_duration: flags.leader_elect_lease_duration,
-            renew_deadline: flags.leader_elect_renew_deadline,
-            retry_period: flags.leader_elect_retry_period,
-        },
-    })
+    Ok(Api::new(ApiConfig {
+        group: image_api::GROUP,
+        version: image_api::VERSION,
+        resources: backend.served.resources(),
+        authentication: access.authentication,
+        authorizer: access.authorizer,
+        audit_log: audit_log(flags)?,
+        namespaces: access
+            .cluster
+            .clone()
+            .map(|c| c as Arc<dyn apiserver::admission::NamespaceLifecycle>),
+        health: Arc::new(ServerHealth {
+            store: backend.store.clone(),
+            streams: backend.served.streams.clone(),
+            images: backend.served.images.clone(),
+            cluster: access.cluster,
+        }),
+        openapi: openapi::documents(),
+        shutdown,
+        metrics,
+        max_requests_inflight: config.max_requests_inflight,
+        max_mutating_requests_inflight: config.max_mutating_requests_inflight,
+        max_requests_inflight_per_user: flags.max_requests_inflight_per_user,
+    }))
 }
 
 fn audit_log(

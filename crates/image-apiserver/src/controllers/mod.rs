@@ -5,8 +5,42 @@ pub mod import;
 use std::sync::Arc;
 
 use apiserver::leader::{ElectionTiming, LeaderElector, LockBackend};
+use storage::Store;
+
+use crate::config::ServerConfig;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// The lock the controllers' leader holds: a Lease in the cluster, or a key in our store.
+pub fn election(
+    config: &ServerConfig,
+    store: &Arc<dyn Store>,
+    cluster: Option<&kube::Client>,
+) -> Option<Election> {
+    let flags = &config.cluster;
+    if !flags.leader_elect {
+        return None;
+    }
+    let backend: Arc<dyn apiserver::leader::LockBackend> = match cluster {
+        Some(client) => Arc::new(apiserver::leader::LeaseLock::new(
+            client.clone(),
+            &flags.leader_elect_resource_namespace,
+            &flags.leader_elect_resource_name,
+        )),
+        None => Arc::new(apiserver::leader::StoreLock::new(
+            store.clone(),
+            format!("/leases/{}", flags.leader_elect_resource_name),
+        )),
+    };
+    Some(Election {
+        backend,
+        timing: apiserver::leader::ElectionTiming {
+            lease_duration: flags.leader_elect_lease_duration,
+            renew_deadline: flags.leader_elect_renew_deadline,
+            retry_period: flags.leader_elect_retry_period,
+        },
+    })
+}
 
 /// How the controllers' leader is chosen when several replicas run.
 pub struct Election {
