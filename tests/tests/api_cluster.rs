@@ -704,6 +704,56 @@ fn tag_limit(max: &str) -> Value {
                                 "max": {"openshift.io/image-tags": max}}]}})
 }
 
+/// A schema2 image of one `layer_size`-byte layer, named by its manifest's digest.
+fn sized_image(layer_size: u64) -> Value {
+    use sha2::{Digest, Sha256};
+    let sha = |bytes: &[u8]| format!("sha256:{:x}", Sha256::digest(bytes));
+    let config = r#"{"architecture":"amd64","os":"linux","config":{}}"#;
+    let manifest = json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "size": config.len(), "digest": sha(config.as_bytes())},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": layer_size, "digest": sha(&layer_size.to_be_bytes())}]})
+    .to_string();
+    json!({"metadata": {"name": sha(manifest.as_bytes())},
+           "dockerImageReference": "registry.example.com/team/app@".to_string() + &sha(manifest.as_bytes()),
+           "dockerImageManifest": manifest, "dockerImageConfig": config})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_ranges_bound_the_size_of_pushed_images() {
+    let fake = fake_cluster(None).await;
+    fake.put(json!({"apiVersion": "v1", "kind": "LimitRange",
+           "metadata": {"name": "images", "namespace": "ns1"},
+           "spec": {"limits": [{"type": "openshift.io/Image", "max": {"storage": "1Ki"}}]}}));
+    let c = serve(fake, &[]).await;
+    let admin = c.admin();
+    let push = |image: Value| {
+        json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStreamMapping",
+               "metadata": {"name": "app"}, "tag": "v1", "image": image})
+    };
+    let mappings = format!("{V1}/namespaces/ns1/imagestreammappings");
+    let r = admin
+        .post(&streams("ns1"), &stream_body("app", json!([])))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    let r = admin.post(&mappings, &push(sized_image(5000))).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["reason"], "Forbidden");
+    let message = r.message();
+    assert!(
+        message.starts_with("imagestreammappings.image.openshift.io \"app\" is forbidden: requested usage of storage exceeds the maximum limit per openshift.io/Image (")
+            && message.ends_with(" > 1Ki)"),
+        "{message}"
+    );
+
+    // A small image passes the same limit.
+    let r = admin.post(&mappings, &push(sized_image(10))).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limit_ranges_bound_the_references_of_a_stream() {
     let fake = fake_cluster(None).await;
@@ -962,4 +1012,61 @@ async fn kubectl_works_through_the_front_proxy_as_the_proxied_user() {
         "{stderr}"
     );
     assert!(proxy.requests() > 0);
+}
+
+// ---- pull secrets as import credentials ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_use_the_namespaces_pull_secrets() {
+    use blackbox::registry::{test_image, PushFormat, Registry, RegistryOptions};
+    let reg = tokio::task::block_in_place(|| {
+        Registry::start(RegistryOptions {
+            tls: true,
+            htpasswd: Some(("user".into(), "s3cret".into())),
+            ..Default::default()
+        })
+    });
+    let pushed = tokio::task::block_in_place(|| {
+        reg.push(
+            &test_image("ps", "amd64", "linux"),
+            "priv/app",
+            "1",
+            PushFormat::Oci,
+        )
+    });
+    let auth = base64::engine::general_purpose::STANDARD.encode("user:s3cret");
+    let config = json!({"auths": {reg.host.clone(): {"auth": auth}}}).to_string();
+    let fake = fake_cluster(None).await;
+    fake.put(
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "pull", "namespace": "ns1"},
+        "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(&config)}}),
+    );
+    let ca = reg.ca_file().expect("registry CA").display().to_string();
+    let c = serve(fake, &[&format!("--registry-ca-file={ca}")]).await;
+    let admin = c.admin();
+    let from = format!("{}/priv/app:1", reg.host);
+    let isi = json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStreamImport",
+        "metadata": {"name": "app"},
+        "spec": {"import": false, "images": [{"from": {"kind": "DockerImage", "name": from}}]}});
+    let import_in = |ns: &str| format!("{V1}/namespaces/{ns}/imagestreamimports");
+
+    // ns1 holds the pull secret: the private image is found.
+    let r = admin.post(&import_in("ns1"), &isi).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let done = r.json();
+    assert_eq!(
+        done["status"]["images"][0]["status"]["status"], "Success",
+        "{done}"
+    );
+    assert_eq!(
+        done["status"]["images"][0]["image"]["metadata"]["name"],
+        pushed.as_str()
+    );
+
+    // team-a has none: the registry refuses, as upstream reports it.
+    let r = admin.post(&import_in("team-a"), &isi).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let done = r.json();
+    assert_eq!(done["status"]["images"][0]["status"]["code"], 401, "{done}");
 }
