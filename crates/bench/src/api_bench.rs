@@ -10,10 +10,11 @@
 //!
 //! It prints numbers; it asserts nothing.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bench::{load, percentile, Load};
 use blackbox::api::{stream, streams, Client, Watch};
 use blackbox::{EtcdProcess, Server};
 use clap::Parser;
@@ -44,78 +45,6 @@ struct Args {
         default_value = "reads,creates,updates,fanout,memory"
     )]
     only: Vec<String>,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx].as_secs_f64() * 1e3
-}
-
-struct Load {
-    ops: u64,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-    errors: u64,
-}
-
-impl Load {
-    fn line(&self, label: &str) -> String {
-        let mut l = self.latencies.clone();
-        l.sort();
-        format!(
-            "{label:<38} {:>9.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   errors {}",
-            self.ops as f64 / self.elapsed.as_secs_f64(),
-            percentile(&l, 0.50),
-            percentile(&l, 0.99),
-            self.errors
-        )
-    }
-}
-
-/// Runs `clients` loops of `op` for `seconds`, collecting latencies.
-async fn load<F, Fut>(clients: usize, seconds: u64, op: F) -> Load
-where
-    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
-{
-    let op = Arc::new(op);
-    let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..clients {
-        let op = op.clone();
-        let stop = stop.clone();
-        let errors = errors.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                if !op(i, n).await {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
-                lat.push(t.elapsed());
-                n += 1;
-            }
-            lat
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap_or_default());
-    }
-    Load {
-        ops: latencies.len() as u64,
-        elapsed: start.elapsed(),
-        latencies,
-        errors: errors.load(Ordering::Relaxed),
-    }
 }
 
 /// A stream of about 2.35 KB of JSON (the size in the openshift-apiserver figure).
