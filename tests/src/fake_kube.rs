@@ -10,6 +10,10 @@
 //!   [`FakeKube::deny`].
 //! - Every request must carry the bearer token of the kubeconfig the fake writes, as the
 //!   server's ServiceAccount would; others get `401`.
+//! - Legacy discovery (`/api`, `/api/v1`, `/apis`, `/apis/<group>/<version>`) lists the
+//!   kinds deploy/ renders and the server uses, so kubectl can map them to REST paths (as
+//!   `kubectl apply --dry-run=client` must). Objects of kinds the fake does not store answer
+//!   404, so kubectl takes its create path.
 //! - Tests count requests by path, read what was sent, and can make paths fail or hang.
 //!
 //! Dropping the fake closes its listener and every connection.
@@ -89,6 +93,160 @@ const RESOURCE_TYPES: &[ResourceType] = &[
         namespaced: true,
     },
 ];
+
+/// A resource listed by discovery; its singular name is its kind in lower case.
+struct DiscoveredResource {
+    plural: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+    verbs: &'static [&'static str],
+}
+
+/// A group version listed by discovery (`""` is the legacy core group).
+struct DiscoveredGroupVersion {
+    group: &'static str,
+    version: &'static str,
+    resources: &'static [DiscoveredResource],
+}
+
+const OBJECT_VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
+const REVIEW_VERBS: &[&str] = &["create"];
+
+const fn stored(plural: &'static str, kind: &'static str, namespaced: bool) -> DiscoveredResource {
+    DiscoveredResource {
+        plural,
+        kind,
+        namespaced,
+        verbs: OBJECT_VERBS,
+    }
+}
+
+const fn review(plural: &'static str, kind: &'static str) -> DiscoveredResource {
+    DiscoveredResource {
+        plural,
+        kind,
+        namespaced: false,
+        verbs: REVIEW_VERBS,
+    }
+}
+
+/// What discovery lists: every kind deploy/ renders and every kind the server calls. Each
+/// named group appears once, with one version.
+const DISCOVERY: &[DiscoveredGroupVersion] = &[
+    DiscoveredGroupVersion {
+        group: "",
+        version: "v1",
+        resources: &[
+            stored("namespaces", "Namespace", false),
+            stored("serviceaccounts", "ServiceAccount", true),
+            stored("services", "Service", true),
+            stored("secrets", "Secret", true),
+            stored("configmaps", "ConfigMap", true),
+            stored("limitranges", "LimitRange", true),
+            stored("persistentvolumeclaims", "PersistentVolumeClaim", true),
+        ],
+    },
+    DiscoveredGroupVersion {
+        group: "apps",
+        version: "v1",
+        resources: &[
+            stored("deployments", "Deployment", true),
+            stored("statefulsets", "StatefulSet", true),
+        ],
+    },
+    DiscoveredGroupVersion {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        resources: &[
+            stored("clusterroles", "ClusterRole", false),
+            stored("clusterrolebindings", "ClusterRoleBinding", false),
+            stored("roles", "Role", true),
+            stored("rolebindings", "RoleBinding", true),
+        ],
+    },
+    DiscoveredGroupVersion {
+        group: "policy",
+        version: "v1",
+        resources: &[stored("poddisruptionbudgets", "PodDisruptionBudget", true)],
+    },
+    DiscoveredGroupVersion {
+        group: "networking.k8s.io",
+        version: "v1",
+        resources: &[stored("networkpolicies", "NetworkPolicy", true)],
+    },
+    DiscoveredGroupVersion {
+        group: "apiregistration.k8s.io",
+        version: "v1",
+        resources: &[stored("apiservices", "APIService", false)],
+    },
+    DiscoveredGroupVersion {
+        group: "coordination.k8s.io",
+        version: "v1",
+        resources: &[stored("leases", "Lease", true)],
+    },
+    DiscoveredGroupVersion {
+        group: "authentication.k8s.io",
+        version: "v1",
+        resources: &[review("tokenreviews", "TokenReview")],
+    },
+    DiscoveredGroupVersion {
+        group: "authorization.k8s.io",
+        version: "v1",
+        resources: &[review("subjectaccessreviews", "SubjectAccessReview")],
+    },
+];
+
+impl DiscoveredGroupVersion {
+    fn group_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// Where discovery serves the group version's APIResourceList.
+    fn path(&self) -> String {
+        if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        }
+    }
+
+    fn resource_list(&self) -> Value {
+        let resources: Vec<Value> = self
+            .resources
+            .iter()
+            .map(|r| {
+                json!({
+                    "name": r.plural,
+                    "singularName": r.kind.to_ascii_lowercase(),
+                    "namespaced": r.namespaced,
+                    "kind": r.kind,
+                    "verbs": r.verbs,
+                })
+            })
+            .collect();
+        json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": self.group_version(),
+            "resources": resources,
+        })
+    }
+
+    fn api_group(&self) -> Value {
+        let version = json!({"groupVersion": self.group_version(), "version": self.version});
+        json!({
+            "name": self.group,
+            "versions": [version.clone()],
+            "preferredVersion": version,
+        })
+    }
+}
 
 impl ResourceType {
     fn api_version(&self) -> String {
@@ -262,6 +420,8 @@ enum Fault {
 
 struct Shared {
     token: String,
+    /// `127.0.0.1:<port>`, as discovery advertises it.
+    address: String,
     store: Mutex<Store>,
     changes: broadcast::Sender<Broadcast>,
     tokens: Mutex<HashMap<String, TokenUser>>,
@@ -298,6 +458,7 @@ impl FakeKube {
         let (changes, _) = broadcast::channel(WATCH_BUFFER);
         let shared = Arc::new(Shared {
             token: format!("fake-kube-{}", random_hex(&random, 16)),
+            address: format!("127.0.0.1:{port}"),
             store: Mutex::new(Store::default()),
             changes,
             tokens: Mutex::new(HashMap::new()),
@@ -677,6 +838,11 @@ fn route(shared: &Shared, method: &Method, path: &str, query: &str, body: &[u8])
             return (StatusCode::OK, "ok").into_response();
         }
         _ => {}
+    }
+    if *method == Method::GET {
+        if let Some(document) = discovery_document(&shared.address, path) {
+            return json_response(StatusCode::OK, &document);
+        }
     }
     let Some(target) = Target::parse(path) else {
         return path_not_found();
@@ -1362,6 +1528,38 @@ fn decide(rules: &[AccessRule], subject: &Subject, spec: &Value) -> AccessDecisi
     }
 }
 
+// ---- discovery ----
+
+/// The legacy discovery document at `path`, if it is one. kubectl first asks for aggregated
+/// discovery; a plain `application/json` answer makes it fall back to these.
+fn discovery_document(address: &str, path: &str) -> Option<Value> {
+    match path {
+        "/api" => Some(api_versions(address)),
+        "/apis" => Some(api_group_list()),
+        _ => DISCOVERY
+            .iter()
+            .find(|gv| gv.path() == path)
+            .map(DiscoveredGroupVersion::resource_list),
+    }
+}
+
+fn api_versions(address: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": address}],
+    })
+}
+
+fn api_group_list() -> Value {
+    let groups: Vec<Value> = DISCOVERY
+        .iter()
+        .filter(|gv| !gv.group.is_empty())
+        .map(DiscoveredGroupVersion::api_group)
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
 fn version() -> Response {
     let body = json!({
         "major": "1",
@@ -1562,6 +1760,129 @@ mod tests {
             .lines()
             .map(|line| serde_json::from_str(line).expect("JSON watch line"))
             .collect()
+    }
+
+    /// The Accept header kubectl sends for discovery, hoping for the aggregated kind.
+    const KUBECTL_DISCOVERY_ACCEPT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;\
+        as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;\
+        as=APIGroupDiscoveryList,application/json";
+
+    /// GETs `path` as kubectl does discovery: the status, the Content-Type and the body.
+    async fn get_as_kubectl(fake: &FakeKube, path: &str) -> (u16, String, Value) {
+        let response = fake
+            .client()
+            .get(format!("{}{path}", fake.url()))
+            .header(reqwest::header::ACCEPT, KUBECTL_DISCOVERY_ACCEPT)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = response.json().await.expect("JSON body");
+        (status, content_type, body)
+    }
+
+    fn discovered<'a>(list: &'a Value, plural: &str) -> &'a Value {
+        list["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .find(|r| r["name"] == plural)
+            .unwrap_or_else(|| panic!("no {plural} in {list}"))
+    }
+
+    #[tokio::test]
+    async fn legacy_discovery_answers_plain_json_for_every_listed_group() {
+        let fake = FakeKube::start().await;
+        let (status, content_type, versions) = get_as_kubectl(&fake, "/api").await;
+        assert_eq!((status, content_type.as_str()), (200, "application/json"));
+        assert_eq!(versions["kind"], "APIVersions");
+        assert_eq!(versions["versions"], json!(["v1"]));
+        let address = fake.url().trim_start_matches("https://");
+        assert_eq!(
+            versions["serverAddressByClientCIDRs"][0]["serverAddress"],
+            address
+        );
+
+        let (_, content_type, core) = get_as_kubectl(&fake, "/api/v1").await;
+        assert_eq!(content_type, "application/json");
+        assert_eq!(core["groupVersion"], "v1");
+        assert_eq!(discovered(&core, "namespaces")["namespaced"], false);
+        let accounts = discovered(&core, "serviceaccounts");
+        assert_eq!(accounts["kind"], "ServiceAccount");
+        assert_eq!(accounts["singularName"], "serviceaccount");
+        assert_eq!(accounts["namespaced"], true);
+
+        let (_, content_type, groups) = get_as_kubectl(&fake, "/apis").await;
+        assert_eq!(content_type, "application/json");
+        assert_eq!(groups["kind"], "APIGroupList");
+        let names: Vec<&str> = groups["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .filter_map(|g| g["name"].as_str())
+            .collect();
+        for wanted in [
+            "apps",
+            "rbac.authorization.k8s.io",
+            "apiregistration.k8s.io",
+        ] {
+            assert!(names.contains(&wanted), "{wanted}: {names:?}");
+        }
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        for (group, name) in groups["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .zip(&names)
+        {
+            assert_eq!(
+                group["preferredVersion"]["groupVersion"],
+                format!("{name}/v1")
+            );
+            let (status, _, list) = get_as_kubectl(&fake, &format!("/apis/{name}/v1")).await;
+            assert_eq!(status, 200, "{name}");
+            assert_eq!(list["kind"], "APIResourceList");
+            assert_eq!(list["groupVersion"], format!("{name}/v1"));
+        }
+
+        let (_, _, apps) = get_as_kubectl(&fake, "/apis/apps/v1").await;
+        assert_eq!(discovered(&apps, "deployments")["kind"], "Deployment");
+        let (_, _, registration) = get_as_kubectl(&fake, "/apis/apiregistration.k8s.io/v1").await;
+        assert_eq!(
+            discovered(&registration, "apiservices")["namespaced"],
+            false
+        );
+        let (_, _, authn) = get_as_kubectl(&fake, "/apis/authentication.k8s.io/v1").await;
+        assert_eq!(
+            discovered(&authn, "tokenreviews")["verbs"],
+            json!(["create"])
+        );
+    }
+
+    #[tokio::test]
+    async fn objects_of_kinds_the_fake_does_not_store_are_not_found() {
+        let fake = FakeKube::start().await;
+        for path in [
+            "/apis/apps/v1/namespaces/image-apiserver/deployments/image-apiserver",
+            "/apis/apiregistration.k8s.io/v1/apiservices/v1.image.openshift.io",
+            "/api/v1/namespaces/image-apiserver/serviceaccounts/etcd",
+            "/api/v1/namespaces/image-apiserver",
+        ] {
+            let (status, content_type, answer) = get_as_kubectl(&fake, path).await;
+            assert_eq!(status, 404, "{path}");
+            assert_eq!(content_type, "application/json", "{path}");
+            assert_eq!(answer["kind"], "Status", "{path}");
+            assert_eq!(answer["reason"], "NotFound", "{path}");
+        }
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! The cluster manifests in deploy/ (spec §8.1, §8.6): `gen-certs.sh` and `kubectl kustomize`
 //! run on a copy of the directory, and the rendered objects are checked: what kube-apiserver
 //! needs to aggregate the server, the RBAC the server and its users get, how the pods run.
-//! No cluster is involved (`kubectl apply --dry-run` needs one for discovery).
+//! No cluster is involved: `kubectl apply --dry-run=client` runs against the fake
+//! kube-apiserver, whose discovery lists the kinds rendered.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::Value;
+
+use blackbox::fake_kube::FakeKube;
 
 const NAMESPACE: &str = "image-apiserver";
 const SERVICE_DNS_NAMES: [&str; 2] = [
@@ -32,6 +35,8 @@ const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deleteco
 
 /// The rendered manifests and the certificates gen-certs.sh wrote for them.
 struct Rendered {
+    /// What `kubectl kustomize` printed.
+    yaml: String,
     objects: Vec<Value>,
     ca_crt: String,
     tls_crt: String,
@@ -139,6 +144,7 @@ fn render() -> Rendered {
     let yaml = run(Command::new("kubectl").arg("kustomize").arg(deploy));
     Rendered {
         objects: parse_documents(&yaml),
+        yaml,
         ca_crt: read(&certs.join("ca.crt")),
         tls_crt: read(&certs.join("tls.crt")),
     }
@@ -289,6 +295,17 @@ fn decode_base64(encoded: &str) -> String {
     String::from_utf8(bytes).expect("UTF-8 PEM")
 }
 
+/// What `kubectl apply --dry-run=client` prints for an object it would create:
+/// `deployment.apps/image-apiserver created (dry run)`, `secret/<name> created (dry run)`.
+fn created_in_dry_run(o: &Value) -> String {
+    let kind = kind_of(o).to_ascii_lowercase();
+    let kind_and_group = match text(o, "/apiVersion").split_once('/') {
+        Some((group, _version)) => format!("{kind}.{group}"),
+        None => kind,
+    };
+    format!("{kind_and_group}/{} created (dry run)", name_of(o))
+}
+
 fn certificate(pem: &str) -> CertificateDer<'static> {
     CertificateDer::from_pem_slice(pem.as_bytes()).expect("a PEM certificate")
 }
@@ -342,6 +359,59 @@ fn renders_exactly_the_expected_objects() {
     .collect();
     expected.sort();
     assert_eq!(found, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_dry_run_client_accepts_the_manifests() {
+    let fake = FakeKube::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = fake.write_kubeconfig(dir.path());
+    let manifests = dir.path().join("rendered.yaml");
+    // kubectl caches discovery under HOME: a private one keeps other runs' caches out.
+    let home = dir.path().join("home");
+    let (r, out) = tokio::task::spawn_blocking(move || {
+        let r = rendered();
+        std::fs::write(&manifests, &r.yaml).expect("write the rendered manifests");
+        std::fs::create_dir_all(&home).expect("create HOME");
+        let out = output(
+            Command::new("kubectl")
+                .env("HOME", &home)
+                .env("KUBECONFIG", &kubeconfig)
+                .env_remove("KUBERNETES_SERVICE_HOST")
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(["apply", "--dry-run=client", "--validate=false", "-f"])
+                .arg(&manifests),
+        );
+        (r, out)
+    })
+    .await
+    .expect("the kubectl task");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "kubectl apply failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Vec<&str> = stdout.lines().collect();
+    let expected: Vec<String> = r.objects.iter().map(created_in_dry_run).collect();
+    assert_eq!(printed, expected);
+    for line in [
+        "deployment.apps/image-apiserver created (dry run)",
+        "apiservice.apiregistration.k8s.io/v1.image.openshift.io created (dry run)",
+    ] {
+        assert!(printed.contains(&line), "{line}: {stdout}");
+    }
+    // kubectl looked each object up and, finding none, would have created it.
+    assert!(fake.calls("/apis/apps/v1/namespaces/image-apiserver/deployments/") > 0);
+    let writes: Vec<String> = fake
+        .requests("/")
+        .iter()
+        .filter(|request| request.method != "GET")
+        .map(|request| format!("{} {}", request.method, request.path))
+        .collect();
+    assert!(writes.is_empty(), "a client dry run wrote: {writes:?}");
+    assert!(fake.get("Namespace", "", NAMESPACE).is_none());
 }
 
 #[test]
