@@ -142,6 +142,7 @@ impl<'a> Patch<'a> {
                 .forced(),
         )
         .map_err(|c| crate::apply::conflict_error(&c))?;
+        crate::limits::check_patched_size(&merged)?;
         if let Some(meta) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
             match managed {
                 Some(m) => meta.insert("managedFields".into(), m),

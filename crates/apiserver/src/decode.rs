@@ -1,12 +1,20 @@
 //! Request bodies (spec §6.1, §6.7, §7): JSON or YAML into a typed object, with the apiVersion
-//! and kind checks and unknown-field detection for `fieldValidation`.
+//! and kind checks and unknown-field detection for `fieldValidation`. Every decoder here is
+//! bounded (see [`crate::limits`]): nesting depth, YAML scanning work, alias expansion, and the
+//! number and length of the field paths reported.
+
+use std::cell::Cell;
+use std::collections::HashSet;
 
 use apimachinery::discovery::ResourceInfo;
 use apimachinery::errors::ApiError;
 use apimachinery::options::FieldValidation;
-use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
+use crate::limits::{
+    self, LimitExceeded, JSON_MAX_DEPTH, MAX_FIELD_PATH_BYTES, MAX_REPORTED_FIELDS, YAML_MAX_DEPTH,
+};
 use crate::resource::Warnings;
 
 pub const UNSUPPORTED_BODY: &str = "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml";
@@ -15,17 +23,184 @@ pub const UNSUPPORTED_BODY: &str = "the body of the request was in an unknown fo
 pub fn body_value(body: &[u8], content_type: Option<&str>) -> Result<Value, ApiError> {
     match content_type.unwrap_or("") {
         "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
-            ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}"))
+            limits::json_decode_error(&e, |e| {
+                format!("couldn't get version/kind; json parse error: {e}")
+            })
         }),
         "application/yaml" => yaml_value(body),
         _ => Err(ApiError::UnsupportedMediaType(UNSUPPORTED_BODY.to_string())),
     }
 }
 
-/// Parses YAML (JSON is YAML too) into a JSON value.
+/// Parses YAML (JSON is YAML too) into a JSON value, at a cost bounded by the body's size:
+/// JSON takes serde_json's linear parser, as kube's YAMLOrJSONDecoder does (kubectl's apply
+/// patches are JSON); other YAML is scanned for nesting first (libyaml is quadratic in it) and
+/// decoded with its aliases counted as they expand.
 pub fn yaml_value(body: &[u8]) -> Result<Value, ApiError> {
-    serde_norway::from_slice::<Value>(body)
-        .map_err(|e| ApiError::BadRequest(format!("error converting YAML to JSON: {e}")))
+    if let Some(value) = json_shaped_value(body)? {
+        return Ok(value);
+    }
+    limits::check_yaml_nesting(body)?;
+    let budget = limits::yaml_expansion_budget(body.len());
+    let meter = ExpansionMeter::new(budget);
+    let decoded =
+        MeteredValue { meter: &meter }.deserialize(serde_norway::Deserializer::from_slice(body));
+    decoded.map_err(|e| {
+        if meter.exceeded.get() {
+            return ApiError::from(LimitExceeded::YamlExpansion(budget));
+        }
+        if e.to_string().starts_with("recursion limit exceeded") {
+            return ApiError::from(LimitExceeded::Depth(YAML_MAX_DEPTH));
+        }
+        ApiError::BadRequest(format!("error converting YAML to JSON: {e}"))
+    })
+}
+
+/// A body that looks like JSON and is JSON, decoded as JSON; `None` for anything else (YAML
+/// flow style starts with the same brackets). Too deep is refused here: YAML allows no more.
+fn json_shaped_value(body: &[u8]) -> Result<Option<Value>, ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if !matches!(first, Some(b'{' | b'[')) {
+        return Ok(None);
+    }
+    match serde_json::from_slice(body) {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if limits::is_json_recursion_limit(&e) => {
+            Err(LimitExceeded::Depth(JSON_MAX_DEPTH).into())
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// What a YAML document may still expand to: serde_norway replays an anchor's events for every
+/// alias, so a few kilobytes of aliases to aliases would otherwise build gigabytes.
+struct ExpansionMeter {
+    remaining: Cell<usize>,
+    exceeded: Cell<bool>,
+}
+
+impl ExpansionMeter {
+    fn new(budget: usize) -> Self {
+        ExpansionMeter {
+            remaining: Cell::new(budget),
+            exceeded: Cell::new(false),
+        }
+    }
+
+    /// Spends `units` (one per node, plus a scalar's bytes), failing the decoding once the
+    /// budget is gone.
+    fn charge<E: serde::de::Error>(&self, units: usize) -> Result<(), E> {
+        match self.remaining.get().checked_sub(units) {
+            Some(left) => {
+                self.remaining.set(left);
+                Ok(())
+            }
+            None => {
+                self.exceeded.set(true);
+                Err(E::custom("the YAML alias expansion limit was reached"))
+            }
+        }
+    }
+}
+
+/// serde_json's `Value` visitor, metered: the same value, built only while the budget lasts.
+#[derive(Clone, Copy)]
+struct MeteredValue<'m> {
+    meter: &'m ExpansionMeter,
+}
+
+impl<'de> DeserializeSeed<'de> for MeteredValue<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MeteredValue<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+        self.meter.charge::<E>(1)?;
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        self.meter.charge::<E>(1)?;
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        self.meter.charge::<E>(1)?;
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Value, E> {
+        self.meter.charge::<E>(1)?;
+        Number::from_i128(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("JSON number out of range"))
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Value, E> {
+        self.meter.charge::<E>(1)?;
+        Number::from_u128(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("JSON number out of range"))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        self.meter.charge::<E>(1)?;
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        self.meter.charge::<E>(v.len().saturating_add(1))?;
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Value, E> {
+        self.meter.charge::<E>(v.len().saturating_add(1))?;
+        Ok(Value::String(v))
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.meter.charge::<E>(1)?;
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.meter.charge::<E>(1)?;
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        self.deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.meter.charge::<A::Error>(1)?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.meter.charge::<A::Error>(1)?;
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            self.meter.charge::<A::Error>(key.len().saturating_add(1))?;
+            let value = map.next_value_seed(self)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 fn cannot_handle(info: &ResourceInfo, detail: impl std::fmt::Display) -> ApiError {
@@ -64,20 +239,95 @@ pub fn check_type_meta(value: &Value, info: &ResourceInfo) -> Result<(), ApiErro
 /// Formats a serde_ignored path the way kube prints unknown fields (`spec.tags[0].foo`).
 fn field_path(path: &serde_ignored::Path<'_>) -> String {
     use serde_ignored::Path;
-    match path {
-        Path::Root => String::new(),
-        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
-        Path::Map { parent, key } => {
-            let p = field_path(parent);
-            if p.is_empty() {
-                key.to_string()
-            } else {
-                format!("{p}.{key}")
+    let mut steps = Vec::new();
+    let mut at = path;
+    loop {
+        match *at {
+            Path::Root => break,
+            Path::Seq { parent, index } => {
+                steps.push(FieldStep::Index(index));
+                at = parent;
             }
+            Path::Map { parent, ref key } => {
+                steps.push(FieldStep::Key(key));
+                at = parent;
+            }
+            Path::Some { parent }
+            | Path::NewtypeStruct { parent }
+            | Path::NewtypeVariant { parent } => at = parent,
         }
-        Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+    let mut out = PathWriter::default();
+    for step in steps.iter().rev() {
+        out.step(step);
+    }
+    out.finish()
+}
+
+enum FieldStep<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Writes a field path, cut at [`MAX_FIELD_PATH_BYTES`]: a hostile key is printed once, not
+/// in full in the path of every field below it.
+#[derive(Default)]
+struct PathWriter {
+    out: String,
+    cut: bool,
+}
+
+impl PathWriter {
+    fn step(&mut self, step: &FieldStep<'_>) {
+        match step {
+            FieldStep::Key(key) => {
+                if !self.out.is_empty() {
+                    self.write(".");
+                }
+                self.write(key);
+            }
+            FieldStep::Index(index) => self.write(&format!("[{index}]")),
+        }
+    }
+
+    fn write(&mut self, text: &str) {
+        if self.cut {
+            return;
+        }
+        let room = MAX_FIELD_PATH_BYTES.saturating_sub(self.out.len());
+        if text.len() <= room {
+            self.out.push_str(text);
+            return;
+        }
+        let mut end = room;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.out.push_str(text.get(..end).unwrap_or_default());
+        self.out.push_str("...");
+        self.cut = true;
+    }
+
+    fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// Field paths worth reporting, the first [`MAX_REPORTED_FIELDS`] by name and the rest by
+/// count: a body of a million unknown fields gets a short answer.
+#[derive(Default)]
+struct FieldReports {
+    listed: Vec<String>,
+    unlisted: usize,
+}
+
+impl FieldReports {
+    fn record(&mut self, render: impl FnOnce() -> String) {
+        if self.listed.len() < MAX_REPORTED_FIELDS {
+            self.listed.push(render());
+        } else {
+            self.unlisted += 1;
+        }
     }
 }
 
@@ -100,17 +350,15 @@ pub fn typed_checked<T: DeserializeOwned>(
     validation: FieldValidation,
     warnings: &Warnings,
 ) -> Result<T, DecodeError> {
-    let mut unknown = Vec::new();
-    let obj: T = serde_ignored::deserialize(value, |path| unknown.push(field_path(&path)))
-        .map_err(|e| DecodeError::Malformed(cannot_handle(info, e)))?;
-    if unknown.is_empty() && duplicates.is_empty() {
+    let mut unknown = FieldReports::default();
+    let obj: T = serde_ignored::deserialize(value, |path| {
+        unknown.record(|| field_path(&path));
+    })
+    .map_err(|e| DecodeError::Malformed(cannot_handle(info, e)))?;
+    let list = field_problems(duplicates, unknown);
+    if list.is_empty() {
         return Ok(obj);
     }
-    let list: Vec<String> = duplicates
-        .iter()
-        .map(|f| format!("duplicate field {f:?}"))
-        .chain(unknown.iter().map(|f| format!("unknown field {f:?}")))
-        .collect();
     match validation {
         FieldValidation::Ignore => Ok(obj),
         FieldValidation::Warn => {
@@ -126,70 +374,131 @@ pub fn typed_checked<T: DeserializeOwned>(
     }
 }
 
+/// kube's strict-decoding complaints, duplicates first, at most [`MAX_REPORTED_FIELDS`] of
+/// them and then how many more there are.
+fn field_problems(duplicates: &[String], unknown: FieldReports) -> Vec<String> {
+    let mut list: Vec<String> = duplicates
+        .iter()
+        .map(|f| format!("duplicate field {f:?}"))
+        .chain(
+            unknown
+                .listed
+                .iter()
+                .map(|f| format!("unknown field {f:?}")),
+        )
+        .collect();
+    let unlisted = unknown.unlisted + list.len().saturating_sub(MAX_REPORTED_FIELDS);
+    list.truncate(MAX_REPORTED_FIELDS);
+    if unlisted > 0 {
+        list.push(format!("{unlisted} more unknown or duplicate fields"));
+    }
+    list
+}
+
 /// The dotted paths of keys that appear twice in one JSON object of `body` (Go's strict
-/// decoder reports them; serde keeps the last silently).
+/// decoder reports them; serde keeps the last silently), the first [`MAX_REPORTED_FIELDS`].
 pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
-    use serde::de::DeserializeSeed;
-    let mut out = Vec::new();
+    let mut found = FieldReports::default();
     let mut de = serde_json::Deserializer::from_slice(body);
     let _ = Duplicates {
-        path: String::new(),
-        out: &mut out,
+        at: &BodyStep::Root,
+        found: &mut found,
     }
     .deserialize(&mut de);
-    out
+    found.listed
 }
 
-struct Duplicates<'a> {
-    path: String,
-    out: &'a mut Vec<String>,
+/// Where the walk through a body is: a chain of steps on the stack, rendered only for the
+/// duplicates found, so no key is copied once per field below it.
+enum BodyStep<'p> {
+    Root,
+    Key {
+        parent: &'p BodyStep<'p>,
+        key: &'p str,
+    },
+    Index {
+        parent: &'p BodyStep<'p>,
+        index: usize,
+    },
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for Duplicates<'_> {
+fn render_body_path(step: &BodyStep<'_>) -> String {
+    let mut steps = Vec::new();
+    let mut at = step;
+    loop {
+        match *at {
+            BodyStep::Root => break,
+            BodyStep::Key { parent, key } => {
+                steps.push(FieldStep::Key(key));
+                at = parent;
+            }
+            BodyStep::Index { parent, index } => {
+                steps.push(FieldStep::Index(index));
+                at = parent;
+            }
+        }
+    }
+    let mut out = PathWriter::default();
+    for step in steps.iter().rev() {
+        out.step(step);
+    }
+    out.finish()
+}
+
+struct Duplicates<'p, 'f> {
+    at: &'p BodyStep<'p>,
+    found: &'f mut FieldReports,
+}
+
+impl<'de> DeserializeSeed<'de> for Duplicates<'_, '_> {
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for Duplicates<'_> {
+impl<'de> Visitor<'de> for Duplicates<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = std::collections::HashSet::new();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = HashSet::new();
         while let Some(key) = map.next_key::<String>()? {
-            let child = if self.path.is_empty() {
-                key.clone()
-            } else {
-                format!("{}.{key}", self.path)
+            let step = BodyStep::Key {
+                parent: self.at,
+                key: key.as_str(),
             };
-            if !seen.insert(key) {
-                self.out.push(child.clone());
+            if seen.contains(&key) {
+                self.found.record(|| render_body_path(&step));
             }
             map.next_value_seed(Duplicates {
-                path: child,
-                out: self.out,
+                at: &step,
+                found: &mut *self.found,
             })?;
+            seen.insert(key);
         }
         Ok(())
     }
 
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut i = 0;
-        while seq
-            .next_element_seed(Duplicates {
-                path: format!("{}[{i}]", self.path),
-                out: self.out,
-            })?
-            .is_some()
-        {
-            i += 1;
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        loop {
+            let step = BodyStep::Index {
+                parent: self.at,
+                index,
+            };
+            let item = Duplicates {
+                at: &step,
+                found: &mut *self.found,
+            };
+            if seq.next_element_seed(item)?.is_none() {
+                return Ok(());
+            }
+            index += 1;
         }
-        Ok(())
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<(), E> {
@@ -324,5 +633,144 @@ mod tests {
         assert_eq!(v, serde_json::json!({"a": 1, "b": ["x"]}));
         let err = body_value(b"{}", Some("text/plain")).expect_err("415");
         assert_eq!(err.code(), 415);
+    }
+
+    fn nested(open: &str, middle: &str, close: &str, depth: usize) -> String {
+        format!("{}{middle}{}", open.repeat(depth), close.repeat(depth))
+    }
+
+    fn pointer(depth: usize) -> String {
+        "/a".repeat(depth)
+    }
+
+    #[test]
+    fn the_issues_deep_yaml_is_refused_by_name() {
+        let body = format!("spec: {}", nested("[", "", "]", 100_000));
+        let err = yaml_value(body.as_bytes()).expect_err("100,000 levels");
+        assert_eq!(err.code(), 400);
+        assert_eq!(
+            err.to_string(),
+            "the request body is nested too deeply: more than 128 levels"
+        );
+        let err = body_value(body.as_bytes(), Some("application/yaml")).expect_err("as a PUT");
+        assert_eq!(err.code(), 400);
+    }
+
+    #[test]
+    fn deep_json_is_refused_by_name() {
+        let body = nested("[", "", "]", 100_000);
+        for content_type in [None, Some("application/yaml")] {
+            let err = body_value(body.as_bytes(), content_type).expect_err("100,000 levels");
+            assert_eq!(err.code(), 400);
+            assert_eq!(
+                err.to_string(),
+                "the request body is nested too deeply: more than 127 levels"
+            );
+        }
+    }
+
+    #[test]
+    fn deep_block_yaml_is_refused_by_name() {
+        let body: String = (0..300).map(|i| format!("{}a:\n", " ".repeat(i))).collect();
+        let err = yaml_value(body.as_bytes()).expect_err("300 levels");
+        assert_eq!(
+            err.to_string(),
+            "the request body is nested too deeply: more than 128 levels"
+        );
+    }
+
+    #[test]
+    fn legitimately_deep_yaml_decodes() {
+        let block: String = (0..50)
+            .map(|i| format!("{}a:", "  ".repeat(i)))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let value = yaml_value(format!("{block} 1\n").as_bytes()).expect("block style");
+        assert_eq!(value.pointer(&pointer(50)), Some(&serde_json::json!(1)));
+        let flow = nested("{a: ", "1", "}", 50);
+        let value = yaml_value(flow.as_bytes()).expect("flow style");
+        assert_eq!(value.pointer(&pointer(50)), Some(&serde_json::json!(1)));
+        let json = nested("{\"a\":", "1", "}", 50);
+        let value = yaml_value(json.as_bytes()).expect("JSON");
+        assert_eq!(value.pointer(&pointer(50)), Some(&serde_json::json!(1)));
+    }
+
+    #[test]
+    fn brackets_in_strings_and_comments_do_not_count() {
+        let brackets = "[".repeat(1000);
+        let value = yaml_value(format!("a: \"{brackets}\"\nb: '{brackets}'\n").as_bytes())
+            .expect("quoted brackets are text");
+        assert_eq!(value["a"], serde_json::json!(brackets));
+        assert_eq!(value["b"], serde_json::json!(brackets));
+        let value = yaml_value(format!("# {brackets}\na: 1 # {brackets}\n").as_bytes())
+            .expect("commented brackets are text");
+        assert_eq!(value, serde_json::json!({"a": 1}));
+        let value = yaml_value(format!("a: |\n  {brackets}\nb: x{brackets}\n").as_bytes())
+            .expect("block and plain scalars are text");
+        assert_eq!(value["a"], serde_json::json!(format!("{brackets}\n")));
+        assert_eq!(value["b"], serde_json::json!(format!("x{brackets}")));
+    }
+
+    #[test]
+    fn yaml_alias_bombs_are_refused() {
+        let anchored = ["1"; 1000].join(",");
+        let aliases = ["*a"; 1000].join(",");
+        let body = format!("a: &a [{anchored}]\nb: [{aliases}]\n");
+        let err = yaml_value(body.as_bytes()).expect_err("a million values from 6 KB");
+        assert_eq!(err.code(), 400);
+        assert_eq!(
+            err.to_string(),
+            "the request body is too large once its YAML aliases are expanded: more than 65536 bytes"
+        );
+        let small = yaml_value(b"a: &a {x: [1, 2]}\nb: *a\n").expect("ordinary reuse");
+        assert_eq!(small["b"], serde_json::json!({"x": [1, 2]}));
+    }
+
+    #[test]
+    fn yaml_scalars_decode_as_before() {
+        let value = yaml_value(
+            b"s: x\nn: ~\nt: true\ni: -3\nu: 18446744073709551615\nf: 1.5\nnan: .nan\n1: k\n",
+        )
+        .expect("scalars");
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "s": "x", "n": null, "t": true, "i": -3, "u": 18446744073709551615u64,
+                "f": 1.5, "nan": null, "1": "k"
+            })
+        );
+        assert_eq!(yaml_value(b"").expect("empty"), Value::Null);
+        assert_eq!(yaml_value(b"{a: 1").expect_err("unclosed").code(), 400);
+    }
+
+    #[test]
+    fn reported_fields_are_few_and_short() {
+        let key = "k".repeat(5000);
+        let repeated = [r#""a":1"#; 300].join(",");
+        let body = format!(r#"{{"{key}":{{{repeated}}}}}"#);
+        let found = duplicate_fields(body.as_bytes());
+        assert_eq!(found.len(), MAX_REPORTED_FIELDS);
+        assert!(found
+            .iter()
+            .all(|f| f.len() == MAX_FIELD_PATH_BYTES + 3 && f.ends_with("...")));
+
+        let fields: serde_json::Map<String, Value> = (0..300)
+            .map(|i| (format!("x{i}"), Value::from(i)))
+            .collect();
+        let err = typed::<Thing>(
+            Value::Object(fields),
+            &info(),
+            FieldValidation::Strict,
+            &Warnings::default(),
+        )
+        .expect_err("strict")
+        .for_body(&info());
+        let message = err.to_string();
+        assert!(message.contains("unknown field \"x99\""), "{message}");
+        assert!(!message.contains("unknown field \"x100\""), "{message}");
+        assert!(
+            message.ends_with("200 more unknown or duplicate fields"),
+            "{message}"
+        );
     }
 }

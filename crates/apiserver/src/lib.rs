@@ -9,17 +9,22 @@
 //! - [`body`]: the one decode/patch entry of every resource's writes.
 //! - [`decode`], [`patch`], [`apply`], [`managed`], [`delete`]: request bodies, patch types,
 //!   server-side apply, managedFields, DeleteOptions.
-//! - [`tls`], [`auth`], [`metrics`]: serving certificates, bearer tokens, Prometheus metrics.
+//! - [`limits`]: what one request body or patch may cost (nesting, YAML work and aliases,
+//!   JSON patch copies, result size).
+//! - [`tls`], [`serve`], [`connections`]: serving certificates, the acceptor and connection
+//!   limits. [`auth`]: authentication and authorization. [`metrics`]: Prometheus metrics.
 
 pub mod admission;
 pub mod apply;
 pub mod auth;
 pub mod body;
+pub mod connections;
 pub mod decode;
 pub mod delete;
 pub mod http;
 pub mod kube_cache;
 pub mod leader;
+pub mod limits;
 pub mod managed;
 pub mod metrics;
 pub mod openapi;
