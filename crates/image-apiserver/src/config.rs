@@ -273,6 +273,29 @@ pub struct ClusterFlags {
     #[arg(long)]
     pub audit_log_path: Option<PathBuf>,
 
+    /// How long a client may take to send a request's headers, and its TLS handshake (Go
+    /// duration; kube-apiserver's ReadHeaderTimeout). 0 disables it.
+    #[arg(long, default_value = "32s", value_parser = parse_go_duration)]
+    pub http_header_read_timeout: Duration,
+
+    /// How long a connection with no request in flight stays open (kube-apiserver's
+    /// IdleTimeout). 0 disables it.
+    #[arg(long, default_value = "90s", value_parser = parse_go_duration)]
+    pub http_idle_timeout: Duration,
+
+    /// Connections one client (an IPv4 address, an IPv6 /64) may hold; more are closed at
+    /// once, before the TLS handshake. 0: no cap.
+    #[arg(long, default_value_t = 512)]
+    pub max_connections_per_source: usize,
+
+    /// Connections in all; 0: three quarters of the open-file limit.
+    #[arg(long, default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// kube's flag: concurrent HTTP/2 streams per connection; 0: Go's default, 250.
+    #[arg(long, default_value_t = 1000)]
+    pub http2_max_streams_per_connection: u32,
+
     /// In-flight requests one user may hold in each pool (0: a quarter of the pool), so one
     /// noisy client cannot starve the others; beyond it the user gets 429.
     #[arg(long, default_value_t = 0)]
