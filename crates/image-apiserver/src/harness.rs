@@ -163,6 +163,10 @@ impl Harness {
             .await
     }
 
+    async fn patch(&self, path: &str, content_type: &str, body: &str) -> (u16, Value) {
+        self.call(Method::PATCH, path, content_type, body).await
+    }
+
     /// A stream `app` in `ns` with the spec tag `v1`.
     async fn with_stream(self) -> Harness {
         let stream = json!({"metadata": {"name": "app"}, "spec": {"tags": [
@@ -232,6 +236,174 @@ async fn a_blind_itag_put_that_loses_a_race_is_a_conflict_and_changes_nothing() 
         "{body}"
     );
     assert_eq!(spec_tag(&h.stream().await, "v1")["reference"], Value::Null);
+}
+
+const MERGE: &str = "application/merge-patch+json";
+const STRATEGIC: &str = "application/strategic-merge-patch+json";
+const JSON_PATCH: &str = "application/json-patch+json";
+const APPLY: &str = "application/apply-patch+yaml";
+
+fn istag_path(name: &str) -> String {
+    format!("{V1}/namespaces/ns/imagestreamtags/{name}")
+}
+
+fn itag_path(name: &str) -> String {
+    format!("{V1}/namespaces/ns/imagetags/{name}")
+}
+
+/// Patches without a resourceVersion, each of one type, each after two lost races: every one
+/// is re-applied to the fresh stream, and every change is there at the end.
+async fn patch_through_races(h: &Harness, patches: &[(String, &str, String)]) {
+    for (path, content_type, body) in patches {
+        h.store.race(2);
+        let (code, reply) = h.patch(path, content_type, body).await;
+        assert_eq!(code, 200, "{content_type} {body}: {reply}");
+        assert_eq!(h.store.conflicts_left(), 0, "{content_type} met every race");
+    }
+}
+
+#[tokio::test]
+async fn istag_patches_of_every_type_are_reapplied_after_lost_races() {
+    let h = Harness::start().await.with_stream().await;
+    let path = istag_path("app:v1");
+    let applied = json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStreamTag",
+        "metadata": {"name": "app:v1", "annotations": {"applied": "1"}}});
+    patch_through_races(
+        &h,
+        &[
+            (
+                path.clone(),
+                MERGE,
+                r#"{"metadata":{"annotations":{"merged":"1"}}}"#.to_string(),
+            ),
+            (
+                path.clone(),
+                STRATEGIC,
+                r#"{"metadata":{"annotations":{"strategic":"1"}}}"#.to_string(),
+            ),
+            (
+                path.clone(),
+                JSON_PATCH,
+                r#"[{"op":"add","path":"/metadata/annotations/json","value":"1"}]"#.to_string(),
+            ),
+            (format!("{path}?fieldManager=m"), APPLY, applied.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        spec_tag(&h.stream().await, "v1")["annotations"],
+        json!({"merged": "1", "strategic": "1", "json": "1", "applied": "1"})
+    );
+}
+
+#[tokio::test]
+async fn itag_patches_of_every_type_are_reapplied_after_lost_races() {
+    let h = Harness::start().await.with_stream().await;
+    let path = itag_path("app:v1");
+    let applied = json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageTag",
+        "metadata": {"name": "app:v1"}, "spec": {"name": "v1", "annotations": {"applied": "1"}}});
+    patch_through_races(
+        &h,
+        &[
+            (
+                path.clone(),
+                MERGE,
+                r#"{"spec":{"reference":true}}"#.to_string(),
+            ),
+            (
+                path.clone(),
+                STRATEGIC,
+                r#"{"spec":{"annotations":{"strategic":"1"}}}"#.to_string(),
+            ),
+            (
+                path.clone(),
+                JSON_PATCH,
+                r#"[{"op":"add","path":"/spec/annotations/json","value":"1"}]"#.to_string(),
+            ),
+            (format!("{path}?fieldManager=m"), APPLY, applied.to_string()),
+        ],
+    )
+    .await;
+    let stream = h.stream().await;
+    let tag = spec_tag(&stream, "v1");
+    assert_eq!(tag["reference"], true, "{stream}");
+    assert_eq!(
+        tag["annotations"],
+        json!({"strategic": "1", "json": "1", "applied": "1"})
+    );
+}
+
+#[tokio::test]
+async fn view_patches_that_set_a_resource_version_are_held_to_it() {
+    let h = Harness::start().await.with_stream().await;
+    let (_, itag) = h.get(&itag_path("app:v1")).await;
+    let stale = itag["metadata"]["resourceVersion"].clone();
+    let (code, body) = h
+        .patch(
+            &istag_path("app:v1"),
+            MERGE,
+            r#"{"metadata":{"annotations":{"moved":"on"}}}"#,
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let current = h.stream().await["metadata"]["resourceVersion"].clone();
+    let pinned = json!({"metadata": {"resourceVersion": stale}, "spec": {"reference": true}});
+    let (code, body) = h
+        .patch(&itag_path("app:v1"), MERGE, &pinned.to_string())
+        .await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(
+        body["message"],
+        format!(
+            "Operation cannot be fulfilled on imagetags.image.openshift.io \"app:v1\": \
+             another caller has updated the resource version to {}",
+            current.as_str().unwrap_or("")
+        )
+    );
+
+    // The current version, then a lost race: the precondition is checked against the fresh
+    // stream, so the patch is not re-applied.
+    let pinned = json!({"metadata": {"resourceVersion": current, "annotations": {"p": "x"}}});
+    h.store.race(1);
+    let (code, body) = h
+        .patch(&istag_path("app:v1"), MERGE, &pinned.to_string())
+        .await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(
+        spec_tag(&h.stream().await, "v1")["annotations"],
+        json!({"moved": "on"})
+    );
+}
+
+#[tokio::test]
+async fn concurrent_view_patches_without_a_resource_version_all_land() {
+    let h = Harness::start().await.with_stream().await;
+    let requests: Vec<(String, String)> = (0..20)
+        .map(|i| {
+            if i % 2 == 0 {
+                let body = json!({"metadata": {"annotations": {format!("k{i}"): "x"}}});
+                (istag_path("app:v1"), body.to_string())
+            } else {
+                let body = json!({"spec": {"name": format!("t{i}"),
+                    "from": {"kind": "DockerImage", "name": format!("quay.io/a/b:{i}")}}});
+                (itag_path(&format!("app:t{i}")), body.to_string())
+            }
+        })
+        .collect();
+    let patches = requests
+        .iter()
+        .map(|(path, body)| h.patch(path, MERGE, body));
+    let replies = futures::future::join_all(patches).await;
+    for (i, (code, body)) in replies.iter().enumerate() {
+        let want = if i % 2 == 0 { 200 } else { 201 };
+        assert_eq!(*code, want, "patch {i}: {body}");
+    }
+    let stream = h.stream().await;
+    for i in (0..20).step_by(2) {
+        assert_eq!(spec_tag(&stream, "v1")["annotations"][format!("k{i}")], "x");
+        let odd = format!("t{}", i + 1);
+        assert_eq!(spec_tag(&stream, &odd)["name"], odd.as_str(), "{stream}");
+    }
 }
 
 #[tokio::test]

@@ -38,8 +38,10 @@ pub use read::ListMeta;
 pub use storage::cache::ReadRevision;
 
 /// How many times a write re-reads and retries after losing a compare-and-swap before it
-/// answers ServerTimeout.
-const MAX_UPDATE_ATTEMPTS: usize = 16;
+/// answers ServerTimeout. Every lost swap is another writer's success, so this is how big a
+/// crowd writing one object at once is served in full (kube retries until the request times
+/// out; a cap keeps one request's work bounded).
+const MAX_UPDATE_ATTEMPTS: usize = 64;
 
 /// The generic store of one resource: its strategy, the KV, and the watch cache every read
 /// goes through.

@@ -35,9 +35,15 @@ fn read_revision(at: ReadAt) -> ReadRevision {
     match at {
         ReadAt::Latest => ReadRevision::Consistent,
         ReadAt::Any => ReadRevision::Any,
-        ReadAt::NotOlderThan(n) => ReadRevision::NotOlderThan(n as Revision),
-        ReadAt::Exact(n) => ReadRevision::Exact(n as Revision),
+        ReadAt::NotOlderThan(n) => ReadRevision::NotOlderThan(revision(n)),
+        ReadAt::Exact(n) => ReadRevision::Exact(revision(n)),
     }
+}
+
+/// Parsing already refuses resourceVersions beyond a revision's range; should one get here, it
+/// saturates (a read from the far future: 504) rather than wrapping to a negative revision.
+fn revision(rv: u64) -> Revision {
+    Revision::try_from(rv).unwrap_or(Revision::MAX)
 }
 
 /// Where a list starts and at which revision: from its continue token, or from its options.
@@ -241,5 +247,29 @@ impl<S: Strategy> Lookup<S::Object> for Registry<S> {
         name: &str,
     ) -> Result<Option<S::Object>, ApiError> {
         Registry::get(self, namespace, name, ReadRevision::Consistent).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_versions_map_to_revisions_without_wrapping() {
+        assert_eq!(read_revision(ReadAt::Latest), ReadRevision::Consistent);
+        assert_eq!(read_revision(ReadAt::Any), ReadRevision::Any);
+        assert_eq!(
+            read_revision(ReadAt::NotOlderThan(7)),
+            ReadRevision::NotOlderThan(7)
+        );
+        assert_eq!(read_revision(ReadAt::Exact(7)), ReadRevision::Exact(7));
+        assert_eq!(
+            read_revision(ReadAt::Exact(u64::MAX)),
+            ReadRevision::Exact(Revision::MAX)
+        );
+        assert_eq!(
+            read_revision(ReadAt::NotOlderThan(1 << 63)),
+            ReadRevision::NotOlderThan(Revision::MAX)
+        );
     }
 }

@@ -29,6 +29,20 @@ pub fn decode_body<S: Strategy>(
     Ok(obj)
 }
 
+/// How many times an apply starts over after its object was created or deleted under it.
+const APPLY_ATTEMPTS: usize = 4;
+
+/// Whether an apply lost a race with a create or a delete of its object: its create found the
+/// name taken, or its update found the object gone (only the main resource creates, so a
+/// missing object is final for `/status`).
+fn lost_existence_race(e: &ApiError, strategy: UpdateStrategy) -> bool {
+    match e {
+        ApiError::AlreadyExists { .. } => true,
+        ApiError::NotFound { .. } => strategy == UpdateStrategy::Main,
+        _ => false,
+    }
+}
+
 fn object_reply<T: serde::Serialize>(code: u16, obj: &T) -> Result<Reply, ApiError> {
     Ok(Reply::Object {
         code,
@@ -93,8 +107,7 @@ impl<S: Strategy> Registry<S> {
         let opts = WriteOptions::parse(&req.query, "PatchOptions")?;
         let patch = Patch::new(self.info(), req, &opts, self.strategy.list_merge_keys())?;
         if patch.patch_type == PatchType::Apply {
-            let (code, obj) = crate::apply::apply(self, req, &opts, name, strategy).await?;
-            return object_reply(code, &obj);
+            return self.apply_reply(req, &opts, name, strategy).await;
         }
         let ctx = WriteContext::new(req, &opts);
         let updated = self
@@ -105,6 +118,28 @@ impl<S: Strategy> Registry<S> {
             })
             .await?;
         object_reply(200, &updated)
+    }
+
+    /// Server-side apply. An apply decides between create and update on its first read; when
+    /// the object appears or goes before its write, it starts over against what is there now,
+    /// as kube's guaranteed update does, instead of answering AlreadyExists or NotFound.
+    async fn apply_reply(
+        &self,
+        req: &Request,
+        opts: &WriteOptions,
+        name: &str,
+        strategy: UpdateStrategy,
+    ) -> Result<Reply, ApiError> {
+        let mut attempt = 1;
+        loop {
+            match crate::apply::apply(self, req, opts, name, strategy).await {
+                Ok((code, obj)) => return object_reply(code, &obj),
+                Err(e) if attempt < APPLY_ATTEMPTS && lost_existence_race(&e, strategy) => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The Status of a completed delete.

@@ -5,20 +5,22 @@
 use std::sync::Arc;
 
 use apimachinery::discovery::ResourceInfo;
-use apimachinery::errors::ApiError;
+use apimachinery::errors::{ApiError, OPTIMISTIC_LOCK_MSG};
 use apimachinery::field::{FieldError, FieldPath};
 use apimachinery::object::ApiObject;
-use apimachinery::options::WriteOptions;
+use apimachinery::options::{Query, WriteOptions};
 use apimachinery::table::ColumnDefinition;
 use async_trait::async_trait;
+use bytes::Bytes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 use storage::embedded::{EmbeddedStore, Options};
 use storage::testing::FaultyStore;
 
 use super::*;
 use crate::delete::DeleteOptions;
+use crate::resource::{Reply, Request, Resource, Verb, Warnings};
 use crate::strategy::StrategyContext;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -59,9 +61,11 @@ impl ApiObject for Widget {
     }
 }
 
-/// A plain resource: status reset on create, `/status` changes only status, size ≥ 0.
+/// A plain resource: status reset on create, `/status` changes only status, size ≥ 0; blind
+/// updates only when `unconditional`.
 struct Widgets {
     info: ResourceInfo,
+    unconditional: bool,
 }
 
 fn size_errors(w: &Widget) -> Vec<FieldError> {
@@ -113,7 +117,7 @@ impl Strategy for Widgets {
         size_errors(new)
     }
     fn allow_unconditional_update(&self) -> bool {
-        false
+        self.unconditional
     }
     fn has_status(&self) -> bool {
         true
@@ -165,9 +169,39 @@ impl Harness {
             .update(&self.ctx(), name, strategy, produce)
             .await
     }
+
+    /// A request through the registry's HTTP face; the served object and its code.
+    async fn send(&self, req: Request) -> Result<(u16, Value), ApiError> {
+        match self.registry.handle(req).await? {
+            Reply::Object { code, json } => {
+                Ok((code, serde_json::from_slice(&json).expect("served JSON")))
+            }
+            _ => panic!("a write answers with its object"),
+        }
+    }
+
+    /// Widget `a` as the store holds it now.
+    async fn stored(&self) -> Widget {
+        let (current, _) = self
+            .registry
+            .get_current(Some("ns"), "a")
+            .await
+            .expect("read")
+            .expect("widget a exists");
+        current
+    }
 }
 
 fn harness() -> Harness {
+    harness_with(false)
+}
+
+/// A harness whose strategy allows updates without a resourceVersion.
+fn harness_allowing_unconditional_updates() -> Harness {
+    harness_with(true)
+}
+
+fn harness_with(unconditional: bool) -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
     let inner = EmbeddedStore::open(dir.path(), Options::default()).expect("store");
     let store = Arc::new(FaultyStore::new(Arc::new(inner)));
@@ -186,7 +220,11 @@ fn harness() -> Harness {
         stored: true,
         subresources: vec![],
     };
-    let registry = Registry::new(Widgets { info }, store.clone(), Default::default());
+    let widgets = Widgets {
+        info,
+        unconditional,
+    };
+    let registry = Registry::new(widgets, store.clone(), Default::default());
     Harness {
         registry,
         store,
@@ -400,4 +438,272 @@ async fn dry_runs_write_nothing() {
     let served = h.create(widget("a", 1)).await.expect("dry create");
     assert_eq!(served.metadata.name.as_deref(), Some("a"));
     assert_eq!(h.store.current_revision().await.expect("rev"), 0);
+}
+
+const MERGE: &str = "application/merge-patch+json";
+const STRATEGIC: &str = "application/strategic-merge-patch+json";
+const JSON_PATCH: &str = "application/json-patch+json";
+const APPLY: &str = "application/apply-patch+yaml";
+
+/// A PATCH of widget `a` in `ns`, as the HTTP layer hands it over.
+fn patch_request(content_type: &str, body: &str, query: &str) -> Request {
+    let (_, shutdown) = tokio::sync::watch::channel(false);
+    Request {
+        verb: Verb::Patch,
+        namespace: Some("ns".into()),
+        name: Some("a".into()),
+        subresource: None,
+        query: Query::parse(Some(query)),
+        body: Bytes::from(body.to_string()),
+        content_type: Some(content_type.to_string()),
+        user: crate::resource::UserInfo {
+            name: "tester".into(),
+            ..Default::default()
+        },
+        user_agent: Some("registry-test".into()),
+        warnings: Warnings::default(),
+        shutdown,
+    }
+}
+
+/// A patch without a resourceVersion that adds annotation `key`: merge, strategic, JSON or
+/// apply (as field manager `key`) by `kind`.
+fn annotating_patch(kind: usize, key: &str) -> Request {
+    let merge = json!({"metadata": {"annotations": {key: "x"}}}).to_string();
+    match kind % 4 {
+        0 => patch_request(MERGE, &merge, ""),
+        1 => patch_request(STRATEGIC, &merge, ""),
+        2 => {
+            let ops = json!([{"op": "add", "path": format!("/metadata/annotations/{key}"),
+                "value": "x"}]);
+            patch_request(JSON_PATCH, &ops.to_string(), "")
+        }
+        _ => {
+            let applied = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                "metadata": {"name": "a", "annotations": {key: "x"}}});
+            patch_request(APPLY, &applied.to_string(), &format!("fieldManager={key}"))
+        }
+    }
+}
+
+/// Widget `name` with annotation `seed` (a JSON patch `add` needs the map to exist).
+fn annotated(name: &str) -> Widget {
+    let mut w = widget(name, 1);
+    w.metadata.annotations = Some([("seed".to_string(), "1".to_string())].into());
+    w
+}
+
+#[tokio::test]
+async fn every_patch_type_is_reapplied_to_the_fresh_object_after_lost_races() {
+    let h = harness();
+    h.create(annotated("a")).await.expect("create");
+    for kind in 0..4 {
+        h.store.race(3);
+        let (code, served) = h
+            .send(annotating_patch(kind, &format!("p{kind}")))
+            .await
+            .unwrap_or_else(|e| panic!("patch type {kind}: {e}"));
+        assert_eq!(code, 200, "{served}");
+        assert_eq!(
+            h.store.conflicts_left(),
+            0,
+            "patch type {kind} met every race"
+        );
+        let annotations = &served["metadata"]["annotations"];
+        assert_eq!(annotations["seed"], "1", "{served}");
+        for earlier in 0..=kind {
+            assert_eq!(annotations[format!("p{earlier}")], "x", "{served}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn twenty_concurrent_patches_without_a_resource_version_all_land() {
+    let h = harness();
+    h.create(annotated("a")).await.expect("create");
+    let patches = (0..20).map(|i| h.send(annotating_patch(i, &format!("p{i}"))));
+    for (i, result) in futures::future::join_all(patches)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let (code, served) = result.unwrap_or_else(|e| panic!("patch {i}: {e}"));
+        assert_eq!(code, 200, "patch {i}: {served}");
+    }
+    let annotations = h.stored().await.metadata.annotations.expect("annotations");
+    for i in 0..20 {
+        assert_eq!(
+            annotations.get(&format!("p{i}")).map(String::as_str),
+            Some("x"),
+            "p{i} in {annotations:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_patch_that_sets_the_resource_version_is_held_to_it() {
+    let h = harness();
+    let created = h.create(annotated("a")).await.expect("create");
+    let stale = created.metadata.resource_version.expect("resourceVersion");
+    h.update("a", UpdateStrategy::Main, resize(2))
+        .await
+        .expect("the widget moves on");
+    let merge = json!({"metadata": {"resourceVersion": stale, "annotations": {"p": "x"}}});
+    let err = h
+        .send(patch_request(MERGE, &merge.to_string(), ""))
+        .await
+        .expect_err("a stale resourceVersion");
+    assert_eq!(err.code(), 409);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "Operation cannot be fulfilled on widgets.example.com \"a\": {OPTIMISTIC_LOCK_MSG}"
+        )
+    );
+
+    // The current version, then a lost race: the precondition is checked against the fresh
+    // read, so the patch is not re-applied.
+    let current = h.stored().await.metadata.resource_version;
+    let ops = json!([
+        {"op": "replace", "path": "/metadata/resourceVersion", "value": current},
+        {"op": "add", "path": "/metadata/annotations/p", "value": "x"},
+    ]);
+    h.store.race(1);
+    let err = h
+        .send(patch_request(JSON_PATCH, &ops.to_string(), ""))
+        .await
+        .expect_err("the pinned version moved on");
+    assert!(matches!(err, ApiError::Conflict { .. }), "{err:?}");
+    let annotations = h.stored().await.metadata.annotations.expect("annotations");
+    assert!(!annotations.contains_key("p"), "{annotations:?}");
+}
+
+#[tokio::test]
+async fn apply_conflicts_are_answered_not_retried_and_a_forced_apply_outlasts_races() {
+    let h = harness();
+    let applied = |size: i64| {
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a"},
+            "spec": {"size": size}})
+        .to_string()
+    };
+    let (code, _) = h
+        .send(patch_request(APPLY, &applied(1), "fieldManager=one"))
+        .await
+        .expect("apply creates");
+    assert_eq!(code, 201);
+    h.store.race(2);
+    let err = h
+        .send(patch_request(APPLY, &applied(2), "fieldManager=two"))
+        .await
+        .expect_err("spec.size is one's");
+    assert!(matches!(err, ApiError::ApplyConflict { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "Apply failed with 1 conflict: conflict with \"one\": .spec.size"
+    );
+    assert_eq!(h.store.conflicts_left(), 2, "nothing was written");
+    let (code, served) = h
+        .send(patch_request(
+            APPLY,
+            &applied(2),
+            "fieldManager=two&force=true",
+        ))
+        .await
+        .expect("force takes the field");
+    assert_eq!(code, 200, "{served}");
+    assert_eq!(served["spec"]["size"], 2);
+    assert_eq!(h.store.conflicts_left(), 0);
+}
+
+#[tokio::test]
+async fn an_apply_whose_create_loses_to_another_creator_starts_over() {
+    let h = harness();
+    h.store.collide(1);
+    let (code, served) = h
+        .send(annotating_patch(3, "m"))
+        .await
+        .expect("the apply starts over");
+    assert_eq!(code, 201, "{served}");
+    assert_eq!(served["metadata"]["annotations"]["m"], "x");
+}
+
+#[tokio::test]
+async fn concurrent_applies_creating_one_object_all_land() {
+    let h = harness();
+    let applies = (0..8).map(|i| h.send(annotating_patch(3, &format!("m{i}"))));
+    let mut codes = Vec::new();
+    for (i, result) in futures::future::join_all(applies)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let (code, served) = result.unwrap_or_else(|e| panic!("apply {i}: {e}"));
+        assert!(code == 200 || code == 201, "apply {i}: {served}");
+        codes.push(code);
+    }
+    assert_eq!(
+        codes.iter().filter(|c| **c == 201).count(),
+        1,
+        "one apply created the widget, the others updated it: {codes:?}"
+    );
+    let annotations = h.stored().await.metadata.annotations.expect("annotations");
+    assert_eq!(annotations.len(), 8, "{annotations:?}");
+}
+
+#[tokio::test]
+async fn a_dry_run_patch_answers_the_result_at_the_current_version_and_writes_nothing() {
+    let h = harness();
+    let created = h.create(annotated("a")).await.expect("create");
+    let before = h.store.current_revision().await.expect("revision");
+    let merge = json!({"metadata": {"annotations": {"p": "x"}}}).to_string();
+    let (code, served) = h
+        .send(patch_request(MERGE, &merge, "dryRun=All"))
+        .await
+        .expect("dry run");
+    assert_eq!(code, 200);
+    assert_eq!(served["metadata"]["annotations"]["p"], "x");
+    assert_eq!(
+        served["metadata"]["resourceVersion"].as_str(),
+        created.metadata.resource_version.as_deref()
+    );
+    assert_eq!(h.store.current_revision().await.expect("revision"), before);
+}
+
+#[tokio::test]
+async fn an_unconditional_update_is_reapplied_over_the_latest_version() {
+    let h = harness_allowing_unconditional_updates();
+    h.create(widget("a", 1)).await.expect("create");
+    h.store.race(3);
+    let mut calls = 0;
+    let updated = h
+        .update("a", UpdateStrategy::Main, |_| {
+            calls += 1;
+            Ok(widget("a", 7))
+        })
+        .await
+        .expect("written over the latest version");
+    assert_eq!(calls, 4, "one run per attempt");
+    assert_eq!(updated.spec.size, 7);
+    assert_eq!(h.store.conflicts_left(), 0);
+}
+
+#[tokio::test]
+async fn writers_outlast_all_but_the_retry_cap() {
+    let h = harness();
+    h.create(widget("a", 1)).await.expect("create");
+    h.store.conflict(MAX_UPDATE_ATTEMPTS - 1);
+    h.update("a", UpdateStrategy::Main, resize(2))
+        .await
+        .expect("the last attempt wins");
+    h.store.conflict(MAX_UPDATE_ATTEMPTS);
+    let mut calls = 0;
+    let err = h
+        .update("a", UpdateStrategy::Main, |current| {
+            calls += 1;
+            resize(3)(current)
+        })
+        .await
+        .expect_err("every attempt lost");
+    assert!(matches!(err, ApiError::ServerTimeout { .. }), "{err:?}");
+    assert_eq!(calls, MAX_UPDATE_ATTEMPTS);
 }

@@ -21,10 +21,11 @@ impl<S: Strategy> Registry<S> {
     ///
     /// The retry rule, one for every caller: a lost compare-and-swap re-reads and runs
     /// `produce` again. A produced object that carries a resourceVersion is held to it against
-    /// the fresh read (409 if it moved on); one without is written over the latest version. So
-    /// a PATCH (made from the current object, so carrying its version) is re-applied to the
-    /// fresh object, as kube does, while a PUT that names an old version fails. When the
-    /// retries run out the answer is ServerTimeout, as upstream's.
+    /// the fresh read (409 if it moved on); one without is written over the latest version
+    /// when the strategy allows unconditional updates. So a PATCH (made from the current
+    /// object, so carrying its version unless its body sets one) is re-applied to the fresh
+    /// object, as kube's guaranteed update does, while a PUT or a patch that names an old
+    /// version fails. When the retries run out the answer is ServerTimeout, as upstream's.
     pub async fn update<F>(
         &self,
         ctx: &WriteContext<'_>,

@@ -42,10 +42,15 @@ pub trait TagView: Send + Sync + 'static {
     /// singular, spec §9.4 step 5).
     const EXISTS_AS: &'static str;
 
-    /// A PUT or PATCH without a resourceVersion is made against the stream as read. When its
-    /// write loses a race: `true` re-applies it to the fresh stream (istag, spec §9.5 step 5);
-    /// `false` answers 409, so a blind write never lands on a stream its author has not seen
-    /// (itag, §10.4).
+    /// A blind write, a view without a resourceVersion (a PUT body without one, or a patch
+    /// that removes it), is made against the stream as read. When its write loses a race:
+    /// `true` re-applies it to the fresh stream (istag, spec §9.5 step 5); `false` answers 409,
+    /// so a blind PUT never lands on a stream its author has not seen (itag, §10.4).
+    ///
+    /// Patches are not blind: a patch is applied to the view of the stream as read, so it
+    /// carries that read's resourceVersion, and after a lost race it is applied again to the
+    /// view of the fresh stream, for both views, as kube's guaranteed update re-applies a
+    /// patch. Only a patch whose body sets `metadata.resourceVersion` is held to it.
     const RETRY_BLIND: bool;
 
     /// The tags a list shows of one stream, sorted.
