@@ -249,15 +249,22 @@ impl ListOptions {
     }
 }
 
-/// Parses a resourceVersion as kube's versioner does.
+/// Parses a resourceVersion as kube's versioner does (`strconv.ParseUint`: ASCII digits only,
+/// no sign), and refuses one that a revision (etcd's int64) cannot hold instead of letting it
+/// wrap to a negative revision.
 pub fn parse_resource_version(rv: &str) -> Result<u64, ApiError> {
-    rv.parse::<u64>().map_err(|_| {
-        ApiError::BadRequest(format!(
-            "invalid resource version: resourceVersion: Invalid value: {}: strconv.ParseUint: parsing {}: invalid syntax",
-            crate::field::go_quote(rv),
-            crate::field::go_quote(rv)
-        ))
-    })
+    let problem = if rv.is_empty() || !rv.bytes().all(|b| b.is_ascii_digit()) {
+        "invalid syntax"
+    } else {
+        match rv.parse::<i64>().ok().and_then(|n| u64::try_from(n).ok()) {
+            Some(n) => return Ok(n),
+            None => "value out of range",
+        }
+    };
+    let quoted = crate::field::go_quote(rv);
+    Err(ApiError::BadRequest(format!(
+        "invalid resource version: resourceVersion: Invalid value: {quoted}: strconv.ParseUint: parsing {quoted}: {problem}"
+    )))
 }
 
 /// `fieldValidation` (spec §6.7).
@@ -432,6 +439,43 @@ mod tests {
             .list_read_at()
             .expect_err("abc");
         assert_eq!(err.to_string(), "invalid resource version: resourceVersion: Invalid value: \"abc\": strconv.ParseUint: parsing \"abc\": invalid syntax");
+    }
+
+    #[test]
+    fn resource_versions_parse_as_go_and_fit_a_revision() {
+        assert_eq!(parse_resource_version("0"), Ok(0));
+        assert_eq!(parse_resource_version("007"), Ok(7));
+        assert_eq!(
+            parse_resource_version("9223372036854775807"),
+            Ok(i64::MAX as u64)
+        );
+        let message = |rv: &str| parse_resource_version(rv).expect_err(rv).to_string();
+        for rv in [
+            "9223372036854775808",
+            "18446744073709551615",
+            "99999999999999999999",
+        ] {
+            assert_eq!(
+                message(rv),
+                format!("invalid resource version: resourceVersion: Invalid value: \"{rv}\": strconv.ParseUint: parsing \"{rv}\": value out of range")
+            );
+        }
+        for rv in ["+5", "-1", " 5", "5 ", "", "1e3"] {
+            assert!(message(rv).ends_with(": invalid syntax"), "{rv:?}");
+        }
+        let err = parse_resource_version("9223372036854775808").expect_err("too large");
+        assert_eq!(err.code(), 400);
+        assert_eq!(err.reason(), Some("BadRequest"));
+    }
+
+    #[test]
+    fn a_list_at_a_revision_beyond_int64_is_refused() {
+        let opts = ListOptions::parse(
+            &q("resourceVersion=9223372036854775808&resourceVersionMatch=Exact"),
+            false,
+        )
+        .expect("parse");
+        assert_eq!(opts.list_read_at().expect_err("too large").code(), 400);
     }
 
     #[test]

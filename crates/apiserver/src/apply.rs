@@ -371,9 +371,15 @@ pub fn apply_to(live: &Value, applied: &Value, who: &Applier) -> Result<Value, V
     Ok(out)
 }
 
-/// An apply body: YAML or JSON, for this resource, without managedFields of its own.
+/// An apply body: YAML or JSON, naming this resource's apiVersion and kind, without
+/// managedFields of its own.
 pub(crate) fn applied_configuration(body: &[u8], info: &ResourceInfo) -> Result<Value, ApiError> {
     let applied = crate::decode::yaml_value(body)?;
+    match applied.as_object() {
+        Some(obj) => check_applied_type(obj, info)?,
+        // Refuses anything but an object, with the decoder's message.
+        None => crate::decode::check_type_meta(&applied, info)?,
+    }
     if applied
         .pointer("/metadata/managedFields")
         .is_some_and(|v| !v.is_null())
@@ -382,8 +388,35 @@ pub(crate) fn applied_configuration(body: &[u8], info: &ResourceInfo) -> Result<
             "metadata.managedFields must be nil".to_string(),
         ));
     }
-    crate::decode::check_type_meta(&applied, info)?;
     Ok(applied)
+}
+
+/// Unlike a create or an update, an apply patch is not defaulted to the endpoint's type: its
+/// apiVersion and kind must be this resource's, as kube's fieldmanager `versionCheckManager`
+/// requires (400 `invalid object type: <gvk>`, before any other check of the body).
+fn check_applied_type(obj: &Map<String, Value>, info: &ResourceInfo) -> Result<(), ApiError> {
+    let text = |name: &str| obj.get(name).and_then(Value::as_str).unwrap_or("");
+    let kind = text("kind");
+    let (group, version) = parse_group_version(text("apiVersion")).unwrap_or(("", ""));
+    if (group, version, kind) == (info.group, info.version, info.kind) {
+        return Ok(());
+    }
+    Err(ApiError::BadRequest(format!(
+        "invalid object type: {group}/{version}, Kind={kind}"
+    )))
+}
+
+/// Go's `schema.ParseGroupVersion`: `""` and `"/"` are empty, `v1` is the core group, and
+/// more than one slash does not parse.
+fn parse_group_version(api_version: &str) -> Option<(&str, &str)> {
+    if api_version.is_empty() || api_version == "/" {
+        return Some(("", ""));
+    }
+    match api_version.split_once('/') {
+        None => Some(("", api_version)),
+        Some((_, version)) if version.contains('/') => None,
+        Some(gv) => Some(gv),
+    }
 }
 
 /// Server-side apply of `req`'s body to object `name`: creates it when it is missing (not on
@@ -415,6 +448,7 @@ pub(crate) async fn apply<S: Strategy>(
         .update(&ctx, name, strategy, |old| {
             let live = serde_json::to_value(old).map_err(|e| ApiError::Internal(e.to_string()))?;
             let out = apply_to(&live, &applied, &who).map_err(|c| conflict_error(&c))?;
+            crate::limits::check_patched_size(&out)?;
             let mut obj: S::Object =
                 crate::decode::typed(out, &info, opts.field_validation, &req.warnings)
                     .map_err(|e| e.for_body(&info))?;
@@ -530,6 +564,81 @@ mod tests {
             two.to_string(),
             "Apply failed with 2 conflicts: conflicts with \"a\":\n- .x\n- .y"
         );
+    }
+
+    fn streams_info() -> ResourceInfo {
+        ResourceInfo {
+            group: "image.openshift.io",
+            version: "v1",
+            resource: "imagestreams",
+            singular: "imagestream",
+            kind: "ImageStream",
+            namespaced: true,
+            verbs: &[],
+            short_names: &[],
+            categories: &[],
+            stored: true,
+            subresources: vec![],
+        }
+    }
+
+    #[test]
+    fn an_apply_body_must_name_the_resources_type() {
+        let refused = |body: &str| {
+            applied_configuration(body.as_bytes(), &streams_info())
+                .expect_err(body)
+                .to_string()
+        };
+        assert_eq!(refused("{}"), "invalid object type: /, Kind=");
+        assert_eq!(
+            refused("apiVersion: image.openshift.io/v1\nmetadata:\n  name: a\n"),
+            "invalid object type: image.openshift.io/v1, Kind="
+        );
+        assert_eq!(
+            refused(r#"{"kind":"ImageStream","metadata":{"name":"a"}}"#),
+            "invalid object type: /, Kind=ImageStream"
+        );
+        assert_eq!(
+            refused(r#"{"apiVersion":"v1","kind":"ImageStream"}"#),
+            "invalid object type: /v1, Kind=ImageStream"
+        );
+        assert_eq!(
+            refused(r#"{"apiVersion":"a/b/c","kind":"ImageStream"}"#),
+            "invalid object type: /, Kind=ImageStream"
+        );
+        assert_eq!(
+            refused(r#"{"apiVersion":"image.openshift.io/v1","kind":"Image"}"#),
+            "invalid object type: image.openshift.io/v1, Kind=Image"
+        );
+        // The type is checked before managedFields, as kube's managers are stacked.
+        assert_eq!(
+            refused(r#"{"metadata":{"managedFields":[]}}"#),
+            "invalid object type: /, Kind="
+        );
+        assert_eq!(
+            refused(
+                r#"{"apiVersion":"image.openshift.io/v1","kind":"ImageStream","metadata":{"managedFields":[]}}"#
+            ),
+            "metadata.managedFields must be nil"
+        );
+        let err = applied_configuration(b"{}", &streams_info()).expect_err("empty");
+        assert_eq!((err.code(), err.reason()), (400, Some("BadRequest")));
+        assert!(applied_configuration(b"[]", &streams_info()).is_err());
+        let ok = applied_configuration(
+            b"apiVersion: image.openshift.io/v1\nkind: ImageStream\nmetadata:\n  name: a\n",
+            &streams_info(),
+        )
+        .expect("a complete apply body");
+        assert_eq!(ok["metadata"]["name"], "a");
+    }
+
+    #[test]
+    fn group_versions_parse_as_go() {
+        assert_eq!(parse_group_version(""), Some(("", "")));
+        assert_eq!(parse_group_version("/"), Some(("", "")));
+        assert_eq!(parse_group_version("v1"), Some(("", "v1")));
+        assert_eq!(parse_group_version("g.io/v1"), Some(("g.io", "v1")));
+        assert_eq!(parse_group_version("a/b/c"), None);
     }
 
     #[test]

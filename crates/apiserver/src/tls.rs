@@ -1,6 +1,9 @@
 //! Serving certificates (spec §0): the files given by `--tls-cert-file`/`--tls-private-key-file`,
-//! or a self-signed CA and a serving certificate it signs, generated once into the data
-//! directory and reused on restart (so kubeconfigs written earlier keep working).
+//! or a self-signed CA and a serving certificate it signs, generated into the data directory
+//! and reused on restart (so kubeconfigs written earlier keep working). Like client-go's
+//! `GenerateSelfSignedCertKey`, both are valid for a year; a pair that is within 30 days of
+//! expiry (or valid for longer than we issue, as earlier versions made them) is replaced on
+//! start.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -12,6 +15,7 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use x509_parser::time::ASN1Time;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -33,7 +37,21 @@ pub enum TlsError {
     Invalid { path: PathBuf, reason: String },
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+    #[error("the clock is outside what a certificate can hold: {0}")]
+    Clock(String),
 }
+
+const DAY_SECS: i64 = 24 * 60 * 60;
+
+/// How long generated certificates are valid (client-go: one year, CA included).
+const VALIDITY_SECS: i64 = 365 * DAY_SECS;
+
+/// Generated certificates start an hour back, so a client whose clock is a little behind
+/// accepts them (client-go does the same).
+const BACKDATE_SECS: i64 = 60 * 60;
+
+/// A reused certificate that expires sooner than this is replaced on start.
+const RENEW_BEFORE_SECS: i64 = 30 * DAY_SECS;
 
 /// PEM material for serving, plus the CA clients should trust.
 pub struct ServingCerts {
@@ -50,17 +68,88 @@ fn read(path: &Path) -> Result<String, TlsError> {
     })
 }
 
+/// Writes `contents`; a private file is owner-only before anything is written to it, so a key
+/// is never readable by others, not even for a moment.
 fn write(path: &Path, contents: &str, private: bool) -> Result<(), TlsError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let err = |source| TlsError::Write {
         path: path.to_path_buf(),
         source,
     };
-    std::fs::write(path, contents).map_err(err)?;
+    let mode = if private { 0o600 } else { 0o644 };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(err)?;
     if private {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+        // The mode above applies only to a file this call creates.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(err)?;
     }
-    Ok(())
+    file.write_all(contents.as_bytes()).map_err(err)
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// When a certificate is valid.
+#[derive(Clone, Copy, Debug)]
+struct Lifetime {
+    not_before: ASN1Time,
+    not_after: ASN1Time,
+}
+
+impl Lifetime {
+    /// The lifetime of certificates generated at `now`.
+    fn issued_at(now: i64) -> Result<Self, TlsError> {
+        let start = now - BACKDATE_SECS;
+        Ok(Lifetime {
+            not_before: asn1_time(start)?,
+            not_after: asn1_time(start + VALIDITY_SECS)?,
+        })
+    }
+
+    fn apply_to(&self, params: &mut CertificateParams) {
+        params.not_before = self.not_before.to_datetime();
+        params.not_after = self.not_after.to_datetime();
+    }
+}
+
+fn asn1_time(unix: i64) -> Result<ASN1Time, TlsError> {
+    ASN1Time::from_timestamp(unix).map_err(|e| TlsError::Clock(format!("{unix}: {e}")))
+}
+
+/// Why the certificate in `pem` (read from `path`) should be replaced at `now`, if it should:
+/// it expires within [`RENEW_BEFORE_SECS`], or later than one issued now would.
+fn replacement_reason(pem: &str, path: &Path, now: i64) -> Result<Option<String>, TlsError> {
+    let invalid = |reason: String| TlsError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let der = pem_certs(pem)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| invalid("no certificate".to_string()))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| invalid(e.to_string()))?;
+    let not_after = cert.validity().not_after;
+    let left = not_after.timestamp() - now;
+    Ok(if left < RENEW_BEFORE_SECS {
+        Some(format!("{} expires at {not_after}", path.display()))
+    } else if left > VALIDITY_SECS + DAY_SECS {
+        Some(format!(
+            "{} is valid until {not_after}, longer than the year certificates are issued for",
+            path.display()
+        ))
+    } else {
+        None
+    })
 }
 
 impl ServingCerts {
@@ -73,21 +162,40 @@ impl ServingCerts {
         })
     }
 
-    /// Loads `<dir>/apiserver.{crt,key}` and `<dir>/ca.crt`, generating them when absent.
+    /// Loads `<dir>/apiserver.{crt,key}` and `<dir>/ca.crt`, generating them when absent and
+    /// generating both anew when either is due for replacement (see the module comment).
     pub fn self_signed(dir: &Path, hosts: &[String]) -> Result<Self, TlsError> {
+        Self::self_signed_at(dir, hosts, unix_now())
+    }
+
+    fn self_signed_at(dir: &Path, hosts: &[String], now: i64) -> Result<Self, TlsError> {
         let (cert, key, ca) = (
             dir.join("apiserver.crt"),
             dir.join("apiserver.key"),
             dir.join("ca.crt"),
         );
         if cert.exists() && key.exists() && ca.exists() {
-            return Ok(ServingCerts {
+            let reused = ServingCerts {
                 cert_pem: read(&cert)?,
                 key_pem: read(&key)?,
                 ca_pem: read(&ca)?,
-            });
+            };
+            let reason = match replacement_reason(&reused.cert_pem, &cert, now)? {
+                Some(reason) => reason,
+                None => match replacement_reason(&reused.ca_pem, &ca, now)? {
+                    Some(reason) => reason,
+                    None => return Ok(reused),
+                },
+            };
+            // Clients holding the old CA (kubeconfigs, an APIService caBundle) must take the
+            // new one: say so loudly.
+            tracing::warn!(
+                %reason,
+                dir = %dir.display(),
+                "generating a new self-signed CA and serving certificate"
+            );
         }
-        let generated = generate(hosts)?;
+        let generated = generate_for(hosts, Lifetime::issued_at(now)?)?;
         write(&ca, &generated.ca_pem, false)?;
         write(&key, &generated.key_pem, true)?;
         write(&cert, &generated.cert_pem, false)?;
@@ -230,13 +338,20 @@ fn pem_certs(pem: &str) -> Result<Vec<rustls::pki_types::CertificateDer<'static>
 
 use rustls::pki_types::pem::PemObject as _;
 
+#[cfg(test)]
 fn generate(hosts: &[String]) -> Result<ServingCerts, TlsError> {
+    generate_for(hosts, Lifetime::issued_at(unix_now())?)
+}
+
+/// A CA and a serving certificate it signs, both valid for `lifetime`.
+fn generate_for(hosts: &[String], lifetime: Lifetime) -> Result<ServingCerts, TlsError> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params
         .distinguished_name
         .push(DnType::CommonName, "image-apiserver-ca");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    lifetime.apply_to(&mut ca_params);
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, ca_key);
 
@@ -245,6 +360,7 @@ fn generate(hosts: &[String]) -> Result<ServingCerts, TlsError> {
     params
         .distinguished_name
         .push(DnType::CommonName, "image-apiserver");
+    lifetime.apply_to(&mut params);
     let mut names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
@@ -332,6 +448,118 @@ mod tests {
             to.process_new_packets()?;
         }
         Ok(())
+    }
+
+    /// (not before, not after) of the first certificate in `pem`, in Unix seconds.
+    fn validity_of(pem: &str) -> (i64, i64) {
+        let der = pem_certs(pem).expect("PEM").remove(0);
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).expect("certificate");
+        let v = cert.validity();
+        (v.not_before.timestamp(), v.not_after.timestamp())
+    }
+
+    fn write_pair(dir: &Path, certs: &ServingCerts) {
+        write(&dir.join("ca.crt"), &certs.ca_pem, false).expect("ca");
+        write(&dir.join("apiserver.key"), &certs.key_pem, true).expect("key");
+        write(&dir.join("apiserver.crt"), &certs.cert_pem, false).expect("cert");
+    }
+
+    #[test]
+    fn generated_certificates_are_valid_for_a_year_from_an_hour_ago() {
+        let dir = tempfile::tempdir().expect("dir");
+        let now = unix_now();
+        let certs = ServingCerts::self_signed_at(dir.path(), &[], now).expect("generate");
+        for pem in [&certs.cert_pem, &certs.ca_pem] {
+            assert_eq!(
+                validity_of(pem),
+                (now - BACKDATE_SECS, now - BACKDATE_SECS + VALIDITY_SECS)
+            );
+        }
+    }
+
+    #[test]
+    fn certificates_are_reused_until_thirty_days_before_expiry() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let now = unix_now();
+        let first = ServingCerts::self_signed_at(dir.path(), &[], now).expect("generate");
+        let key_mode = std::fs::metadata(dir.path().join("apiserver.key"))
+            .expect("key")
+            .permissions()
+            .mode();
+        assert_eq!(key_mode & 0o777, 0o600);
+
+        let later = now + VALIDITY_SECS - RENEW_BEFORE_SECS - DAY_SECS;
+        let reused = ServingCerts::self_signed_at(dir.path(), &[], later).expect("reuse");
+        assert_eq!(reused.cert_pem, first.cert_pem);
+        assert_eq!(reused.ca_pem, first.ca_pem);
+
+        let due = now + VALIDITY_SECS - RENEW_BEFORE_SECS + DAY_SECS;
+        let renewed = ServingCerts::self_signed_at(dir.path(), &[], due).expect("renew");
+        assert_ne!(renewed.cert_pem, first.cert_pem);
+        assert_ne!(
+            renewed.ca_pem, first.ca_pem,
+            "the CA is replaced with the certificate"
+        );
+        assert_eq!(
+            validity_of(&renewed.cert_pem).1,
+            due - BACKDATE_SECS + VALIDITY_SECS
+        );
+        assert_eq!(
+            read(&dir.path().join("ca.crt")).expect("ca"),
+            renewed.ca_pem
+        );
+    }
+
+    #[test]
+    fn an_expiring_ca_alone_renews_both() {
+        let dir = tempfile::tempdir().expect("dir");
+        let now = unix_now();
+        let fresh = generate_for(&[], Lifetime::issued_at(now).expect("lifetime")).expect("fresh");
+        let old = generate_for(
+            &[],
+            Lifetime::issued_at(now - VALIDITY_SECS + DAY_SECS).expect("lifetime"),
+        )
+        .expect("old");
+        write_pair(
+            dir.path(),
+            &ServingCerts {
+                ca_pem: old.ca_pem.clone(),
+                ..fresh
+            },
+        );
+        let renewed = ServingCerts::self_signed_at(dir.path(), &[], now).expect("renew");
+        assert_ne!(renewed.ca_pem, old.ca_pem);
+        assert!(validity_of(&renewed.ca_pem).1 > now + VALIDITY_SECS - BACKDATE_SECS - 60);
+    }
+
+    #[test]
+    fn certificates_valid_for_millennia_are_replaced() {
+        let dir = tempfile::tempdir().expect("dir");
+        let now = unix_now();
+        let forever = Lifetime {
+            not_before: asn1_time(0).expect("1970"),
+            not_after: asn1_time(67_090_000_000).expect("the year 4096"),
+        };
+        let old = generate_for(&[], forever).expect("old");
+        write_pair(dir.path(), &old);
+        let renewed = ServingCerts::self_signed_at(dir.path(), &[], now).expect("renew");
+        assert_ne!(renewed.cert_pem, old.cert_pem);
+        assert_eq!(
+            validity_of(&renewed.cert_pem).1,
+            now - BACKDATE_SECS + VALIDITY_SECS
+        );
+    }
+
+    #[test]
+    fn a_damaged_reused_certificate_is_an_error() {
+        let dir = tempfile::tempdir().expect("dir");
+        ServingCerts::self_signed_at(dir.path(), &[], unix_now()).expect("generate");
+        std::fs::write(dir.path().join("apiserver.crt"), "not a certificate").expect("damage");
+        let Err(err) = ServingCerts::self_signed_at(dir.path(), &[], unix_now()) else {
+            panic!("a damaged certificate was reused");
+        };
+        assert!(matches!(err, TlsError::Invalid { .. }), "{err}");
     }
 
     #[test]

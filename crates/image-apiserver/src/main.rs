@@ -131,9 +131,11 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
     let metrics = Metrics::default();
     let import_metrics = Arc::new(metrics::ImportMetrics::new(&metrics));
     let importer = Arc::new(build_importer(&config)?);
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-        path: config.data_dir.clone(),
-        source,
+    storage::embedded::create_private_dir(&config.data_dir).map_err(|source| {
+        StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        }
     })?;
     let flags = &config.cluster;
     let clients = access::Clients::connect(flags).await?;
@@ -434,13 +436,16 @@ fn spawn_server(
     // Client certificates are asked for (never required): the front proxy and
     // --client-ca-file users present one.
     let tls = certs.server_config_with(min_version, true)?;
-    let mut server = apiserver::serve::bind(addr, tls).handle(handle);
-    server
-        .http_builder()
-        .http2()
-        .max_concurrent_streams(1000)
-        .max_frame_size(256 * 1024)
-        .initial_stream_window_size(256 * 1024);
+    let flags = &config.cluster;
+    let limits = apiserver::connections::ConnectionLimits {
+        header_read_timeout: flags.http_header_read_timeout,
+        idle_timeout: flags.http_idle_timeout,
+        max_connections_per_source: flags.max_connections_per_source,
+        max_connections: (flags.max_connections > 0).then_some(flags.max_connections),
+        http2_max_streams_per_connection: flags.http2_max_streams_per_connection,
+        ..Default::default()
+    };
+    let server = apiserver::serve::bind(addr, tls, &limits).handle(handle);
     Ok(tokio::spawn(server.serve(
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )))

@@ -72,7 +72,9 @@ async fn identify(
     req: &mut HttpRequest,
     audit: &mut AuditContext,
 ) -> Result<UserInfo, Response> {
-    let path = req.uri().path().to_string();
+    // Decoded as the handlers see it, so a percent-encoded name is authorized as itself.
+    let path = super::router::decoded_path(req.uri().path())
+        .unwrap_or_else(|| req.uri().path().to_string());
     let authenticated = {
         let credentials = Credentials {
             headers: req.headers(),

@@ -9,12 +9,13 @@ use apimachinery::errors::{ApiError, MAX_REQUEST_BODY_BYTES};
 use apimachinery::negotiate::{self, IncludeObject, Shape, Target};
 use apimachinery::options::Query;
 use apimachinery::request::{self, RequestInfo};
-use axum::extract::{Path, Request as HttpRequest, State};
+use axum::extract::{Request as HttpRequest, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::Response;
 
 use super::discovery_handlers::not_found_paths;
 use super::render::{error_response, render, respond, wants_pretty, Encoder};
+use super::router::decoded_path;
 use super::Api;
 use crate::resource::{Request, Resource, UserInfo, Verb, Warnings};
 
@@ -77,9 +78,16 @@ fn allowed(info: &ResourceInfo, subresource: Option<&str>, verb: Verb) -> bool {
     verbs.contains(&verb.as_str())
 }
 
+/// The path after `/apis/`, percent-decoded; `None` when it does not decode to UTF-8. Read
+/// from the URI rather than through axum's `Path`, whose rejection is a plain-text 400.
+fn path_after_apis(uri: &axum::http::Uri) -> Option<String> {
+    decoded_path(uri.path())?
+        .strip_prefix("/apis/")
+        .map(str::to_string)
+}
+
 pub(super) async fn api_request(
     State(api): State<Arc<Api>>,
-    Path(rest): Path<String>,
     user: axum::Extension<UserInfo>,
     mut req: HttpRequest,
 ) -> Response {
@@ -89,6 +97,9 @@ pub(super) async fn api_request(
         None => Query::parse(req.uri().query()),
     };
     let pretty = wants_pretty(&query, &headers);
+    let Some(rest) = path_after_apis(req.uri()) else {
+        return error_response(&ApiError::RouteNotFound, pretty);
+    };
     let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
     let group_matches = segments.first() == Some(&api.config.group);
     match segments.as_slice() {
@@ -285,4 +296,27 @@ async fn handle_resource(
         &encoder,
         &warnings,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after_apis(uri: &str) -> Option<String> {
+        path_after_apis(&uri.parse::<axum::http::Uri>().expect("uri"))
+    }
+
+    #[test]
+    fn the_resource_path_is_decoded_from_the_uri() {
+        assert_eq!(
+            after_apis("/apis/image.openshift.io/v1/namespaces/n%61me/imagestreams?limit=1")
+                .as_deref(),
+            Some("image.openshift.io/v1/namespaces/name/imagestreams")
+        );
+        assert_eq!(
+            after_apis("https://host:8443/apis/g/v1/x").as_deref(),
+            Some("g/v1/x")
+        );
+        assert_eq!(after_apis("/apis/g/v1/namespaces/%ff/x"), None);
+    }
 }

@@ -285,7 +285,10 @@ impl<C: Codec> WatchCache<C> {
     pub async fn list(&self, req: ListRequest<C::Attrs>) -> CacheResult<ListResult<C::Attrs>> {
         match self.inner.freshness(req.revision).await? {
             Freshness::Cache => Ok(self.inner.list_from_cache(&req)),
-            Freshness::Store(at) => self.inner.list_from_store(&req, at).await,
+            Freshness::Store(at) => match self.inner.list_from_store(&req, at).await {
+                Ok(result) => Ok(result),
+                Err(e) => Err(self.inner.future_is_too_large(e).await),
+            },
         }
     }
 
@@ -479,6 +482,20 @@ impl<C: Codec> Inner<C> {
         self.store_reaches(target).await
     }
 
+    /// A read at a revision the store has not reached (an exact list, a continue token from
+    /// the future) is kube's 504 "Too large resource version", as etcd's `ErrFutureRev` is
+    /// there, not an internal error. etcd does not say its current revision, so it is asked.
+    async fn future_is_too_large(&self, e: CacheError) -> CacheError {
+        let CacheError::Storage(StorageError::FutureRevision { requested, current }) = e else {
+            return e;
+        };
+        let current = match self.store.current_revision().await {
+            Ok(now) => now.max(current),
+            Err(_) => current,
+        };
+        CacheError::TooLarge { requested, current }
+    }
+
     /// Waits until the store's revision reaches `target`, or fails with TooLarge.
     async fn store_reaches(&self, target: Revision) -> CacheResult<()> {
         let deadline = Instant::now() + self.config.fresh_read_timeout;
@@ -660,5 +677,74 @@ impl<C: Codec> CacheWatcher<C> {
 impl<C: Codec> Drop for CacheWatcher<C> {
     fn drop(&mut self) {
         self.cache.inner.remove_watcher(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::{EmbeddedStore, Options};
+
+    async fn cache_over_embedded(dir: &std::path::Path) -> (Arc<dyn Store>, WatchCache<JsonCodec>) {
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(dir, Options::default()).expect("open store"));
+        store
+            .create(
+                "/things/a",
+                Bytes::from_static(br#"{"metadata":{"name":"a"}}"#),
+            )
+            .await
+            .expect("create");
+        let cache = WatchCache::new(store.clone(), "/things/", JsonCodec, CacheConfig::default());
+        assert!(
+            cache.wait_ready(Duration::from_secs(10)).await,
+            "cache never loaded"
+        );
+        (store, cache)
+    }
+
+    #[tokio::test]
+    async fn an_exact_list_from_the_future_is_too_large_with_the_current_revision() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, cache) = cache_over_embedded(dir.path()).await;
+        let current = store.current_revision().await.expect("revision");
+        let listed = cache
+            .list(ListRequest {
+                selection: Selection::prefix("/things/"),
+                start: None,
+                limit: 0,
+                revision: ReadRevision::Exact(current + 100),
+            })
+            .await;
+        let Err(err) = listed else {
+            panic!("a list at a future revision succeeded");
+        };
+        match err {
+            CacheError::TooLarge {
+                requested,
+                current: reported,
+            } => {
+                assert_eq!(requested, current + 100);
+                assert_eq!(reported, current);
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn other_store_errors_are_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_store, cache) = cache_over_embedded(dir.path()).await;
+        let kept = cache
+            .inner
+            .future_is_too_large(CacheError::Storage(StorageError::Compacted {
+                requested: 1,
+                compacted: 5,
+            }))
+            .await;
+        assert!(
+            matches!(kept, CacheError::Storage(StorageError::Compacted { .. })),
+            "got {kept:?}"
+        );
     }
 }

@@ -28,6 +28,13 @@ use crate::{
 /// The file inside the data directory.
 pub const DB_FILE: &str = "store.redb";
 
+/// The store holds every object, so only its owner may read it (as the keys and tokens that
+/// sit beside it).
+const DB_FILE_MODE: u32 = 0o600;
+
+/// A data directory the store creates is its owner's alone.
+const DATA_DIR_MODE: u32 = 0o700;
+
 /// Tuning for the embedded backend.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -62,10 +69,12 @@ impl EmbeddedStore {
     /// inside a tokio runtime.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Self> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|e| {
+        create_private_dir(dir).map_err(|e| {
             StorageError::Unavailable(format!("creating data directory {}: {e}", dir.display()))
         })?;
         let path = dir.join(DB_FILE);
+        make_private_file(&path)
+            .map_err(|e| StorageError::Unavailable(format!("securing {}: {e}", path.display())))?;
         let db = redb::Builder::new()
             .set_cache_size(options.cache_bytes)
             .create(&path)
@@ -160,6 +169,30 @@ async fn wait_unshared<T>(mut shared: Arc<T>, deadline: tokio::time::Instant) ->
             }
         }
     }
+}
+
+/// Creates `dir` and any missing parents owner-only (0700): the data directory holds the store,
+/// keys and tokens. An existing directory is left as it is (it is the operator's).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DATA_DIR_MODE)
+        .create(dir)
+}
+
+/// Creates the database file owner-only before redb opens it (redb would create it with the
+/// umask's mode, world-readable by default), and tightens a file an earlier version created.
+/// redb initializes an empty file as a new database.
+fn make_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(DB_FILE_MODE)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(DB_FILE_MODE))
 }
 
 fn ensure_tables(db: &redb::Database) -> Result<()> {
@@ -265,5 +298,55 @@ impl Store for EmbeddedStore {
 
     async fn compact(&self, revision: Revision) -> Result<()> {
         self.submit(Op::Compact { revision }).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[tokio::test]
+    async fn the_store_file_and_the_directory_it_creates_are_owner_only() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("new").join("data");
+        let store = EmbeddedStore::open(&dir, Options::default()).expect("open");
+        let file = store.path().to_path_buf();
+        assert_eq!(mode(&file), 0o600);
+        // Group and other bits are gone whatever the umask; the owner's are the umask's call.
+        assert_eq!(mode(&dir) & 0o077, 0);
+        assert_eq!(mode(&tmp.path().join("new")) & 0o077, 0);
+        store
+            .create("/k", Bytes::from_static(b"v"))
+            .await
+            .expect("write");
+        store.close(Duration::from_secs(5)).await.expect("close");
+
+        // A file an earlier version left readable to all is tightened, and its data kept.
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let store = EmbeddedStore::open(&dir, Options::default()).expect("reopen");
+        assert_eq!(mode(&file), 0o600);
+        let got = store.get("/k").await.expect("read");
+        assert_eq!(got.kv.map(|kv| kv.value), Some(Bytes::from_static(b"v")));
+    }
+
+    #[tokio::test]
+    async fn an_existing_data_directory_keeps_its_mode() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let store = EmbeddedStore::open(tmp.path(), Options::default()).expect("open");
+        assert_eq!(mode(tmp.path()), 0o755);
+        assert_eq!(mode(store.path()), 0o600);
     }
 }
