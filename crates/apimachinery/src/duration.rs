@@ -29,7 +29,10 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
             "ms" => Duration::from_millis(1),
             _ => return Err(invalid()),
         };
-        total += unit * u32::try_from(value).map_err(|_| invalid())?;
+        let part = unit
+            .checked_mul(u32::try_from(value).map_err(|_| invalid())?)
+            .ok_or_else(invalid)?;
+        total = total.checked_add(part).ok_or_else(invalid)?;
         rest = &rest[unit_len..];
     }
     Ok(total)

@@ -82,7 +82,12 @@ fn clauses(accept: &str) -> Vec<Clause<'_>> {
                 let (k, v) = p.split_once('=').unwrap_or((p, ""));
                 let (k, v) = (k.trim(), v.trim().trim_matches('"'));
                 if k == "q" {
-                    q = v.parse().unwrap_or(0.0);
+                    // NaN and infinities are no weights; they would also break the sort's order.
+                    q = v
+                        .parse::<f32>()
+                        .ok()
+                        .filter(|q| q.is_finite())
+                        .unwrap_or(0.0);
                 } else {
                     params.push((k, v));
                 }
@@ -91,7 +96,7 @@ fn clauses(accept: &str) -> Vec<Clause<'_>> {
         })
         .collect();
     // Stable: equal weights keep the client's order.
-    out.sort_by(|a, b| b.q.partial_cmp(&a.q).unwrap_or(std::cmp::Ordering::Equal));
+    out.sort_by(|a, b| b.q.total_cmp(&a.q));
     out
 }
 

@@ -195,7 +195,8 @@ fn extract_schema2(
     let mut size = image.docker_image_config.len() as i64;
     for l in image.docker_image_layers.iter().flatten() {
         if seen.insert(l.name.clone()) {
-            size += l.size;
+            // Sizes come from the client's manifest: they must not wrap.
+            size = size.saturating_add(l.size);
         }
     }
     let mut meta = docker_image_base();
@@ -296,8 +297,7 @@ fn extract_schema1(image: &mut Image, manifest: &Value) -> Result<(), MetadataEr
         .iter()
         .flatten()
         .filter(|l| seen.insert(l.name.clone()))
-        .map(|l| l.size)
-        .sum();
+        .fold(0i64, |total, l| total.saturating_add(l.size));
     let mut meta = docker_image_base();
     copy_config_fields(&mut meta, &first);
     meta["Size"] = json!(size);

@@ -1,0 +1,750 @@
+//! Property tests of every apiserver decoder that reads network input (issue 13, item 6): JSON
+//! and YAML bodies, the four patch types (JSON, merge, strategic merge, apply), managedFields
+//! sent by clients, and the request attributes authorization derives from a path.
+//!
+//! Arbitrary and near-valid bodies must never panic, must fail with a client error (4xx, never
+//! a 500), and must never produce an object much larger than what the client sent (a JSON
+//! patch may add the copy allowance kube grants). Deep nesting, alias amplification and
+//! self-doubling copies are refused. The normal suite runs 256 cases per property;
+//! `hack/fuzz` raises that through `PROPTEST_CASES`.
+
+use apimachinery::discovery::ResourceInfo;
+use apimachinery::errors::ApiError;
+use apimachinery::options::{FieldValidation, Query, WriteOptions};
+use apiserver::apply::{self, Applier};
+use apiserver::auth::Attributes;
+use apiserver::body::{decode_object, Patch};
+use apiserver::decode;
+use apiserver::managed::{self, FieldSet, UpdateRecord};
+use apiserver::patch::{self, PatchType};
+use apiserver::resource::{Request, UserInfo, Verb, Warnings};
+use bytes::Bytes;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Cases per property: 256 in the normal suite, `PROPTEST_CASES` when set (`hack/fuzz`).
+/// `ProptestConfig::with_cases` would otherwise override the environment.
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let mut config = ProptestConfig::with_cases(cases);
+    // Integration tests have no lib.rs beside them, where proptest looks by default.
+    config.failure_persistence = Some(Box::new(FileFailurePersistence::WithSource(
+        "proptest-regressions",
+    )));
+    config
+}
+
+/// What kube lets JSON patch copies add on top of the body (`MaxRequestBodyBytes`).
+const COPY_ALLOWANCE: usize = 3 * 1024 * 1024;
+
+/// Hostile input is the client's fault: a 4xx, never a 500.
+fn check_client_error(err: &ApiError) -> Result<(), TestCaseError> {
+    prop_assert!(
+        (400..500).contains(&err.code()),
+        "{:?} answers {}",
+        err,
+        err.code()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The resource every body and patch is decoded for
+
+const GROUP_VERSION: &str = "things.example.com/v1";
+const MERGE_KEYS: &[(&str, &str)] = &[("spec.tags", "name"), ("status.tags", "tag")];
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Thing {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    api_version: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    kind: String,
+    #[serde(default)]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: ThingSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<Value>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ThingSpec {
+    #[serde(default)]
+    tags: Vec<ThingTag>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ThingTag {
+    #[serde(default)]
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    from: Option<Value>,
+}
+
+fn info() -> ResourceInfo {
+    ResourceInfo {
+        group: "things.example.com",
+        version: "v1",
+        resource: "things",
+        singular: "thing",
+        kind: "Thing",
+        namespaced: true,
+        verbs: &[],
+        short_names: &[],
+        categories: &[],
+        stored: true,
+        subresources: vec![],
+    }
+}
+
+/// The stored object patches apply to: keyed lists, free-form maps, a merging primitive list
+/// and managedFields, so every branch of the merge code has something to work on.
+fn live_json() -> Value {
+    json!({
+        "apiVersion": GROUP_VERSION,
+        "kind": "Thing",
+        "metadata": {
+            "name": "one",
+            "namespace": "ns",
+            "resourceVersion": "7",
+            "labels": {"a": "1"},
+            "annotations": {"note": "x"},
+            "finalizers": ["f1"],
+            "managedFields": [{
+                "manager": "kubectl",
+                "operation": "Update",
+                "apiVersion": GROUP_VERSION,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {
+                    "f:metadata": {"f:labels": {"f:a": {}}},
+                    "f:spec": {"f:tags": {"k:{\"name\":\"a\"}": {".": {}, "f:name": {}}}},
+                },
+            }],
+        },
+        "spec": {"tags": [
+            {"name": "a", "from": {"kind": "DockerImage", "name": "x/y:1"}},
+            {"name": "b"},
+        ]},
+        "status": {"tags": [{"tag": "a", "items": [{"image": "sha256:1"}]}]},
+    })
+}
+
+fn live() -> Thing {
+    serde_json::from_value(live_json()).expect("the fixture decodes as a Thing")
+}
+
+fn write_options(field_manager: Option<&str>, validation: FieldValidation) -> WriteOptions {
+    WriteOptions {
+        dry_run: false,
+        field_manager: field_manager.map(str::to_string),
+        field_validation: validation,
+        force: None,
+    }
+}
+
+fn request(verb: Verb, body: Vec<u8>, content_type: Option<&str>) -> Request {
+    let (_, shutdown) = tokio::sync::watch::channel(false);
+    Request {
+        verb,
+        namespace: Some("ns".to_string()),
+        name: Some("one".to_string()),
+        subresource: None,
+        query: Query::default(),
+        body: Bytes::from(body),
+        content_type: content_type.map(str::to_string),
+        user: UserInfo::default(),
+        user_agent: None,
+        warnings: Warnings::default(),
+        shutdown,
+    }
+}
+
+fn serialized_len(value: &impl Serialize) -> usize {
+    serde_json::to_vec(value).map(|v| v.len()).unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generators
+
+/// Keys that mean something to one of the patch types, the decoders or managedFields.
+const KEYS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "name",
+    "namespace",
+    "labels",
+    "annotations",
+    "finalizers",
+    "managedFields",
+    "resourceVersion",
+    "uid",
+    "spec",
+    "tags",
+    "from",
+    "status",
+    "items",
+    "tag",
+    "$patch",
+    "$retainKeys",
+    "$setElementOrder/tags",
+    "$setElementOrder/finalizers",
+    "$deleteFromPrimitiveList/finalizers",
+    "manager",
+    "operation",
+    "fieldsV1",
+    "f:spec",
+    "f:tags",
+    "k:{\"name\":\"a\"}",
+    ".",
+];
+
+/// Strings that mean something as values.
+const WORDS: &[&str] = &[
+    "a",
+    "b",
+    "replace",
+    "delete",
+    "merge",
+    "Thing",
+    GROUP_VERSION,
+    "Update",
+    "Apply",
+    "kubectl",
+    "f1",
+    "orphan",
+];
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::sample::select(KEYS).prop_map(String::from),
+        1 => "[a-z$/.:]{0,6}".prop_map(String::from),
+    ]
+}
+
+/// Any JSON value built from meaningful keys and words.
+fn value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        prop::sample::select(WORDS).prop_map(Value::from),
+        any::<String>().prop_map(Value::from),
+    ];
+    leaf.prop_recursive(5, 64, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            object_of(inner),
+        ]
+    })
+}
+
+fn object_of(values: impl Strategy<Value = Value>) -> impl Strategy<Value = Value> {
+    prop::collection::vec((key(), values), 0..6)
+        .prop_map(|entries| Value::Object(entries.into_iter().collect()))
+}
+
+/// A patch document: an object, often naming this resource (apply requires it).
+fn patch_document() -> impl Strategy<Value = Value> {
+    (object_of(value()), 0..4u8).prop_map(|(mut doc, typed)| {
+        if let (Some(obj), true) = (doc.as_object_mut(), typed > 0) {
+            obj.insert("apiVersion".into(), GROUP_VERSION.into());
+            obj.insert("kind".into(), "Thing".into());
+        }
+        doc
+    })
+}
+
+const POINTERS: &[&str] = &[
+    "",
+    "/",
+    "/metadata",
+    "/metadata/labels",
+    "/metadata/labels/a",
+    "/metadata/finalizers/-",
+    "/metadata/finalizers/0",
+    "/metadata/managedFields/0/fieldsV1",
+    "/spec",
+    "/spec/tags",
+    "/spec/tags/0",
+    "/spec/tags/-",
+    "/spec/tags/1/name",
+    "/spec/tags/0/from",
+    "/spec/tags/99999999999999999999",
+    "/spec/tags/-1",
+    "/spec/tags/01",
+    "/a~1b",
+    "/~0",
+    "/~2",
+    "/status/tags/0/items",
+];
+
+fn pointer() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(POINTERS).prop_map(String::from),
+        "(/[a-z0-9~-]{0,5}){0,4}".prop_map(String::from),
+    ]
+}
+
+const OPS: &[&str] = &["add", "remove", "replace", "move", "copy", "test", "bogus"];
+
+fn json_patch_op() -> impl Strategy<Value = Value> {
+    (
+        prop::sample::select(OPS),
+        pointer(),
+        pointer(),
+        value(),
+        any::<bool>(),
+    )
+        .prop_map(|(op, path, from, value, with_value)| {
+            let mut operation = json!({"op": op, "path": path});
+            if op == "move" || op == "copy" {
+                operation["from"] = from.into();
+            }
+            if with_value {
+                operation["value"] = value;
+            }
+            operation
+        })
+}
+
+/// A JSON patch body. Few operations: until copies are limited, each may double the object.
+fn json_patch_body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(json_patch_op(), 0..12)
+            .prop_map(|ops| Value::Array(ops).to_string().into_bytes()),
+        value().prop_map(|v| v.to_string().into_bytes()),
+        any::<Vec<u8>>(),
+    ]
+}
+
+fn object_patch_body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        3 => patch_document().prop_map(|v| v.to_string().into_bytes()),
+        1 => value().prop_map(|v| v.to_string().into_bytes()),
+        1 => any::<Vec<u8>>(),
+    ]
+}
+
+/// YAML's own syntax: anchors, aliases, tags, flow and block collections, scalars.
+const YAML_NOISE: &str = r"([\[\]{}:,&*!|>'#? -]|\n|  |a|1|null|~|<<|!!str|&a|\*a|---){0,40}";
+
+fn apply_patch_body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        2 => patch_document().prop_map(|v| v.to_string().into_bytes()),
+        2 => patch_document().prop_map(|v| yaml_text(&v).into_bytes()),
+        1 => YAML_NOISE.prop_map(String::into_bytes),
+        1 => any::<Vec<u8>>(),
+    ]
+}
+
+/// A document in YAML's block syntax, as kubectl sends apply patches.
+fn yaml_text(document: &Value) -> String {
+    serde_norway::to_string(document).unwrap_or_default()
+}
+
+const CONTENT_TYPES: &[&str] = &[
+    patch::JSON_PATCH,
+    patch::MERGE_PATCH,
+    patch::STRATEGIC_MERGE_PATCH,
+    patch::APPLY_PATCH,
+    "application/json",
+    "application/yaml",
+    "*/*",
+    "text/plain",
+    "",
+];
+
+/// A patch body with the content type of its kind.
+fn any_patch() -> impl Strategy<Value = (Vec<u8>, &'static str)> {
+    prop_oneof![
+        json_patch_body().prop_map(|b| (b, patch::JSON_PATCH)),
+        object_patch_body().prop_map(|b| (b, patch::MERGE_PATCH)),
+        object_patch_body().prop_map(|b| (b, patch::STRATEGIC_MERGE_PATCH)),
+        apply_patch_body().prop_map(|b| (b, patch::APPLY_PATCH)),
+        (object_patch_body(), prop::sample::select(CONTENT_TYPES)),
+    ]
+}
+
+fn validation() -> impl Strategy<Value = FieldValidation> {
+    prop::sample::select(vec![
+        FieldValidation::Ignore,
+        FieldValidation::Warn,
+        FieldValidation::Strict,
+    ])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bodies
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn bodies_never_panic(
+        body in prop_oneof![
+            object_patch_body(),
+            apply_patch_body(),
+            YAML_NOISE.prop_map(String::into_bytes),
+        ],
+        content_type in prop::option::of(prop::sample::select(CONTENT_TYPES)),
+        mode in validation(),
+    ) {
+        let req = request(Verb::Create, body, content_type);
+        let opts = write_options(None, mode);
+        match decode_object::<Thing>(&info(), &req, &opts) {
+            Ok(thing) => {
+                // YAML is terser than JSON (unquoted strings, `~` for null), hence the factor.
+                let limit = 4 * req.body.len() + 1024;
+                prop_assert!(serialized_len(&thing) <= limit, "{:?} grew past {}", thing, limit);
+            }
+            Err(e) => check_client_error(&e)?,
+        }
+        let _ = decode::duplicate_fields(&req.body);
+    }
+
+    #[test]
+    fn yaml_values_never_panic(body in prop_oneof![
+        YAML_NOISE.prop_map(String::into_bytes),
+        any::<Vec<u8>>(),
+    ]) {
+        match decode::yaml_value(&body) {
+            Ok(value) => {
+                let _ = decode::check_type_meta(&value, &info());
+            }
+            Err(e) => check_client_error(&e)?,
+        }
+    }
+
+    #[test]
+    fn any_value_decodes_or_is_refused(v in value(), mode in validation()) {
+        let _ = decode::check_type_meta(&v, &info());
+        let warnings = Warnings::default();
+        if let Err(e) = decode::typed::<Thing>(v, &info(), mode, &warnings) {
+            check_client_error(&e.for_body(&info()))?;
+        }
+    }
+
+    #[test]
+    fn legitimate_nesting_decodes(depth in 1usize..64) {
+        let body = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        prop_assert!(decode::body_value(body.as_bytes(), None).is_ok());
+        prop_assert!(decode::body_value(body.as_bytes(), Some("application/yaml")).is_ok());
+    }
+
+    #[test]
+    fn content_types_name_a_patch_type_or_are_refused(content_type in prop_oneof![
+        prop::sample::select(CONTENT_TYPES).prop_map(String::from),
+        any::<String>(),
+    ]) {
+        match PatchType::from_content_type(Some(content_type.as_str())) {
+            Ok(_) => prop_assert!(content_type.contains("patch")),
+            Err(e) => prop_assert_eq!(e.code(), 415),
+        }
+    }
+}
+
+/// Bodies nested deeper than kube's decoders allow (10,000 levels) are refused, in JSON and
+/// in YAML, flow sequences and flow maps alike.
+#[test]
+fn deep_nesting_is_refused() {
+    const DEPTH: usize = 12_000;
+    let sequences = format!("{}{}", "[".repeat(DEPTH), "]".repeat(DEPTH));
+    let maps = format!("{}1{}", "{a: ".repeat(DEPTH), "}".repeat(DEPTH));
+    let json_maps = format!("{}1{}", "{\"a\":".repeat(DEPTH), "}".repeat(DEPTH));
+    for (body, content_type) in [
+        (&sequences, None),
+        (&json_maps, None),
+        (&sequences, Some("application/yaml")),
+        (&maps, Some("application/yaml")),
+    ] {
+        let err = decode::body_value(body.as_bytes(), content_type)
+            .expect_err("a body nested 12,000 deep is refused");
+        assert!((400..500).contains(&err.code()), "{err:?}");
+    }
+    let err = decode::yaml_value(format!("spec: {sequences}").as_bytes())
+        .expect_err("an apply body nested 12,000 deep is refused");
+    assert!((400..500).contains(&err.code()), "{err:?}");
+}
+
+/// A few kilobytes of YAML whose aliases expand to a million values: refused, or at least not
+/// decoded into something hundreds of times larger than the body.
+#[test]
+fn yaml_alias_amplification_is_bounded() {
+    let anchored = ["1"; 1000].join(",");
+    let aliases = ["*a"; 1000].join(",");
+    let body = format!("a: &a [{anchored}]\nb: [{aliases}]\n");
+    if let Ok(value) = decode::yaml_value(body.as_bytes()) {
+        let decoded = serialized_len(&value);
+        assert!(
+            decoded <= 64 * body.len(),
+            "{} bytes of YAML decoded into {decoded} bytes of JSON",
+            body.len()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Patches
+
+/// Applies one patch of any kind to the live object, as a PATCH request does.
+fn apply_patch(
+    body: Vec<u8>,
+    content_type: &str,
+    validation: FieldValidation,
+) -> Result<Thing, ApiError> {
+    let info = info();
+    let req = request(Verb::Patch, body, Some(content_type));
+    let opts = write_options(Some("fuzz"), validation);
+    let patch = Patch::new(&info, &req, &opts, MERGE_KEYS)?;
+    patch.apply_to(&live(), "one")
+}
+
+/// The largest object a patch may produce: a small multiple of what the client sent (managed
+/// fields included), plus the copy allowance for JSON patches.
+fn size_bound(content_type: &str, body_len: usize) -> usize {
+    let sent = serialized_len(&live_json()) + body_len;
+    let copies = if content_type == patch::JSON_PATCH {
+        2 * COPY_ALLOWANCE
+    } else {
+        0
+    };
+    8 * sent + 16 * 1024 + copies
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn patches_never_panic_and_stay_bounded(
+        (body, content_type) in any_patch(),
+        mode in validation(),
+    ) {
+        let bound = size_bound(content_type, body.len());
+        match apply_patch(body, content_type, mode) {
+            Ok(patched) => {
+                let size = serialized_len(&patched);
+                prop_assert!(size <= bound, "a {} patch made {} bytes", content_type, size);
+            }
+            Err(e) => check_client_error(&e)?,
+        }
+    }
+
+    #[test]
+    fn raw_patches_never_panic(
+        body in prop_oneof![object_patch_body(), json_patch_body()],
+        keyed in any::<bool>(),
+    ) {
+        let keys: &[(&str, &str)] = if keyed { MERGE_KEYS } else { &[] };
+        let runs: [(&str, Result<(), ApiError>, Value); 3] = {
+            let mut json = live_json();
+            let json_result = patch::apply_json_patch(&mut json, &body);
+            let mut merge = live_json();
+            let merge_result = patch::apply_merge_patch(&mut merge, &body);
+            let mut strategic = live_json();
+            let strategic_result = patch::apply_strategic_merge_patch(&mut strategic, &body, keys);
+            [
+                (patch::JSON_PATCH, json_result, json),
+                (patch::MERGE_PATCH, merge_result, merge),
+                (patch::STRATEGIC_MERGE_PATCH, strategic_result, strategic),
+            ]
+        };
+        for (kind, result, doc) in runs {
+            match result {
+                Ok(()) => {
+                    let size = serialized_len(&doc);
+                    let bound = size_bound(kind, body.len());
+                    prop_assert!(size <= bound, "a {} patch made {} bytes", kind, size);
+                }
+                Err(e) => check_client_error(&e)?,
+            }
+        }
+    }
+
+    /// Each copy of a value into itself doubles it: kube counts copies against a limit, so a
+    /// chain that would grow past twice the allowance is refused, while small copies pass.
+    #[test]
+    fn self_doubling_copies_are_limited(size in 1usize..=2048, copies in 0u32..=14) {
+        let copy = json!({"op": "copy", "from": "/blob", "path": "/blob/-"});
+        let mut ops = vec![json!({"op": "add", "path": "/blob", "value": ["x".repeat(size)]})];
+        ops.extend((0..copies).map(|_| copy.clone()));
+        let mut doc = json!({});
+        let result = patch::apply_json_patch(&mut doc, Value::Array(ops).to_string().as_bytes());
+        let final_size = size << copies;
+        let copied = final_size - size;
+        if copied <= COPY_ALLOWANCE / 3 {
+            prop_assert!(result.is_ok(), "{} bytes copied: {:?}", copied, result);
+        }
+        match result {
+            Ok(()) => prop_assert!(
+                final_size <= 2 * COPY_ALLOWANCE,
+                "{} copies of {} bytes grew to {} bytes",
+                copies,
+                size,
+                final_size
+            ),
+            Err(e) => check_client_error(&e)?,
+        }
+    }
+}
+
+/// The issue's attack at a size that stays safe without a limit (16 MB rather than 9 GB): a
+/// 1 KB value copied into itself 14 times.
+#[test]
+fn the_doubling_json_patch_is_refused() {
+    let blob = json!({"op": "add", "path": "/spec/blob", "value": ["x".repeat(1024)]});
+    let copy = json!({"op": "copy", "from": "/spec/blob", "path": "/spec/blob/-"});
+    let mut ops = vec![blob];
+    ops.extend(std::iter::repeat_n(copy, 14));
+    let body = Value::Array(ops).to_string().into_bytes();
+    let err = apply_patch(body, patch::JSON_PATCH, FieldValidation::Ignore)
+        .expect_err("a patch doubling a value 14 times is refused");
+    assert!((400..500).contains(&err.code()), "{err:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server-side apply and managedFields sent by clients
+
+fn managed_fields_entry() -> impl Strategy<Value = Value> {
+    (
+        prop::sample::select(vec!["kubectl", "fuzz", "other"]),
+        prop::sample::select(vec!["Update", "Apply", "x"]),
+        prop::option::of(prop::sample::select(vec!["status", "x"])),
+        prop_oneof![
+            fields_v1().prop_map(|set| managed::to_fields_v1(&set)),
+            value()
+        ],
+    )
+        .prop_map(|(manager, operation, subresource, fields)| {
+            let mut entry = json!({
+                "manager": manager,
+                "operation": operation,
+                "apiVersion": GROUP_VERSION,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": fields,
+            });
+            if let Some(subresource) = subresource {
+                entry["subresource"] = subresource.into();
+            }
+            entry
+        })
+}
+
+/// A live object with the managedFields a client may have written into it.
+fn live_with_managed_fields() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        prop::collection::vec(managed_fields_entry(), 0..4).prop_map(Value::Array),
+        value(),
+    ]
+    .prop_map(|entries| {
+        let mut live = live_json();
+        live["metadata"]["managedFields"] = entries;
+        live
+    })
+}
+
+fn fields_v1() -> impl Strategy<Value = FieldSet> {
+    let element = prop_oneof![
+        "f:[a-z]{1,3}".prop_map(String::from),
+        r#"k:\{"name":"[a-z]{1,2}"\}"#.prop_map(String::from),
+        "v:[0-9]".prop_map(String::from),
+    ];
+    prop::collection::btree_set(prop::collection::vec(element, 1..4), 0..8)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn apply_never_panics(
+        live in live_with_managed_fields(),
+        applied in patch_document(),
+        forced in any::<bool>(),
+        status in any::<bool>(),
+    ) {
+        let gv = GROUP_VERSION;
+        let mut who = Applier::new("fuzz", gv, MERGE_KEYS);
+        if forced {
+            who = who.forced();
+        }
+        let who = who.on(status.then_some("status"));
+        if let Ok(out) = apply::apply_to(&live, &applied, &who) {
+            let bound = 8 * (serialized_len(&live) + serialized_len(&applied)) + 16 * 1024;
+            prop_assert!(serialized_len(&out) <= bound);
+        }
+    }
+
+    #[test]
+    fn update_records_never_panic(
+        old in live_with_managed_fields(),
+        mut new in live_with_managed_fields(),
+        status in any::<bool>(),
+    ) {
+        let record = UpdateRecord {
+            manager: "fuzz",
+            api_version: GROUP_VERSION,
+            subresource: status.then_some("status"),
+            time: "2024-01-01T00:00:00Z",
+            merge_keys: MERGE_KEYS,
+        };
+        managed::record_update(Some(&old), &mut new, &record);
+        let _ = managed::from_fields_v1(&new);
+    }
+
+    #[test]
+    fn fields_v1_round_trips(set in fields_v1()) {
+        prop_assert_eq!(managed::from_fields_v1(&managed::to_fields_v1(&set)), set);
+    }
+
+    #[test]
+    fn field_sets_of_any_value_never_panic(object in value(), path in fields_v1()) {
+        let set = managed::field_set(&object, MERGE_KEYS, &["status"]);
+        let _ = managed::to_fields_v1(&set);
+        for p in &path {
+            let _ = managed::value_at(&object, p);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request attributes from the path, for authorization
+
+/// Query strings around the parameters authorization reads.
+const QUERY_NOISE: &str = "(watch|fieldSelector=metadata.name(=|==)[a-z,]{0,4}|&|=|1){0,6}";
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn request_attributes_never_panic(
+        method in prop_oneof![
+            prop::sample::select(vec!["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+                .prop_map(String::from),
+            any::<String>(),
+        ],
+        path in prop_oneof![
+            "(/|apis|watch|namespaces|[a-z.]{1,4}){0,10}".prop_map(String::from),
+            any::<String>(),
+        ],
+        raw_query in prop_oneof![
+            QUERY_NOISE.prop_map(String::from),
+            any::<String>(),
+        ],
+    ) {
+        let query = Query::parse(Some(raw_query.as_str()));
+        let attributes = Attributes::of_request(UserInfo::default(), &method, &path, &query);
+        prop_assert_eq!(attributes.path, path);
+        if let Some(resource) = attributes.resource {
+            prop_assert!(!resource.resource.is_empty());
+        }
+    }
+}
