@@ -37,8 +37,12 @@ struct Args {
     /// Objects for the memory measurement.
     #[arg(long, default_value_t = 100_000)]
     objects: usize,
-    /// Which parts to run.
-    #[arg(long, value_delimiter = ',', default_value = "writes,fanout,memory")]
+    /// Which parts to run (writes, fanout, memory, disk).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "writes,fanout,memory,disk"
+    )]
     only: Vec<String>,
 }
 
@@ -62,6 +66,75 @@ async fn main() {
     if args.only.iter().any(|o| o == "memory") {
         memory(&args, &etcd).await;
     }
+    if args.only.iter().any(|o| o == "disk") {
+        disk().await;
+    }
+}
+
+/// The embedded store's file under the steady load, compressed in time: 1,000 streams
+/// updated 30,000 times per compaction interval (100 updates/s for the default 5 minutes), for
+/// 12 intervals (an hour), compacting as the compactor does; then a restart with defrag.
+async fn disk() {
+    const KEYS: usize = 1000;
+    const PER_INTERVAL: usize = 30_000;
+    const CONCURRENCY: usize = 32;
+    println!("## embedded store file size: {KEYS} streams, {PER_INTERVAL} updates per compaction interval");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(dir.path(), Options::default()).expect("open");
+    let size =
+        |s: &EmbeddedStore| std::fs::metadata(s.path()).map_or(0, |m| m.len()) as f64 / 1048576.0;
+    for i in 0..KEYS {
+        store
+            .create(
+                &format!("/imagestreams/bench/s{i}"),
+                object(&format!("s{i}"), i),
+            )
+            .await
+            .expect("create");
+    }
+    let live = KEYS as f64 * object("s0", 0).len() as f64 / 1048576.0;
+    let mut previous = store.current_revision().await.expect("revision");
+    let started = Instant::now();
+    for interval in 1..=12 {
+        let tasks: Vec<_> = (0..CONCURRENCY)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for n in (t..PER_INTERVAL).step_by(CONCURRENCY) {
+                        let i = (n * 7919 + interval) % KEYS;
+                        let key = format!("/imagestreams/bench/s{i}");
+                        loop {
+                            let current = store.get(&key).await.expect("get").kv.expect("present");
+                            let next = object(&format!("s{i}"), n);
+                            if store.update(&key, next, current.mod_revision).await.is_ok() {
+                                break;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("writer");
+        }
+        let last = store.current_revision().await.expect("revision");
+        store.compact(previous).await.expect("compact");
+        previous = last;
+        println!(
+            "interval {interval:>2}: file {:>7.1} MiB   live data {live:.1} MiB   ({:.0} s)",
+            size(&store),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    store.compact(previous).await.expect("compact");
+    let before = size(&store);
+    store.close(Duration::from_secs(10)).await.expect("close");
+    let options = Options {
+        defrag: true,
+        ..Options::default()
+    };
+    let store = EmbeddedStore::open(dir.path(), options).expect("reopen");
+    println!("after compacting everything and a restart with defrag (--embedded-defrag): {before:.1} MiB -> {:.1} MiB", size(&store));
 }
 
 /// A value of about 1 KiB of JSON, shaped like an image stream.

@@ -44,6 +44,11 @@ pub struct ServerConfig {
     #[arg(long, default_value = "openshift.io")]
     pub etcd_prefix: String,
 
+    /// Shrink the embedded store's file on start (etcd's defrag). Compaction frees history
+    /// for reuse, so the file levels off; this gives the free space back to the filesystem.
+    #[arg(long)]
+    pub embedded_defrag: bool,
+
     /// How often to compact storage history (Go duration: 5m, 90s, 1h30m). 0 disables it, as
     /// when kube-apiserver compacts a shared etcd. Applies to both backends.
     #[arg(long, default_value = "5m", value_parser = parse_go_duration)]

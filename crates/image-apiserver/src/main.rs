@@ -114,7 +114,11 @@ async fn open_store(
 ) -> Result<(Arc<dyn Store>, Option<EmbeddedStore>), StartError> {
     Ok(match config.storage_backend {
         StorageBackend::Embedded => {
-            let store = EmbeddedStore::open(&config.data_dir, Options::default())?;
+            let options = Options {
+                defrag: config.embedded_defrag,
+                ..Options::default()
+            };
+            let store = EmbeddedStore::open(&config.data_dir, options)?;
             tracing::info!(path = %store.path().display(), "embedded store open");
             (Arc::new(store.clone()), Some(store))
         }

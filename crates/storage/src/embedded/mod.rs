@@ -40,12 +40,16 @@ const DATA_DIR_MODE: u32 = 0o700;
 pub struct Options {
     /// redb's page cache; the OS page cache sits behind it, so it need not hold everything.
     pub cache_bytes: usize,
+    /// Shrink the file on open (etcd's defrag): compaction frees pages for reuse, so the file
+    /// levels off, but only this gives the space back to the filesystem.
+    pub defrag: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             cache_bytes: 64 << 20,
+            defrag: false,
         }
     }
 }
@@ -64,6 +68,16 @@ struct Inner {
     path: PathBuf,
 }
 
+/// Rewrites the live pages into the front of the file and truncates the rest, logging the sizes.
+fn defrag(db: &mut redb::Database, path: &Path) -> Result<()> {
+    let size = || std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let before = size();
+    db.compact()
+        .map_err(|e| StorageError::Unavailable(format!("defragmenting {}: {e}", path.display())))?;
+    tracing::info!(path = %path.display(), before, after = size(), "defragmented the embedded store");
+    Ok(())
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the store in `dir`, creating the directory if needed. Must be called
     /// inside a tokio runtime.
@@ -75,10 +89,13 @@ impl EmbeddedStore {
         let path = dir.join(DB_FILE);
         make_private_file(&path)
             .map_err(|e| StorageError::Unavailable(format!("securing {}: {e}", path.display())))?;
-        let db = redb::Builder::new()
+        let mut db = redb::Builder::new()
             .set_cache_size(options.cache_bytes)
             .create(&path)
             .map_err(db_err)?;
+        if options.defrag {
+            defrag(&mut db, &path)?;
+        }
         let db = Arc::new(db);
         ensure_tables(&db)?;
         let snap = Snapshot::begin(&db)?;
