@@ -2,6 +2,14 @@
 //! configuration's fields become owned by `(manager, Apply)`; fields another manager owns with
 //! a different value conflict (409) unless `force=true`; fields this manager applied before
 //! and no longer applies are removed when nobody else owns them.
+//!
+//! An apply costs time linear in the objects and field sets involved (issue 13): field sets
+//! are trees walked in step with the values ([`managed::FieldTree`]), keyed list items are
+//! found through indexes, and a conflict message names at most [`MAX_REPORTED_FIELDS`] fields,
+//! each cut at [`MAX_FIELD_PATH_BYTES`].
+
+use std::borrow::Cow;
+use std::collections::HashMap;
 
 use apimachinery::discovery::ResourceInfo;
 use apimachinery::errors::ApiError;
@@ -10,7 +18,8 @@ use apimachinery::options::WriteOptions;
 use apimachinery::GroupKind;
 use serde_json::{Map, Value};
 
-use crate::managed::{self, value_at, FieldPath, FieldSet};
+use crate::limits::{MAX_FIELD_PATH_BYTES, MAX_REPORTED_FIELDS};
+use crate::managed::{self, FieldTree, Lookups};
 use crate::registry::{now, Registry, UpdateStrategy, WriteContext};
 use crate::resource::Request;
 use crate::strategy::{ApiObject, Strategy};
@@ -22,7 +31,37 @@ pub struct Conflict {
     pub manager: String,
     /// The field as conflict messages print it (`path_string`).
     pub field: String,
-    pub path: FieldPath,
+}
+
+/// The conflicts of an apply: the first [`MAX_REPORTED_FIELDS`] by name (by manager entry,
+/// then field), the rest by count, so that a body conflicting on a million fields gets a
+/// short answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Conflicts {
+    pub listed: Vec<Conflict>,
+    pub unlisted: usize,
+}
+
+impl Conflicts {
+    /// How many fields conflict.
+    pub fn len(&self) -> usize {
+        self.listed.len() + self.unlisted
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn record(&mut self, manager: &str, path: &[&str]) {
+        if self.listed.len() < MAX_REPORTED_FIELDS {
+            self.listed.push(Conflict {
+                manager: manager.to_string(),
+                field: path_string(path),
+            });
+        } else {
+            self.unlisted += 1;
+        }
+    }
 }
 
 /// How a conflict names the manager of a managedFields entry, as kube's fieldmanager prints
@@ -44,112 +83,132 @@ pub fn manager_identity(entry: &Value) -> String {
     out
 }
 
-/// SMD's path printing: `.spec.tags[name="latest"].from`.
-pub fn path_string(path: &FieldPath) -> String {
-    let mut out = String::new();
-    for el in path {
-        if let Some(f) = el.strip_prefix("f:") {
-            out.push('.');
-            out.push_str(f);
-        } else if let Some(k) = el.strip_prefix("k:") {
-            let key: Value = serde_json::from_str(k).unwrap_or(Value::Null);
-            let parts: Vec<String> = key
-                .as_object()
-                .map(|o| o.iter().map(|(k, v)| format!("{k}={v}")).collect())
-                .unwrap_or_default();
-            out.push_str(&format!("[{}]", parts.join(",")));
+/// SMD's path printing: `.spec.tags[name="latest"].from`, cut after [`MAX_FIELD_PATH_BYTES`]
+/// (and `...`): a hostile key is not printed whole for every conflict below it.
+pub fn path_string<S: AsRef<str>>(path: &[S]) -> String {
+    let mut out = CutText::default();
+    for element in path {
+        let element: &str = element.as_ref();
+        if let Some(field) = element.strip_prefix("f:") {
+            out.push(".");
+            out.push(field);
+        } else if let Some(key) = element.strip_prefix("k:") {
+            out.push(&key_text(key));
         } else {
-            out.push_str(el);
+            out.push(element);
+        }
+        if out.cut {
+            break;
         }
     }
-    out
+    out.text
 }
 
-pub fn conflict_error(conflicts: &[Conflict]) -> ApiError {
+/// A key as SMD prints it: `[name="latest"]`. A key too long to print whole is shown as sent
+/// (the text is cut inside it anyway), so no conflict pays to parse it.
+fn key_text(key: &str) -> Cow<'_, str> {
+    if key.len() > MAX_FIELD_PATH_BYTES {
+        return Cow::Borrowed(key);
+    }
+    let key: Value = serde_json::from_str(key).unwrap_or(Value::Null);
+    let parts: Vec<String> = key
+        .as_object()
+        .map(|o| o.iter().map(|(k, v)| format!("{k}={v}")).collect())
+        .unwrap_or_default();
+    Cow::Owned(format!("[{}]", parts.join(",")))
+}
+
+/// Text that stops growing at [`MAX_FIELD_PATH_BYTES`], ending in `...` once cut.
+#[derive(Default)]
+struct CutText {
+    text: String,
+    cut: bool,
+}
+
+impl CutText {
+    fn push(&mut self, part: &str) {
+        if self.cut {
+            return;
+        }
+        let room = MAX_FIELD_PATH_BYTES.saturating_sub(self.text.len());
+        if part.len() <= room {
+            self.text.push_str(part);
+            return;
+        }
+        let mut end = room;
+        while !part.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.text.push_str(part.get(..end).unwrap_or_default());
+        self.text.push_str("...");
+        self.cut = true;
+    }
+}
+
+pub fn conflict_error(conflicts: &Conflicts) -> ApiError {
     let n = conflicts.len();
-    let message = if n == 1 {
-        let c = &conflicts[0];
-        format!(
+    let message = match conflicts.listed.as_slice() {
+        [c] if n == 1 => format!(
             "Apply failed with 1 conflict: conflict with {}: {}",
             c.manager, c.field
-        )
-    } else {
-        let mut by_manager: Vec<(String, Vec<String>)> = Vec::new();
-        for c in conflicts {
-            match by_manager.iter_mut().find(|(m, _)| *m == c.manager) {
-                Some((_, fields)) => fields.push(c.field.clone()),
-                None => by_manager.push((c.manager.clone(), vec![c.field.clone()])),
+        ),
+        listed => {
+            let mut message = format!("Apply failed with {n} conflicts: {}", by_manager(listed));
+            if conflicts.unlisted > 0 {
+                message.push_str(&format!("\n{} more conflicts", conflicts.unlisted));
             }
+            message
         }
-        let body: Vec<String> = by_manager
-            .iter()
-            .map(|(m, fields)| {
-                let list: Vec<String> = fields.iter().map(|f| format!("- {f}")).collect();
-                format!("conflicts with {m}:\n{}", list.join("\n"))
-            })
-            .collect();
-        format!("Apply failed with {n} conflicts: {}", body.join("\n"))
     };
     ApiError::ApplyConflict {
         message,
         causes: conflicts
+            .listed
             .iter()
             .map(|c| (format!("conflict with {}", c.manager), c.field.clone()))
             .collect(),
     }
 }
 
-/// Removes the field at `path` from `obj`.
-fn remove_at(obj: &mut Value, path: &FieldPath) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut cur = obj;
-    for el in parents {
-        let next = if let Some(name) = el.strip_prefix("f:") {
-            cur.get_mut(name)
-        } else if let Some(key) = el.strip_prefix("k:") {
-            let Ok(Value::Object(key)) = serde_json::from_str::<Value>(key) else {
-                return;
-            };
-            cur.as_array_mut().and_then(|a| {
-                a.iter_mut()
-                    .find(|item| key.iter().all(|(k, v)| item.get(k) == Some(v)))
-            })
-        } else {
-            None
-        };
-        match next {
-            Some(n) => cur = n,
-            None => return,
+/// The conflicts' fields under their managers, managers in the order they first conflict.
+fn by_manager(conflicts: &[Conflict]) -> String {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut group_of: HashMap<&str, usize> = HashMap::new();
+    for c in conflicts {
+        match group_of.get(c.manager.as_str()) {
+            Some(&g) => {
+                if let Some((_, fields)) = groups.get_mut(g) {
+                    fields.push(c.field.as_str());
+                }
+            }
+            None => {
+                group_of.insert(c.manager.as_str(), groups.len());
+                groups.push((c.manager.as_str(), vec![c.field.as_str()]));
+            }
         }
     }
-    if let Some(name) = last.strip_prefix("f:") {
-        if let Some(o) = cur.as_object_mut() {
-            o.remove(name);
-        }
-    } else if let Some(key) = last.strip_prefix("k:") {
-        if let (Ok(Value::Object(key)), Some(a)) =
-            (serde_json::from_str::<Value>(key), cur.as_array_mut())
-        {
-            a.retain(|item| !key.iter().all(|(k, v)| item.get(k) == Some(v)));
-        }
-    }
+    let body: Vec<String> = groups
+        .iter()
+        .map(|(m, fields)| {
+            let list: Vec<String> = fields.iter().map(|f| format!("- {f}")).collect();
+            format!("conflicts with {m}:\n{}", list.join("\n"))
+        })
+        .collect();
+    body.join("\n")
 }
 
 /// Merges an applied configuration into the live object: maps merge, keyed lists merge by key,
-/// everything else is replaced.
-fn merge_applied(live: &mut Value, applied: &Value, path: &str, keys: &[(&str, &str)]) {
+/// everything else is replaced. `path` is the JSON path while a keyed list may lie below it
+/// (see [`managed::tracked`]).
+fn merge_applied(live: &mut Value, applied: &Value, path: Option<&str>, keys: &[(&str, &str)]) {
     match (live, applied) {
         (Value::Object(l), Value::Object(a)) => {
             for (k, av) in a {
-                let child = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
                 match l.get_mut(k) {
-                    Some(lv) if !av.is_null() => merge_applied(lv, av, &child, keys),
+                    Some(lv) if !av.is_null() => {
+                        let child = managed::child_path(path, k, keys);
+                        merge_applied(lv, av, child.as_deref(), keys);
+                    }
                     _ => {
                         l.insert(k.clone(), av.clone());
                     }
@@ -157,24 +216,46 @@ fn merge_applied(live: &mut Value, applied: &Value, path: &str, keys: &[(&str, &
             }
         }
         (Value::Array(l), Value::Array(a)) => {
-            let Some(key) = keys.iter().find(|(p, _)| *p == path).map(|(_, k)| *k) else {
+            let key = path.and_then(|p| managed::merge_key_of(p, keys));
+            let (Some(path), Some(key)) = (path, key) else {
                 *l = a.clone();
                 return;
             };
-            let item_path = format!("{path}[]");
-            for item in a {
-                let id = item.get(key);
-                match l.iter_mut().find(|x| x.get(key) == id) {
-                    Some(existing) => merge_applied(existing, item, &item_path, keys),
-                    None => l.push(item.clone()),
-                }
-            }
+            let item_path = managed::tracked(format!("{path}[]"), keys);
+            merge_keyed_items(l, a, key, item_path.as_deref(), keys);
         }
         (live, applied) => *live = applied.clone(),
     }
 }
 
-fn apply_entry(who: &Applier, set: &FieldSet) -> Value {
+/// Each applied item merges into the first live item with its key (items without the key
+/// count as having the same, absent one) or is appended. Merging keeps an item's key, so an
+/// index of first positions built once stays true, where a search per item would make this
+/// quadratic in the list.
+fn merge_keyed_items(
+    live: &mut Vec<Value>,
+    applied: &[Value],
+    key: &str,
+    item_path: Option<&str>,
+    keys: &[(&str, &str)],
+) {
+    let mut first: HashMap<Option<Value>, usize> = HashMap::new();
+    for (i, item) in live.iter().enumerate() {
+        first.entry(item.get(key).cloned()).or_insert(i);
+    }
+    for item in applied {
+        let id = item.get(key).cloned();
+        match first.get(&id).copied().and_then(|i| live.get_mut(i)) {
+            Some(existing) => merge_applied(existing, item, item_path, keys),
+            None => {
+                first.insert(id, live.len());
+                live.push(item.clone());
+            }
+        }
+    }
+}
+
+fn apply_entry(who: &Applier, set: &FieldTree) -> Value {
     let mut e = Map::new();
     e.insert("manager".into(), who.manager.into());
     e.insert("operation".into(), "Apply".into());
@@ -184,7 +265,7 @@ fn apply_entry(who: &Applier, set: &FieldSet) -> Value {
         serde_json::to_value(now()).unwrap_or_default(),
     );
     e.insert("fieldsType".into(), "FieldsV1".into());
-    e.insert("fieldsV1".into(), managed::to_fields_v1(set));
+    e.insert("fieldsV1".into(), set.to_fields_v1());
     if let Some(s) = who.subresource {
         e.insert("subresource".into(), s.into());
     }
@@ -248,8 +329,8 @@ impl<'a> Applier<'a> {
 /// The live object's managedFields split into this applier's previous apply and everybody
 /// else's entries, each with its field set.
 struct Owners {
-    previous: FieldSet,
-    others: Vec<(Value, FieldSet)>,
+    previous: FieldTree,
+    others: Vec<(Value, FieldTree)>,
 }
 
 impl Owners {
@@ -260,13 +341,13 @@ impl Owners {
             .cloned()
             .unwrap_or_default();
         let mut owners = Owners {
-            previous: FieldSet::new(),
+            previous: FieldTree::default(),
             others: Vec::new(),
         };
         for e in entries {
             let set = e
                 .get("fieldsV1")
-                .map(managed::from_fields_v1)
+                .map(FieldTree::from_fields_v1)
                 .unwrap_or_default();
             if entry_is(&e, who.manager, "Apply", who.subresource) {
                 owners.previous = set;
@@ -277,59 +358,68 @@ impl Owners {
         owners
     }
 
-    /// Leaf fields another manager owns that the applied configuration sets to another value.
-    fn conflicts(&self, live: &Value, applied: &Value, applied_set: &FieldSet) -> Vec<Conflict> {
-        let mut conflicts = Vec::new();
-        for (e, set) in &self.others {
-            for p in set.intersection(applied_set) {
-                let (lv, av) = (value_at(live, p), value_at(applied, p));
-                let leaf = av.is_some_and(|v| !v.is_object() && !v.is_array());
-                if leaf && lv != av {
-                    conflicts.push(Conflict {
-                        manager: manager_identity(e),
-                        field: path_string(p),
-                        path: p.clone(),
-                    });
-                }
-            }
+    /// Leaf fields another manager owns that the applied configuration sets to another value:
+    /// the conflicts to report, and all their fields (what a forced apply takes).
+    fn conflicts(
+        &self,
+        live: &Value,
+        applied: &Value,
+        applied_set: &FieldTree,
+    ) -> (Conflicts, FieldTree) {
+        let mut found = Conflicts::default();
+        let mut taken = FieldTree::default();
+        // One index per list, shared by every manager's walk.
+        let mut lookups = Lookups::default();
+        for (entry, owned) in &self.others {
+            let manager = manager_identity(entry);
+            let conflicting =
+                owned.shared_where(applied_set, live, applied, &mut lookups, |path, lv, av| {
+                    let leaf = av.is_some_and(|v| !v.is_object() && !v.is_array());
+                    let conflict = leaf && lv != av;
+                    if conflict {
+                        found.record(&manager, path);
+                    }
+                    conflict
+                });
+            taken.absorb(conflicting);
         }
-        conflicts
+        (found, taken)
     }
 
     /// Removes what this manager applied before and applies no more, unless someone else
     /// owns it.
-    fn drop_unapplied(&self, out: &mut Value, applied_set: &FieldSet) {
-        let owned_by_others: FieldSet = self
-            .others
-            .iter()
-            .flat_map(|(_, s)| s.iter().cloned())
-            .collect();
-        let mut dropped: Vec<&FieldPath> = self
-            .previous
-            .iter()
-            .filter(|p| !applied_set.contains(*p) && !owned_by_others.contains(*p))
-            .collect();
-        dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in dropped {
-            remove_at(out, p);
+    fn drop_unapplied(&self, out: &mut Value, applied_set: &FieldTree) {
+        let mut owned_by_others = FieldTree::default();
+        for (_, set) in &self.others {
+            owned_by_others.absorb(set.clone());
         }
+        let dropped = self
+            .previous
+            .select([applied_set, &owned_by_others], |[in_applied, in_others]| {
+                !in_applied && !in_others
+            });
+        managed::remove_fields(out, &dropped);
     }
 
     /// The other managers' entries after the apply: they lose the fields the apply changed
     /// or took from them by force, and entries left empty go.
-    fn remaining(self, applied_set: &FieldSet, changed: &FieldSet, taken: &FieldSet) -> Vec<Value> {
+    fn remaining(
+        self,
+        applied_set: &FieldTree,
+        changed: &FieldTree,
+        taken: &FieldTree,
+    ) -> Vec<Value> {
         let mut entries = Vec::new();
         for (mut e, set) in self.others {
-            let kept: FieldSet = set
-                .into_iter()
-                .filter(|p| !applied_set.contains(p) || !changed.contains(p))
-                .filter(|p| !taken.contains(p))
-                .collect();
+            let kept = set.select(
+                [applied_set, changed, taken],
+                |[in_applied, in_changed, in_taken]| (!in_applied || !in_changed) && !in_taken,
+            );
             if kept.is_empty() {
                 continue;
             }
             if let Some(o) = e.as_object_mut() {
-                o.insert("fieldsV1".into(), managed::to_fields_v1(&kept));
+                o.insert("fieldsV1".into(), kept.to_fields_v1());
             }
             entries.push(e);
         }
@@ -338,15 +428,14 @@ impl Owners {
 }
 
 /// Applies `applied` to `live` for `who`; returns the new object JSON or the conflicts.
-pub fn apply_to(live: &Value, applied: &Value, who: &Applier) -> Result<Value, Vec<Conflict>> {
+pub fn apply_to(live: &Value, applied: &Value, who: &Applier) -> Result<Value, Conflicts> {
     let ignored = who.ignored();
-    let applied_set = managed::applied_field_set(applied, who.keys, ignored);
+    let applied_set = FieldTree::of_applied(applied, who.keys, ignored);
     let owners = Owners::of(live, who);
-    let conflicts = owners.conflicts(live, applied, &applied_set);
+    let (conflicts, taken) = owners.conflicts(live, applied, &applied_set);
     if !conflicts.is_empty() && !who.force {
         return Err(conflicts);
     }
-    let taken: FieldSet = conflicts.into_iter().map(|c| c.path).collect();
     let mut out = live.clone();
     owners.drop_unapplied(&mut out, &applied_set);
     let mut applied_body = applied.clone();
@@ -354,10 +443,10 @@ pub fn apply_to(live: &Value, applied: &Value, who: &Applier) -> Result<Value, V
         o.remove("apiVersion");
         o.remove("kind");
     }
-    merge_applied(&mut out, &applied_body, "", who.keys);
+    merge_applied(&mut out, &applied_body, Some(""), who.keys);
     let changed = managed::changed_fields(
-        &managed::field_set(live, who.keys, ignored),
-        &managed::field_set(&out, who.keys, ignored),
+        &FieldTree::of_object(live, who.keys, ignored),
+        &FieldTree::of_object(&out, who.keys, ignored),
         live,
         &out,
     );
@@ -491,7 +580,7 @@ fn applied_new_object<S: Strategy>(
         meta.entry("name")
             .or_insert_with(|| Value::String(name.to_string()));
     }
-    let set = managed::applied_field_set(applied, who.keys, who.ignored());
+    let set = FieldTree::of_applied(applied, who.keys, who.ignored());
     let mut obj: S::Object = crate::decode::typed(body, info, opts.field_validation, &req.warnings)
         .map_err(|e| e.for_body(info))?;
     registry.strategy().default(&mut obj);
@@ -515,7 +604,7 @@ mod tests {
         let first = apply_to(&live, &json!({"metadata":{"name":"a"},"spec":{"tags":[{"name":"t","from":{"kind":"DockerImage","name":"x"}}]}}), &Applier::new("one", "g/v1", KEYS)).expect("first");
         let conflict = apply_to(&first, &json!({"metadata":{"name":"a"},"spec":{"tags":[{"name":"t","from":{"kind":"DockerImage","name":"y"}}]}}), &Applier::new("two", "g/v1", KEYS)).expect_err("conflict");
         assert_eq!(conflict.len(), 1);
-        assert_eq!(conflict[0].field, ".spec.tags[name=\"t\"].from.name");
+        assert_eq!(conflict.listed[0].field, ".spec.tags[name=\"t\"].from.name");
         assert_eq!(
             conflict_error(&conflict).to_string(),
             "Apply failed with 1 conflict: conflict with \"one\": .spec.tags[name=\"t\"].from.name"
@@ -548,18 +637,14 @@ mod tests {
         let apply = json!({"manager": "mgr-one", "operation": "Apply", "apiVersion": "g/v1",
             "time": "2026-11-29T10:00:00Z"});
         assert_eq!(manager_identity(&apply), "\"mgr-one\"");
-        let two = conflict_error(&[
-            Conflict {
-                manager: "\"a\"".into(),
-                field: ".x".into(),
-                path: vec!["f:x".to_string()],
-            },
-            Conflict {
-                manager: "\"a\"".into(),
-                field: ".y".into(),
-                path: vec!["f:y".to_string()],
-            },
-        ]);
+        let conflict = |manager: &str, field: &str| Conflict {
+            manager: manager.into(),
+            field: field.into(),
+        };
+        let two = conflict_error(&Conflicts {
+            listed: vec![conflict("\"a\"", ".x"), conflict("\"a\"", ".y")],
+            unlisted: 0,
+        });
         assert_eq!(
             two.to_string(),
             "Apply failed with 2 conflicts: conflicts with \"a\":\n- .x\n- .y"
@@ -657,5 +742,179 @@ mod tests {
         )
         .expect("second");
         assert_eq!(second["metadata"]["labels"], json!({"x":"1"}));
+    }
+
+    fn tag(i: usize, image: &str) -> Value {
+        json!({"name": format!("t{i}"), "from": {"kind": "DockerImage", "name": image}})
+    }
+
+    fn stream(tags: Vec<Value>) -> Value {
+        json!({"apiVersion": "g/v1", "kind": "K", "metadata": {"name": "a"}, "spec": {"tags": tags}})
+    }
+
+    fn managers(obj: &Value) -> Vec<(String, Value)> {
+        obj["metadata"]["managedFields"]
+            .as_array()
+            .expect("managedFields")
+            .iter()
+            .map(|e| {
+                let name = e["manager"].as_str().unwrap_or("").to_string();
+                (name, e["fieldsV1"].clone())
+            })
+            .collect()
+    }
+
+    fn item(name: &str) -> String {
+        format!("k:{{\"name\":\"{name}\"}}")
+    }
+
+    #[test]
+    fn keyed_items_merge_into_the_first_with_their_key_or_are_appended() {
+        let live = json!({"metadata": {"name": "a"}, "spec": {"tags": [
+            {"name": "a", "x": 1}, {"x": 7}, {"name": "a", "x": 5}]}});
+        let applied = json!({"metadata": {"name": "a"}, "spec": {"tags": [
+            {"name": "b", "x": 1}, {"name": "b", "y": 2}, {"name": "a", "x": 2}, {"y": 8}]}});
+        let out = apply_to(&live, &applied, &Applier::new("m", "g/v1", KEYS)).expect("applied");
+        assert_eq!(
+            out["spec"]["tags"],
+            json!([{"name": "a", "x": 2}, {"x": 7, "y": 8}, {"name": "a", "x": 5},
+                {"name": "b", "x": 1, "y": 2}])
+        );
+    }
+
+    #[test]
+    fn a_long_keyed_list_merges_in_order_and_is_owned_item_by_item() {
+        let live = stream((0..5000).map(|i| tag(i, "x")).collect());
+        // The same tags in reverse, every other one changed, and two new ones.
+        let mut applied: Vec<Value> = (0..5000)
+            .rev()
+            .map(|i| tag(i, if i % 2 == 0 { "y" } else { "x" }))
+            .collect();
+        applied.extend([tag(9001, "z"), tag(9000, "z")]);
+        let out = apply_to(&live, &stream(applied), &Applier::new("one", "g/v1", KEYS))
+            .expect("nobody else owns anything");
+        let tags = out["spec"]["tags"].as_array().expect("tags");
+        assert_eq!(tags.len(), 5002);
+        assert_eq!(tags[0], tag(0, "y"));
+        assert_eq!(tags[1], tag(1, "x"));
+        assert_eq!(tags[4998], tag(4998, "y"));
+        assert_eq!(tags[4999], tag(4999, "x"));
+        assert_eq!(tags[5000], tag(9001, "z"));
+        assert_eq!(tags[5001], tag(9000, "z"));
+        let owned = managers(&out);
+        assert_eq!(owned.len(), 1);
+        let items = &owned[0].1["f:spec"]["f:tags"];
+        assert_eq!(items.as_object().expect("keyed items").len(), 5002);
+        assert_eq!(
+            items[item("t4999")],
+            json!({".": {}, "f:from": {"f:kind": {}, "f:name": {}}, "f:name": {}})
+        );
+    }
+
+    #[test]
+    fn items_no_longer_applied_go_whole() {
+        let who = Applier::new("one", "g/v1", KEYS);
+        let all = apply_to(
+            &json!({"metadata": {"name": "a"}}),
+            &stream((0..5000).map(|i| tag(i, "x")).collect()),
+            &who,
+        )
+        .expect("first apply");
+        let evens = apply_to(
+            &all,
+            &stream((0..5000).step_by(2).map(|i| tag(i, "x")).collect()),
+            &who,
+        )
+        .expect("second apply");
+        let expected: Vec<Value> = (0..5000).step_by(2).map(|i| tag(i, "x")).collect();
+        assert_eq!(evens["spec"]["tags"], Value::Array(expected));
+        let owned = managers(&evens);
+        let items = &owned[0].1["f:spec"]["f:tags"];
+        assert_eq!(items.as_object().expect("keyed items").len(), 2500);
+        assert!(items.get(item("t1")).is_none());
+    }
+
+    #[test]
+    fn many_conflicts_are_counted_and_the_first_listed() {
+        let all_x = apply_to(
+            &json!({"metadata": {"name": "a"}}),
+            &stream((0..5000).map(|i| tag(i, "x")).collect()),
+            &Applier::new("one", "g/v1", KEYS),
+        )
+        .expect("first apply");
+        let all_y = stream((0..5000).map(|i| tag(i, "y")).collect());
+        let conflicts = apply_to(&all_x, &all_y, &Applier::new("two", "g/v1", KEYS))
+            .expect_err("one owns every from.name");
+        assert_eq!(conflicts.len(), 5000);
+        assert_eq!(conflicts.listed.len(), MAX_REPORTED_FIELDS);
+        assert_eq!(conflicts.unlisted, 5000 - MAX_REPORTED_FIELDS);
+        assert_eq!(
+            conflicts.listed[0].field,
+            ".spec.tags[name=\"t0\"].from.name"
+        );
+        assert_eq!(
+            conflicts.listed[1].field,
+            ".spec.tags[name=\"t1\"].from.name"
+        );
+        let err = conflict_error(&conflicts);
+        let message = err.to_string();
+        assert!(
+            message.starts_with(
+                "Apply failed with 5000 conflicts: conflicts with \"one\":\n- .spec.tags[name=\"t0\"].from.name\n"
+            ),
+            "{message}"
+        );
+        assert!(message.ends_with("\n4900 more conflicts"), "{message}");
+        let ApiError::ApplyConflict { causes, .. } = &err else {
+            panic!("an apply conflict, got {err:?}");
+        };
+        assert_eq!(causes.len(), MAX_REPORTED_FIELDS);
+
+        let forced =
+            apply_to(&all_x, &all_y, &Applier::new("two", "g/v1", KEYS).forced()).expect("forced");
+        let tags = forced["spec"]["tags"].as_array().expect("tags");
+        assert!(tags.iter().all(|t| t["from"]["name"] == "y"));
+        let owned = managers(&forced);
+        assert_eq!(owned.len(), 2);
+        assert_eq!((owned[0].0.as_str(), owned[1].0.as_str()), ("one", "two"));
+        // One shares what both applied alike and loses every field taken from it.
+        let ones = owned[0].1["f:spec"]["f:tags"].as_object().expect("items");
+        assert_eq!(ones.len(), 5000);
+        assert!(ones
+            .values()
+            .all(|fields| *fields == json!({".": {}, "f:from": {"f:kind": {}}, "f:name": {}})));
+        assert_eq!(
+            owned[1].1["f:spec"]["f:tags"][item("t7")],
+            json!({".": {}, "f:from": {"f:kind": {}, "f:name": {}}, "f:name": {}})
+        );
+    }
+
+    #[test]
+    fn conflicting_paths_under_a_long_key_are_cut() {
+        let key = "k".repeat(10_000);
+        let body = |value: &str| {
+            json!({"apiVersion": "g/v1", "kind": "K", "metadata": {"name": "a"},
+                "spec": {key.clone(): {"a": value, "b": value}}})
+        };
+        let first = apply_to(
+            &json!({"metadata": {"name": "a"}}),
+            &body("x"),
+            &Applier::new("one", "g/v1", KEYS),
+        )
+        .expect("first apply");
+        let conflicts = apply_to(&first, &body("y"), &Applier::new("two", "g/v1", KEYS))
+            .expect_err("one owns spec");
+        assert_eq!(conflicts.len(), 2);
+        for c in &conflicts.listed {
+            assert_eq!(c.field.len(), MAX_FIELD_PATH_BYTES + "...".len());
+            assert!(c.field.starts_with(".spec.kkk") && c.field.ends_with("k..."));
+        }
+        let long_key = format!("k:{{\"name\":\"{key}\"}}");
+        let printed = path_string(&["f:spec", "f:tags", long_key.as_str()]);
+        assert!(
+            printed.starts_with(".spec.tags{\"name\":\"kkk"),
+            "{printed}"
+        );
+        assert!(printed.ends_with("..."));
     }
 }

@@ -5,13 +5,22 @@
 //! Field sets follow Go's unstructured view of the object: empty values (Go's `omitempty`
 //! zeros) are not fields. Lists named by the strategy's merge keys are keyed (`k:{...}`),
 //! other lists are atomic leaves.
+//!
+//! Every request builds and compares field sets, so their cost must stay linear in the object
+//! (issue 13). A set is held as a [`FieldTree`], one node per path element: as a set of whole
+//! paths, a long key would be copied into the path of every field below it. Items of keyed
+//! lists are found through an index of their fields ([`Lookups`]), never by scanning the list
+//! once per item.
 
-use std::collections::BTreeSet;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Map, Value};
 
 /// One path in a field set, each element already in fieldsV1 form (`f:spec`, `k:{"name":"a"}`).
 pub type FieldPath = Vec<String>;
+/// A field set as whole paths: the form tests and small sets are easiest to write in. Requests
+/// use [`FieldTree`].
 pub type FieldSet = BTreeSet<FieldPath>;
 
 /// Metadata fields the system owns; never part of a manager's set.
@@ -34,232 +43,622 @@ fn is_free_form_map(name: &str) -> bool {
     matches!(name, "labels" | "annotations" | "signedClaims")
 }
 
-fn is_empty_value(v: &Value) -> bool {
+/// Go's `omitempty` zero of a scalar or a list. A map is empty when all its values are, which
+/// the walk finds out on its way up (see [`Walker::walk`]).
+fn is_empty_leaf(v: &Value) -> bool {
     match v {
         Value::Null => true,
         Value::Bool(b) => !b,
         Value::Number(n) => n.as_f64() == Some(0.0),
         Value::String(s) => s.is_empty(),
         Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.values().all(is_empty_value),
+        Value::Object(o) => o.is_empty(),
     }
 }
 
-/// The fields of an object. `ignored` top-level fields (`status` for the main resource, `spec`
-/// for `/status`) are left out, as kube's reset fields are.
-pub fn field_set(object: &Value, merge_keys: &[(&str, &str)], ignored: &[&str]) -> FieldSet {
-    field_set_with(object, merge_keys, ignored, true)
+/// A set of field paths as a tree: one node per path element, marked where a path of the set
+/// ends. Every node below the root is a member or leads to one (empty subtrees are never
+/// kept), so a node has children exactly when some longer path of the set runs through it.
+/// Children are ordered by element, so a walk visits paths in the order of a [`FieldSet`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldTree {
+    member: bool,
+    children: BTreeMap<String, FieldTree>,
 }
 
-/// [`field_set`] for an applied configuration: maps of free-form keys (labels) are not
-/// members themselves, only their keys are (what structured-merge-diff records for Apply).
+impl FieldTree {
+    pub fn is_empty(&self) -> bool {
+        !self.member && self.children.is_empty()
+    }
+
+    /// How many paths the set holds.
+    pub fn len(&self) -> usize {
+        usize::from(self.member) + self.children.values().map(FieldTree::len).sum::<usize>()
+    }
+
+    pub fn contains(&self, path: &[String]) -> bool {
+        let mut node = self;
+        for element in path {
+            match node.children.get(element) {
+                Some(child) => node = child,
+                None => return false,
+            }
+        }
+        node.member
+    }
+
+    pub fn insert(&mut self, path: &[String]) {
+        let mut node = self;
+        for element in path {
+            node = node.children.entry(element.clone()).or_default();
+        }
+        node.member = true;
+    }
+
+    pub fn from_paths(set: &FieldSet) -> Self {
+        let mut tree = FieldTree::default();
+        for path in set {
+            tree.insert(path);
+        }
+        tree
+    }
+
+    /// The set as whole paths (each repeats its ancestors: for tests and small sets).
+    pub fn paths(&self) -> FieldSet {
+        let mut set = FieldSet::new();
+        self.collect_paths(&mut Vec::new(), &mut set);
+        set
+    }
+
+    fn collect_paths(&self, path: &mut FieldPath, set: &mut FieldSet) {
+        if self.member {
+            set.insert(path.clone());
+        }
+        for (element, child) in &self.children {
+            path.push(element.clone());
+            child.collect_paths(path, set);
+            path.pop();
+        }
+    }
+
+    /// Adds every path of `other`.
+    pub fn absorb(&mut self, other: FieldTree) {
+        self.member |= other.member;
+        for (element, child) in other.children {
+            match self.children.entry(element) {
+                Entry::Vacant(slot) => {
+                    slot.insert(child);
+                }
+                Entry::Occupied(slot) => slot.into_mut().absorb(child),
+            }
+        }
+    }
+
+    /// Hangs `subtree` under `element` (merging with what is there), unless it is empty.
+    fn put(&mut self, element: &str, subtree: FieldTree) {
+        if subtree.is_empty() {
+            return;
+        }
+        match self.children.get_mut(element) {
+            Some(existing) => existing.absorb(subtree),
+            None => {
+                self.children.insert(element.to_string(), subtree);
+            }
+        }
+    }
+
+    /// [`FieldTree::put`] for an element the caller owns already.
+    fn adopt(&mut self, element: String, subtree: FieldTree) {
+        if subtree.is_empty() {
+            return;
+        }
+        match self.children.entry(element) {
+            Entry::Vacant(slot) => {
+                slot.insert(subtree);
+            }
+            Entry::Occupied(slot) => slot.into_mut().absorb(subtree),
+        }
+    }
+
+    /// The paths of this set that `keep` accepts, given whether each of `others` holds them:
+    /// `a.select([&b], |[in_b]| !in_b)` is `a` without `b`. One walk of this tree.
+    pub fn select<const N: usize>(
+        &self,
+        others: [&FieldTree; N],
+        keep: impl Fn([bool; N]) -> bool,
+    ) -> FieldTree {
+        self.select_below(others.map(Some), &keep)
+    }
+
+    fn select_below<const N: usize>(
+        &self,
+        others: [Option<&FieldTree>; N],
+        keep: &impl Fn([bool; N]) -> bool,
+    ) -> FieldTree {
+        let member = self.member && keep(others.map(|o| o.is_some_and(|o| o.member)));
+        let mut out = FieldTree {
+            member,
+            children: BTreeMap::new(),
+        };
+        for (element, child) in &self.children {
+            let below = others.map(|o| o.and_then(|o| o.children.get(element)));
+            out.put(element, child.select_below(below, keep));
+        }
+        out
+    }
+
+    /// The paths this set shares with `other` that `keep` accepts. `keep` sees each shared
+    /// path in order, with the values at it in `x` and `y`.
+    pub fn shared_where<'v>(
+        &self,
+        other: &FieldTree,
+        x: &'v Value,
+        y: &'v Value,
+        lookups: &mut Lookups<'v>,
+        keep: impl FnMut(&[&str], Option<&'v Value>, Option<&'v Value>) -> bool,
+    ) -> FieldTree {
+        let mut walk = SharedWalk {
+            lookups,
+            path: Vec::new(),
+            keep,
+        };
+        walk.walk(self, other, Some(x), Some(y))
+    }
+
+    /// Reads a fieldsV1 object. Anything but objects below it holds no field.
+    pub fn from_fields_v1(v: &Value) -> Self {
+        let mut root = FieldTree::default();
+        root.read_fields_v1(v, true);
+        root
+    }
+
+    fn read_fields_v1(&mut self, v: &Value, is_root: bool) {
+        let Some(fields) = v.as_object() else { return };
+        if fields.is_empty() {
+            self.member |= !is_root;
+            return;
+        }
+        for (element, below) in fields {
+            if element == "." {
+                self.member = true;
+                continue;
+            }
+            let mut child = FieldTree::default();
+            child.read_fields_v1(below, false);
+            self.put(element, child);
+        }
+    }
+
+    /// Renders the set as a fieldsV1 object (`{"f:spec":{"f:tags":{...}}}`), with `.` first on
+    /// nodes that are members and have children, and children in element order.
+    pub fn to_fields_v1(&self) -> Value {
+        Value::Object(self.fields_v1_children())
+    }
+
+    fn fields_v1_children(&self) -> Map<String, Value> {
+        self.children
+            .iter()
+            .map(|(element, child)| (element.clone(), child.fields_v1_node()))
+            .collect()
+    }
+
+    fn fields_v1_node(&self) -> Value {
+        let mut node = Map::new();
+        if self.member && !self.children.is_empty() {
+            node.insert(".".into(), Value::Object(Map::new()));
+        }
+        node.extend(self.fields_v1_children());
+        Value::Object(node)
+    }
+
+    /// The fields of an object. `ignored` top-level fields (`status` for the main resource,
+    /// `spec` for `/status`) are left out, as kube's reset fields are.
+    pub fn of_object(object: &Value, merge_keys: &[(&str, &str)], ignored: &[&str]) -> Self {
+        Walker {
+            merge_keys,
+            map_members: true,
+        }
+        .top(object, ignored)
+    }
+
+    /// [`FieldTree::of_object`] for an applied configuration: maps of free-form keys (labels)
+    /// are not members themselves, only their keys are (what structured-merge-diff records for
+    /// Apply).
+    pub fn of_applied(object: &Value, merge_keys: &[(&str, &str)], ignored: &[&str]) -> Self {
+        Walker {
+            merge_keys,
+            map_members: false,
+        }
+        .top(object, ignored)
+    }
+}
+
+/// The fields of an object, as whole paths (see [`FieldTree::of_object`]).
+pub fn field_set(object: &Value, merge_keys: &[(&str, &str)], ignored: &[&str]) -> FieldSet {
+    FieldTree::of_object(object, merge_keys, ignored).paths()
+}
+
+/// The fields of an applied configuration, as whole paths (see [`FieldTree::of_applied`]).
 pub fn applied_field_set(
     object: &Value,
     merge_keys: &[(&str, &str)],
     ignored: &[&str],
 ) -> FieldSet {
-    field_set_with(object, merge_keys, ignored, false)
+    FieldTree::of_applied(object, merge_keys, ignored).paths()
 }
 
-fn field_set_with(
-    object: &Value,
+/// Renders a set of whole paths as a fieldsV1 object (see [`FieldTree::to_fields_v1`]).
+pub fn to_fields_v1(set: &FieldSet) -> Value {
+    FieldTree::from_paths(set).to_fields_v1()
+}
+
+/// Parses a fieldsV1 object into whole paths (see [`FieldTree::from_fields_v1`]).
+pub fn from_fields_v1(v: &Value) -> FieldSet {
+    FieldTree::from_fields_v1(v).paths()
+}
+
+/// The merge key of the list at JSON path `path` (`spec.tags`), if it is keyed.
+pub(crate) fn merge_key_of<'k>(path: &str, merge_keys: &[(&str, &'k str)]) -> Option<&'k str> {
+    merge_keys
+        .iter()
+        .find(|(known, _)| *known == path)
+        .map(|(_, key)| *key)
+}
+
+/// `path` while a keyed list may lie at or below it. Past that no path is kept (`None`):
+/// nothing there is keyed, and a long key is not copied into the path of every field beneath.
+pub(crate) fn tracked(path: String, merge_keys: &[(&str, &str)]) -> Option<String> {
+    merge_keys
+        .iter()
+        .any(|(known, _)| known.starts_with(path.as_str()))
+        .then_some(path)
+}
+
+/// The JSON path of field `name` of the value at `path`, while tracked (see [`tracked`]).
+pub(crate) fn child_path(
+    path: Option<&str>,
+    name: &str,
     merge_keys: &[(&str, &str)],
-    ignored: &[&str],
-    map_members: bool,
-) -> FieldSet {
-    let mut set = FieldSet::new();
-    let Some(top) = object.as_object() else {
-        return set;
+) -> Option<String> {
+    let path = path?;
+    let joined = if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
     };
-    let mut walker = Walker {
-        merge_keys,
-        map_members,
-        set: &mut set,
-    };
-    for (k, v) in top {
-        if k == "apiVersion" || k == "kind" || ignored.contains(&k.as_str()) {
-            continue;
-        }
-        if k == "metadata" {
-            if let Some(meta) = v.as_object() {
-                let filtered: Map<String, Value> = meta
-                    .iter()
-                    .filter(|(mk, _)| !SYSTEM_METADATA.contains(&mk.as_str()))
-                    .map(|(mk, mv)| (mk.clone(), mv.clone()))
-                    .collect();
-                walker.walk(
-                    &Value::Object(filtered),
-                    &mut vec!["f:metadata".into()],
-                    "metadata",
-                );
-            }
-            continue;
-        }
-        walker.walk(v, &mut vec![format!("f:{k}")], k);
-    }
-    set
+    tracked(joined, merge_keys)
 }
 
-struct Walker<'a> {
-    merge_keys: &'a [(&'a str, &'a str)],
+/// The element naming the item of a list keyed by `key` whose key is `id`: `k:{"name":"a"}`.
+fn key_element(key: &str, id: &Value) -> String {
+    let mut fields = Map::new();
+    fields.insert(key.to_string(), id.clone());
+    format!("k:{}", Value::Object(fields))
+}
+
+/// Builds a field tree in one pass over an object, deciding on the way up whether each map
+/// holds any field (so no subtree is checked for emptiness twice).
+struct Walker<'k> {
+    merge_keys: &'k [(&'k str, &'k str)],
     map_members: bool,
-    set: &'a mut FieldSet,
 }
 
 impl Walker<'_> {
-    fn walk(&mut self, v: &Value, path: &mut FieldPath, json_path: &str) {
-        if is_empty_value(v) {
-            return;
-        }
-        match v {
-            Value::Object(o) => {
-                let last = path.last().map(String::as_str).unwrap_or("");
-                if self.map_members && last.starts_with("f:") && is_free_form_map(&last[2..]) {
-                    self.set.insert(path.clone());
-                }
-                for (k, child) in o {
-                    path.push(format!("f:{k}"));
-                    self.walk(child, path, &format!("{json_path}.{k}"));
-                    path.pop();
-                }
-            }
-            Value::Array(items) => {
-                let key = self
-                    .merge_keys
-                    .iter()
-                    .find(|(p, _)| *p == json_path)
-                    .map(|(_, k)| *k);
-                let Some(key) = key else {
-                    self.set.insert(path.clone());
-                    return;
-                };
-                for item in items {
-                    let Some(k) = item.get(key) else { continue };
-                    let mut id = Map::new();
-                    id.insert(key.to_string(), k.clone());
-                    path.push(format!("k:{}", Value::Object(id)));
-                    self.set.insert(path.clone());
-                    self.walk(item, path, &format!("{json_path}[]"));
-                    path.pop();
-                }
-            }
-            _ => {
-                self.set.insert(path.clone());
-            }
-        }
-    }
-}
-
-/// Renders a field set as a fieldsV1 object (`{"f:spec":{"f:tags":{...}}}`), with `.` on
-/// nodes that are members and have children.
-pub fn to_fields_v1(set: &FieldSet) -> Value {
-    let mut root = Map::new();
-    for path in set {
-        insert_path(&mut root, path);
-    }
-    mark_members(&mut root, set, &mut Vec::new());
-    Value::Object(root)
-}
-
-fn insert_path(node: &mut Map<String, Value>, path: &[String]) {
-    if let Some((first, rest)) = path.split_first() {
-        let child = node
-            .entry(first.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(m) = child {
-            insert_path(m, rest);
-        }
-    }
-}
-
-fn mark_members(node: &mut Map<String, Value>, set: &FieldSet, path: &mut FieldPath) {
-    let keys: Vec<String> = node.keys().cloned().collect();
-    for k in keys {
-        path.push(k.clone());
-        if let Some(Value::Object(child)) = node.get_mut(&k) {
-            if !child.is_empty() && set.contains(path) {
-                mark_members(child, set, path);
-                child.insert(".".into(), Value::Object(Map::new()));
-                sort_dot_first(child);
-            } else {
-                mark_members(child, set, path);
-            }
-        }
-        path.pop();
-    }
-}
-
-fn sort_dot_first(m: &mut Map<String, Value>) {
-    let mut entries: Vec<(String, Value)> = std::mem::take(m).into_iter().collect();
-    entries.sort_by(|a, b| (a.0 != ".").cmp(&(b.0 != ".")).then(a.0.cmp(&b.0)));
-    m.extend(entries);
-}
-
-/// Parses a fieldsV1 object back into a set.
-pub fn from_fields_v1(v: &Value) -> FieldSet {
-    let mut set = FieldSet::new();
-    fn rec(v: &Value, path: &mut FieldPath, set: &mut FieldSet) {
-        let Some(o) = v.as_object() else { return };
-        if o.is_empty() {
-            if !path.is_empty() {
-                set.insert(path.clone());
-            }
-            return;
-        }
-        for (k, child) in o {
-            if k == "." {
-                set.insert(path.clone());
+    fn top(&self, object: &Value, ignored: &[&str]) -> FieldTree {
+        let mut root = FieldTree::default();
+        let Some(fields) = object.as_object() else {
+            return root;
+        };
+        for (name, value) in fields {
+            if name == "apiVersion" || name == "kind" || ignored.contains(&name.as_str()) {
                 continue;
             }
-            path.push(k.clone());
-            rec(child, path, set);
-            path.pop();
+            let element = format!("f:{name}");
+            let path = tracked(name.clone(), self.merge_keys);
+            let mut node = FieldTree::default();
+            if name == "metadata" {
+                let Some(meta) = value.as_object() else {
+                    continue;
+                };
+                self.walk_object(meta, &mut node, &element, path.as_deref(), SYSTEM_METADATA);
+            } else {
+                self.walk(value, &mut node, &element, path.as_deref());
+            }
+            root.adopt(element, node);
+        }
+        root
+    }
+
+    /// Adds the fields of `value` (reached by `element`, at JSON path `path` while tracked) to
+    /// `node`. Returns whether `value` is non-empty in Go's sense.
+    fn walk(&self, value: &Value, node: &mut FieldTree, element: &str, path: Option<&str>) -> bool {
+        match value {
+            Value::Object(fields) => self.walk_object(fields, node, element, path, &[]),
+            Value::Array(items) if !items.is_empty() => {
+                self.walk_list(items, node, path);
+                true
+            }
+            leaf => {
+                let present = !is_empty_leaf(leaf);
+                node.member |= present;
+                present
+            }
         }
     }
-    rec(v, &mut Vec::new(), &mut set);
-    set
+
+    fn walk_object(
+        &self,
+        fields: &Map<String, Value>,
+        node: &mut FieldTree,
+        element: &str,
+        path: Option<&str>,
+        skipped: &[&str],
+    ) -> bool {
+        let mut present = false;
+        for (name, value) in fields {
+            if skipped.contains(&name.as_str()) {
+                continue;
+            }
+            let child_element = format!("f:{name}");
+            let below_path = child_path(path, name, self.merge_keys);
+            let mut child = FieldTree::default();
+            present |= self.walk(value, &mut child, &child_element, below_path.as_deref());
+            node.adopt(child_element, child);
+        }
+        let free_form = element.strip_prefix("f:").is_some_and(is_free_form_map);
+        if present && self.map_members && free_form {
+            node.member = true;
+        }
+        present
+    }
+
+    fn walk_list(&self, items: &[Value], node: &mut FieldTree, path: Option<&str>) {
+        let key = path.and_then(|p| merge_key_of(p, self.merge_keys));
+        let (Some(path), Some(key)) = (path, key) else {
+            node.member = true;
+            return;
+        };
+        let item_path = tracked(format!("{path}[]"), self.merge_keys);
+        for item in items {
+            let Some(id) = item.get(key) else { continue };
+            let element = key_element(key, id);
+            let mut child = FieldTree {
+                member: true,
+                children: BTreeMap::new(),
+            };
+            self.walk(item, &mut child, &element, item_path.as_deref());
+            node.adopt(element, child);
+        }
+    }
+}
+
+/// A `k:` element's key when it names exactly one field. Our lists are keyed by one field, so
+/// a key of none or several names no item (as structured-merge-diff would match none).
+fn single_field_key(element: &str) -> Option<(String, Value)> {
+    let key = element.strip_prefix("k:")?;
+    match serde_json::from_str::<Value>(key).ok()? {
+        Value::Object(fields) if fields.len() == 1 => fields.into_iter().next(),
+        _ => None,
+    }
+}
+
+/// The positions of a list's items by the value of one of their fields.
+type ByValue<'v> = HashMap<&'v Value, Vec<usize>>;
+
+/// The items of one list by the values of their fields, built as keys ask for them: one pass
+/// to learn which items have which fields, then, per field asked about, one pass over the
+/// items that have it. However many fields keys name, that is linear in the list.
+struct ListIndex<'v> {
+    items: &'v [Value],
+    holders: HashMap<&'v str, Vec<usize>>,
+    by_field: HashMap<&'v str, ByValue<'v>>,
+}
+
+impl<'v> ListIndex<'v> {
+    fn new(items: &'v [Value]) -> Self {
+        let mut holders: HashMap<&'v str, Vec<usize>> = HashMap::new();
+        for (i, item) in items.iter().enumerate() {
+            for name in item
+                .as_object()
+                .into_iter()
+                .flat_map(|fields| fields.keys())
+            {
+                holders.entry(name.as_str()).or_default().push(i);
+            }
+        }
+        ListIndex {
+            items,
+            holders,
+            by_field: HashMap::new(),
+        }
+    }
+
+    /// The positions, in list order, of the items whose `field` is `wanted`.
+    fn positions(&mut self, field: &str, wanted: &Value) -> &[usize] {
+        if !self.by_field.contains_key(field) {
+            let Some((&name, holders)) = self.holders.get_key_value(field) else {
+                return &[];
+            };
+            let mut by_value = ByValue::new();
+            for &i in holders {
+                if let Some(value) = self.items.get(i).and_then(|item| item.get(name)) {
+                    by_value.entry(value).or_default().push(i);
+                }
+            }
+            self.by_field.insert(name, by_value);
+        }
+        self.by_field
+            .get(field)
+            .and_then(|by_value| by_value.get(wanted))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+}
+
+/// Finds the values at field paths one element at a time: `f:name` by map lookup, `k:{...}`
+/// (the first item with that key) through an index kept per list, so that finding every item
+/// of a list costs one pass over it rather than one per item. Lists are told apart by their
+/// address, which cannot change while the values are borrowed.
+#[derive(Default)]
+pub struct Lookups<'v> {
+    lists: HashMap<usize, ListIndex<'v>>,
+}
+
+impl<'v> Lookups<'v> {
+    /// The value `element` leads to from `value`, if any.
+    pub fn step(&mut self, value: Option<&'v Value>, element: &str) -> Option<&'v Value> {
+        let value = value?;
+        if let Some(name) = element.strip_prefix("f:") {
+            return value.get(name);
+        }
+        let items = value.as_array()?;
+        let (field, wanted) = single_field_key(element)?;
+        let index = self
+            .lists
+            .entry(std::ptr::from_ref(items).addr())
+            .or_insert_with(|| ListIndex::new(items));
+        let first = index.positions(&field, &wanted).first().copied()?;
+        items.get(first)
+    }
+}
+
+/// [`FieldTree::shared_where`]'s walk: both trees in step, with the values at each path.
+struct SharedWalk<'l, 'v, 't, F> {
+    lookups: &'l mut Lookups<'v>,
+    path: Vec<&'t str>,
+    keep: F,
+}
+
+impl<'v, 't, F> SharedWalk<'_, 'v, 't, F>
+where
+    F: FnMut(&[&str], Option<&'v Value>, Option<&'v Value>) -> bool,
+{
+    fn walk(
+        &mut self,
+        mine: &'t FieldTree,
+        theirs: &'t FieldTree,
+        x: Option<&'v Value>,
+        y: Option<&'v Value>,
+    ) -> FieldTree {
+        let mut out = FieldTree::default();
+        if mine.member && theirs.member {
+            out.member = (self.keep)(self.path.as_slice(), x, y);
+        }
+        for (element, below) in &mine.children {
+            let Some(their_below) = theirs.children.get(element) else {
+                continue;
+            };
+            let x_below = self.lookups.step(x, element);
+            let y_below = self.lookups.step(y, element);
+            self.path.push(element);
+            let kept = self.walk(below, their_below, x_below, y_below);
+            self.path.pop();
+            out.put(element, kept);
+        }
+        out
+    }
 }
 
 /// The fields whose values differ between two objects (added or changed in `new`). A node
 /// with children (a map or keyed list item) changes only by appearing.
 pub fn changed_fields(
-    old: &FieldSet,
-    new: &FieldSet,
+    old: &FieldTree,
+    new: &FieldTree,
     old_obj: &Value,
     new_obj: &Value,
-) -> FieldSet {
-    let has_children = |p: &FieldPath| {
-        new.range(p.clone()..)
-            .nth(1)
-            .is_some_and(|next| next.len() > p.len() && next.starts_with(p))
-    };
-    new.iter()
-        .filter(|p| {
-            !old.contains(*p) || (!has_children(p) && value_at(old_obj, p) != value_at(new_obj, p))
-        })
-        .cloned()
-        .collect()
+) -> FieldTree {
+    let mut lookups = Lookups::default();
+    changed_below(new, Some(old), Some(old_obj), Some(new_obj), &mut lookups)
 }
 
-/// The JSON value at a field path (list elements found by key).
+fn changed_below<'v>(
+    new: &FieldTree,
+    old: Option<&FieldTree>,
+    old_value: Option<&'v Value>,
+    new_value: Option<&'v Value>,
+    lookups: &mut Lookups<'v>,
+) -> FieldTree {
+    let known = old.is_some_and(|o| o.member);
+    // Members that have children compare as present; leaves compare by value.
+    let member = new.member && (!known || (new.children.is_empty() && old_value != new_value));
+    let mut out = FieldTree {
+        member,
+        children: BTreeMap::new(),
+    };
+    for (element, child) in &new.children {
+        let old_child = old.and_then(|o| o.children.get(element));
+        let old_below = lookups.step(old_value, element);
+        let new_below = lookups.step(new_value, element);
+        out.put(
+            element,
+            changed_below(child, old_child, old_below, new_below, lookups),
+        );
+    }
+    out
+}
+
+/// The JSON value at a field path (list items found by key, see [`Lookups`]).
 pub fn value_at<'a>(obj: &'a Value, path: &FieldPath) -> Option<&'a Value> {
-    let mut cur = obj;
-    for el in path {
-        if let Some(name) = el.strip_prefix("f:") {
-            cur = cur.get(name)?;
-        } else if let Some(key) = el.strip_prefix("k:") {
-            let key: Value = serde_json::from_str(key).ok()?;
-            let key = key.as_object()?;
-            cur = cur
-                .as_array()?
-                .iter()
-                .find(|item| key.iter().all(|(k, v)| item.get(k) == Some(v)))?;
-        } else {
-            return None;
+    let mut lookups = Lookups::default();
+    path.iter()
+        .try_fold(obj, |cur, element| lookups.step(Some(cur), element))
+}
+
+/// Removes the fields of `set` from `value`: a member goes with everything below it, a path
+/// through it is followed. A keyed element removes every item with that key, and leads into
+/// the first; items are found by their keys before anything in their list changes, so an item
+/// whose key field is dropped with it goes whole.
+pub fn remove_fields(value: &mut Value, set: &FieldTree) {
+    match value {
+        Value::Object(fields) => {
+            for (element, below) in &set.children {
+                let Some(name) = element.strip_prefix("f:") else {
+                    continue;
+                };
+                if below.member {
+                    // In element order: under preserve_order `remove` moves the last field into
+                    // the hole, so the order of removals shows in the object.
+                    fields.remove(name);
+                } else if let Some(child) = fields.get_mut(name) {
+                    remove_fields(child, below);
+                }
+            }
+        }
+        Value::Array(items) => remove_items(items, set),
+        _ => {}
+    }
+}
+
+fn remove_items(items: &mut Vec<Value>, set: &FieldTree) {
+    let mut doomed = vec![false; items.len()];
+    let mut entered: Vec<(usize, &FieldTree)> = Vec::new();
+    {
+        let mut index = ListIndex::new(items.as_slice());
+        for (element, below) in &set.children {
+            let Some((field, wanted)) = single_field_key(element) else {
+                continue;
+            };
+            let positions = index.positions(&field, &wanted);
+            if below.member {
+                for &i in positions {
+                    if let Some(flag) = doomed.get_mut(i) {
+                        *flag = true;
+                    }
+                }
+            } else if let Some(&first) = positions.first() {
+                entered.push((first, below));
+            }
         }
     }
-    // Members that have children compare as present; leaves compare by value.
-    Some(cur)
+    for (i, below) in entered {
+        if doomed.get(i) == Some(&false) {
+            if let Some(item) = items.get_mut(i) {
+                remove_fields(item, below);
+            }
+        }
+    }
+    let mut doomed = doomed.into_iter();
+    items.retain(|_| !doomed.next().unwrap_or(false));
 }
 
 /// Updates `new`'s managedFields for a non-apply write by `manager`.
@@ -279,8 +678,8 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, rec: &UpdateRecord<'_
     };
     let empty = Value::Object(Map::new());
     let old_obj = old.unwrap_or(&empty);
-    let old_set = field_set(old_obj, rec.merge_keys, ignored);
-    let new_set = field_set(new, rec.merge_keys, ignored);
+    let old_set = FieldTree::of_object(old_obj, rec.merge_keys, ignored);
+    let new_set = FieldTree::of_object(new, rec.merge_keys, ignored);
     let changed = changed_fields(&old_set, &new_set, old_obj, new);
     let entries: Vec<Value> = new
         .pointer("/metadata/managedFields")
@@ -288,36 +687,37 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, rec: &UpdateRecord<'_
         .cloned()
         .unwrap_or_default();
     let mut out = Vec::new();
-    let mut mine = FieldSet::new();
+    let mut mine = FieldTree::default();
     for e in entries {
         let is_mine = e.get("manager").and_then(Value::as_str) == Some(rec.manager)
             && e.get("operation").and_then(Value::as_str) == Some("Update")
             && e.get("apiVersion").and_then(Value::as_str) == Some(rec.api_version)
             && e.get("subresource").and_then(Value::as_str) == rec.subresource;
-        let set = e.get("fieldsV1").map(from_fields_v1).unwrap_or_default();
+        let set = e
+            .get("fieldsV1")
+            .map(FieldTree::from_fields_v1)
+            .unwrap_or_default();
         if is_mine {
             mine = set;
             continue;
         }
         // Another manager keeps what still exists and was not changed by this write.
-        let kept: FieldSet = set
-            .into_iter()
-            .filter(|p| !changed.contains(p) && (new_set.contains(p) || !old_set.contains(p)))
-            .collect();
+        let kept = set.select(
+            [&changed, &new_set, &old_set],
+            |[in_changed, in_new, in_old]| !in_changed && (in_new || !in_old),
+        );
         if kept.is_empty() {
             continue;
         }
         let mut e = e;
         if let Some(o) = e.as_object_mut() {
-            o.insert("fieldsV1".into(), to_fields_v1(&kept));
+            o.insert("fieldsV1".into(), kept.to_fields_v1());
         }
         out.push(e);
     }
-    let mine: FieldSet = mine
-        .union(&changed)
-        .filter(|p| new_set.contains(*p))
-        .cloned()
-        .collect();
+    let mine = new_set.select([&mine, &changed], |[in_mine, in_changed]| {
+        in_mine || in_changed
+    });
     if !mine.is_empty() {
         let mut entry = Map::new();
         entry.insert("manager".into(), rec.manager.into());
@@ -325,7 +725,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, rec: &UpdateRecord<'_
         entry.insert("apiVersion".into(), rec.api_version.into());
         entry.insert("time".into(), rec.time.into());
         entry.insert("fieldsType".into(), "FieldsV1".into());
-        entry.insert("fieldsV1".into(), to_fields_v1(&mine));
+        entry.insert("fieldsV1".into(), mine.to_fields_v1());
         if let Some(s) = rec.subresource {
             entry.insert("subresource".into(), s.into());
         }
@@ -370,6 +770,10 @@ mod tests {
             time: "2024-01-01T00:00:00Z",
             merge_keys: KEYS,
         }
+    }
+
+    fn path(elements: &[&str]) -> FieldPath {
+        elements.iter().map(|e| e.to_string()).collect()
     }
 
     #[test]
@@ -423,6 +827,31 @@ mod tests {
         let obj = json!({"metadata":{"labels":{"a":"1"}},"spec":{"tags":[{"name":"t","reference":true}]}});
         let set = field_set(&obj, KEYS, &["status"]);
         assert_eq!(from_fields_v1(&to_fields_v1(&set)), set);
+        let tree = FieldTree::of_object(&obj, KEYS, &["status"]);
+        assert_eq!(FieldTree::from_paths(&set), tree);
+        assert_eq!(FieldTree::from_fields_v1(&tree.to_fields_v1()), tree);
+        assert_eq!(tree.len(), set.len());
+    }
+
+    #[test]
+    fn fields_v1_puts_the_dot_first_and_elements_in_order() {
+        let set: FieldSet = [
+            path(&["f:spec", "f:b"]),
+            path(&["f:spec"]),
+            path(&["f:spec", "f:a"]),
+            path(&["f:metadata", "f:x"]),
+        ]
+        .into_iter()
+        .collect();
+        let v1 = to_fields_v1(&set);
+        let top: Vec<&String> = v1.as_object().expect("an object").keys().collect();
+        assert_eq!(top, ["f:metadata", "f:spec"]);
+        let spec: Vec<&String> = v1["f:spec"].as_object().expect("spec").keys().collect();
+        assert_eq!(spec, [".", "f:a", "f:b"]);
+        // Values other than objects hold no field; `.` at the top marks the empty path.
+        let read = from_fields_v1(&json!({".": {}, "f:a": 1, "f:b": {"f:c": "x"}, "f:d": {}}));
+        let expected: FieldSet = [path(&[]), path(&["f:d"])].into_iter().collect();
+        assert_eq!(read, expected);
     }
 
     #[test]
@@ -433,5 +862,195 @@ mod tests {
             manager_name(None, Some("python-requests/2.0")),
             "python-requests"
         );
+    }
+
+    fn tags(count: usize, image: impl Fn(usize) -> &'static str) -> Value {
+        let items: Vec<Value> = (0..count)
+            .map(|i| json!({"name": format!("t{i}"), "from": {"kind": "DockerImage", "name": image(i)}}))
+            .collect();
+        Value::Array(items)
+    }
+
+    #[test]
+    fn long_keyed_lists_are_recorded_item_by_item() {
+        let mut first = json!({"metadata": {"name": "a"}, "spec": {"tags": tags(5000, |_| "x")}});
+        record_update(None, &mut first, &rec("one"));
+        let owned = &first["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:tags"];
+        assert_eq!(owned.as_object().expect("keyed items").len(), 5000);
+        let mut second = first.clone();
+        second["spec"]["tags"][4321]["from"]["name"] = json!("y");
+        record_update(Some(&first), &mut second, &rec("two"));
+        let mf = second["metadata"]["managedFields"]
+            .as_array()
+            .expect("entries");
+        assert_eq!(mf.len(), 2);
+        assert_eq!(
+            mf[1]["fieldsV1"],
+            json!({"f:spec": {"f:tags": {"k:{\"name\":\"t4321\"}": {"f:from": {"f:name": {}}}}}})
+        );
+        let one = &mf[0]["fieldsV1"]["f:spec"]["f:tags"];
+        assert_eq!(one.as_object().expect("keyed items").len(), 5000);
+        assert_eq!(
+            one["k:{\"name\":\"t4321\"}"],
+            json!({".": {}, "f:from": {"f:kind": {}}, "f:name": {}})
+        );
+        let untouched = &one["k:{\"name\":\"t4320\"}"];
+        let fields: Vec<&String> = untouched.as_object().expect("an item").keys().collect();
+        assert_eq!(fields, [".", "f:from", "f:name"]);
+        assert_eq!(untouched["f:from"], json!({"f:kind": {}, "f:name": {}}));
+    }
+
+    #[test]
+    fn changes_are_found_by_key_not_by_position() {
+        let old = json!({"spec": {"tags": [
+            {"name": "a", "x": 1}, {"name": "b", "x": 1}, {"name": "c", "x": 1}]}});
+        let new = json!({"spec": {"tags": [
+            {"name": "c", "x": 1}, {"name": "b", "x": 2}, {"name": "a", "x": 1}, {"name": "d"}]}});
+        let changed = changed_fields(
+            &FieldTree::of_object(&old, KEYS, &[]),
+            &FieldTree::of_object(&new, KEYS, &[]),
+            &old,
+            &new,
+        );
+        let expected: FieldSet = [
+            path(&["f:spec", "f:tags", "k:{\"name\":\"b\"}", "f:x"]),
+            path(&["f:spec", "f:tags", "k:{\"name\":\"d\"}"]),
+            path(&["f:spec", "f:tags", "k:{\"name\":\"d\"}", "f:name"]),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(changed.paths(), expected);
+    }
+
+    #[test]
+    fn a_long_key_is_held_once_however_many_fields_lie_below_it() {
+        let key = "k".repeat(100_000);
+        let leaves: Map<String, Value> =
+            (0..10_000).map(|i| (format!("l{i}"), json!("v"))).collect();
+        let obj = json!({"spec": {key.clone(): {"deeper": leaves}}});
+        let tree = FieldTree::of_object(&obj, KEYS, &[]);
+        assert_eq!(tree.len(), 10_000);
+        let below = tree
+            .children
+            .get("f:spec")
+            .and_then(|spec| spec.children.get(&format!("f:{key}")))
+            .and_then(|long| long.children.get("f:deeper"))
+            .expect("the long key's node");
+        assert_eq!(below.children.len(), 10_000);
+        let v1 = tree.to_fields_v1().to_string();
+        assert!(v1.len() < 2 * obj.to_string().len(), "{}", v1.len());
+    }
+
+    #[test]
+    fn empty_values_are_no_fields() {
+        let obj = json!({"spec": {"a": {"b": {"c": ""}}, "d": [], "e": 0, "f": false,
+            "g": {"h": null}, "i": [0], "tags": [{"name": ""}, {"other": 1}]},
+            "metadata": {"name": "n", "labels": {}, "annotations": {"x": "y"}}});
+        let expected: FieldSet = [
+            path(&["f:metadata", "f:annotations"]),
+            path(&["f:metadata", "f:annotations", "f:x"]),
+            path(&["f:spec", "f:i"]),
+            path(&["f:spec", "f:tags", "k:{\"name\":\"\"}"]),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(field_set(&obj, KEYS, &[]), expected);
+        // An applied configuration owns a label map's keys, not the map.
+        let applied = applied_field_set(&obj, KEYS, &[]);
+        assert!(!applied.contains(&path(&["f:metadata", "f:annotations"])));
+        assert!(applied.contains(&path(&["f:metadata", "f:annotations", "f:x"])));
+    }
+
+    #[test]
+    fn value_at_names_items_by_one_field() {
+        fn at(obj: &Value, elements: &[&str]) -> Option<Value> {
+            value_at(obj, &path(elements)).cloned()
+        }
+        fn tag(obj: &Value, key: &str) -> Option<Value> {
+            at(obj, &["f:spec", "f:tags", key])
+        }
+        let obj = json!({"spec": {"tags": [
+            {"name": "a", "x": 1}, {"name": "b"}, {"name": "a", "x": 2}]}});
+        assert_eq!(
+            at(&obj, &["f:spec", "f:tags", "k:{\"name\":\"a\"}", "f:x"]),
+            Some(json!(1))
+        );
+        assert_eq!(tag(&obj, "k:{\"name\":\"b\"}"), Some(json!({"name": "b"})));
+        assert_eq!(tag(&obj, "k:{\"name\":\"z\"}"), None);
+        // Keys of no field or several fields name no item.
+        assert_eq!(tag(&obj, "k:{}"), None);
+        assert_eq!(tag(&obj, "k:{\"name\":\"a\",\"x\":2}"), None);
+        assert_eq!(at(&obj, &["f:spec", "k:{\"name\":\"a\"}"]), None);
+        assert_eq!(at(&obj, &["f:spec", "v:1"]), None);
+        assert_eq!(at(&obj, &[]), Some(obj.clone()));
+    }
+
+    #[test]
+    fn removing_fields_takes_whole_items_and_keeps_the_rest_in_order() {
+        let mut obj = json!({"spec": {"tags": [
+            {"name": "a", "x": 1, "y": 2}, {"name": "b", "x": 1}, {"name": "a", "x": 3},
+            {"name": "c", "x": 1}]}, "keep": 1, "drop": 2});
+        let set: FieldSet = [
+            path(&["f:drop"]),
+            // An item goes whole, even though its key field is dropped with it.
+            path(&["f:spec", "f:tags", "k:{\"name\":\"b\"}"]),
+            path(&["f:spec", "f:tags", "k:{\"name\":\"b\"}", "f:name"]),
+            // A path through a key leads into the first item with it.
+            path(&["f:spec", "f:tags", "k:{\"name\":\"a\"}", "f:x"]),
+            // Keys of no field or several fields name no item.
+            path(&["f:spec", "f:tags", "k:{}"]),
+            path(&["f:spec", "f:tags", "k:{\"name\":\"c\",\"x\":1}"]),
+        ]
+        .into_iter()
+        .collect();
+        remove_fields(&mut obj, &FieldTree::from_paths(&set));
+        assert_eq!(
+            obj,
+            json!({"spec": {"tags": [{"name": "a", "y": 2}, {"name": "a", "x": 3},
+                {"name": "c", "x": 1}]}, "keep": 1})
+        );
+    }
+
+    #[test]
+    fn removing_many_items_of_a_long_list() {
+        let mut obj = json!({"spec": {"tags": tags(5000, |_| "x")}});
+        let mut set = FieldTree::default();
+        for i in (1..5000).step_by(2) {
+            set.insert(&path(&[
+                "f:spec",
+                "f:tags",
+                &format!("k:{{\"name\":\"t{i}\"}}"),
+            ]));
+        }
+        remove_fields(&mut obj, &set);
+        let names: Vec<&str> = obj["spec"]["tags"]
+            .as_array()
+            .expect("tags")
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        let expected: Vec<String> = (0..5000).step_by(2).map(|i| format!("t{i}")).collect();
+        assert_eq!(names, expected);
+    }
+
+    #[test]
+    fn selections_and_unions() {
+        fn set(paths: &[&[&str]]) -> FieldTree {
+            let mut tree = FieldTree::default();
+            for p in paths {
+                tree.insert(&path(p));
+            }
+            tree
+        }
+        let a = set(&[&["f:x"], &["f:x", "f:y"], &["f:z"]]);
+        let b = set(&[&["f:x", "f:y"], &["f:w"]]);
+        assert_eq!(a.select([&b], |[in_b]| !in_b), set(&[&["f:x"], &["f:z"]]));
+        assert_eq!(a.select([&b], |[in_b]| in_b), set(&[&["f:x", "f:y"]]));
+        assert!(a.select([&b, &a], |[in_b, in_a]| !in_b && !in_a).is_empty());
+        let mut both = a.clone();
+        both.absorb(b);
+        assert_eq!(both.len(), 4);
+        assert!(both.contains(&path(&["f:w"])) && both.contains(&path(&["f:x"])));
+        assert!(!both.contains(&path(&["f:x", "f:q"])));
     }
 }
