@@ -86,7 +86,7 @@ pub fn manager_identity(entry: &Value) -> String {
 /// SMD's path printing: `.spec.tags[name="latest"].from`, cut after [`MAX_FIELD_PATH_BYTES`]
 /// (and `...`): a hostile key is not printed whole for every conflict below it.
 pub fn path_string<S: AsRef<str>>(path: &[S]) -> String {
-    let mut out = CutText::default();
+    let mut out = crate::limits::CutText::default();
     for element in path {
         let element: &str = element.as_ref();
         if let Some(field) = element.strip_prefix("f:") {
@@ -97,11 +97,11 @@ pub fn path_string<S: AsRef<str>>(path: &[S]) -> String {
         } else {
             out.push(element);
         }
-        if out.cut {
+        if out.is_cut() {
             break;
         }
     }
-    out.text
+    out.into_string()
 }
 
 /// A key as SMD prints it: `[name="latest"]`. A key too long to print whole is shown as sent
@@ -116,33 +116,6 @@ fn key_text(key: &str) -> Cow<'_, str> {
         .map(|o| o.iter().map(|(k, v)| format!("{k}={v}")).collect())
         .unwrap_or_default();
     Cow::Owned(format!("[{}]", parts.join(",")))
-}
-
-/// Text that stops growing at [`MAX_FIELD_PATH_BYTES`], ending in `...` once cut.
-#[derive(Default)]
-struct CutText {
-    text: String,
-    cut: bool,
-}
-
-impl CutText {
-    fn push(&mut self, part: &str) {
-        if self.cut {
-            return;
-        }
-        let room = MAX_FIELD_PATH_BYTES.saturating_sub(self.text.len());
-        if part.len() <= room {
-            self.text.push_str(part);
-            return;
-        }
-        let mut end = room;
-        while !part.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.text.push_str(part.get(..end).unwrap_or_default());
-        self.text.push_str("...");
-        self.cut = true;
-    }
 }
 
 pub fn conflict_error(conflicts: &Conflicts) -> ApiError {

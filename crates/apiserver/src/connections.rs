@@ -208,7 +208,7 @@ pub fn default_max_connections() -> usize {
 }
 
 /// The soft "Max open files" of a `/proc/<pid>/limits` text; `None` when unlimited or absent.
-fn soft_open_files_limit(limits: &str) -> Option<usize> {
+pub fn soft_open_files_limit(limits: &str) -> Option<usize> {
     limits
         .lines()
         .find_map(|line| line.strip_prefix("Max open files"))

@@ -12,9 +12,7 @@ use apimachinery::options::FieldValidation;
 use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::limits::{
-    self, LimitExceeded, JSON_MAX_DEPTH, MAX_FIELD_PATH_BYTES, MAX_REPORTED_FIELDS, YAML_MAX_DEPTH,
-};
+use crate::limits::{self, LimitExceeded, JSON_MAX_DEPTH, MAX_REPORTED_FIELDS, YAML_MAX_DEPTH};
 use crate::resource::Warnings;
 
 pub const UNSUPPORTED_BODY: &str = "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml";
@@ -269,12 +267,11 @@ enum FieldStep<'a> {
     Index(usize),
 }
 
-/// Writes a field path, cut at [`MAX_FIELD_PATH_BYTES`]: a hostile key is printed once, not
+/// Writes a field path, cut at [`crate::limits::MAX_FIELD_PATH_BYTES`]: a hostile key is printed once, not
 /// in full in the path of every field below it.
 #[derive(Default)]
 struct PathWriter {
-    out: String,
-    cut: bool,
+    out: crate::limits::CutText,
 }
 
 impl PathWriter {
@@ -291,25 +288,11 @@ impl PathWriter {
     }
 
     fn write(&mut self, text: &str) {
-        if self.cut {
-            return;
-        }
-        let room = MAX_FIELD_PATH_BYTES.saturating_sub(self.out.len());
-        if text.len() <= room {
-            self.out.push_str(text);
-            return;
-        }
-        let mut end = room;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.out.push_str(text.get(..end).unwrap_or_default());
-        self.out.push_str("...");
-        self.cut = true;
+        self.out.push(text);
     }
 
     fn finish(self) -> String {
-        self.out
+        self.out.into_string()
     }
 }
 
@@ -752,7 +735,7 @@ mod tests {
         assert_eq!(found.len(), MAX_REPORTED_FIELDS);
         assert!(found
             .iter()
-            .all(|f| f.len() == MAX_FIELD_PATH_BYTES + 3 && f.ends_with("...")));
+            .all(|f| f.len() == crate::limits::MAX_FIELD_PATH_BYTES + 3 && f.ends_with("...")));
 
         let fields: serde_json::Map<String, Value> = (0..300)
             .map(|i| (format!("x{i}"), Value::from(i)))

@@ -757,6 +757,46 @@ fn is_tag_uri_char(c: u8, verbatim: bool) -> bool {
         || (verbatim && matches!(c, b',' | b'[' | b']'))
 }
 
+/// Text that stops growing at [`MAX_FIELD_PATH_BYTES`], ending in `...` once cut: field paths
+/// in messages, so a hostile key is printed once, not in full for every field below it.
+#[derive(Debug, Default)]
+pub struct CutText {
+    text: String,
+    cut: bool,
+}
+
+impl CutText {
+    pub fn push(&mut self, part: &str) {
+        if self.cut {
+            return;
+        }
+        let room = MAX_FIELD_PATH_BYTES.saturating_sub(self.text.len());
+        if part.len() <= room {
+            self.text.push_str(part);
+            return;
+        }
+        let mut end = room;
+        while !part.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.text.push_str(part.get(..end).unwrap_or_default());
+        self.text.push_str("...");
+        self.cut = true;
+    }
+
+    pub fn is_cut(&self) -> bool {
+        self.cut
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    pub fn into_string(self) -> String {
+        self.text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -794,20 +794,11 @@ async fn served_within(http: &reqwest::Client, url: &str, within: Duration) -> O
     None
 }
 
-/// The soft "Max open files" of a `/proc/<pid>/limits` text; `None` when unlimited or absent.
-fn soft_open_files_limit(limits: &str) -> Option<usize> {
-    limits
-        .lines()
-        .find_map(|line| line.strip_prefix("Max open files"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|soft| soft.parse().ok())
-}
-
 /// Warns when this process (and so the server it starts) may run out of descriptors before
 /// the flood does, which would be counted as refusals.
 fn note_open_files_limit(flood: usize) {
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let Some(limit) = soft_open_files_limit(&limits) else {
+    let Some(limit) = apiserver::connections::soft_open_files_limit(&limits) else {
         return;
     };
     if limit < flood + FD_HEADROOM {
@@ -1152,16 +1143,5 @@ mod tests {
             json!({"metadata": {"annotations": {"seed": "1", "a0": "v", "a19": "v", "ab": "v"}}});
         assert_eq!(racer_annotations(&stream), 2);
         assert_eq!(racer_annotations(&json!({})), 0);
-    }
-
-    #[test]
-    fn the_soft_open_files_limit_is_read() {
-        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
-                      Max processes             63704                63704                processes\n\
-                      Max open files            1024                 524288               files\n";
-        assert_eq!(soft_open_files_limit(limits), Some(1024));
-        let unlimited =
-            "Max open files            unlimited            unlimited            files\n";
-        assert_eq!(soft_open_files_limit(unlimited), None);
     }
 }
