@@ -217,7 +217,8 @@ pub struct ClusterFlags {
 
     /// Serve requests no authenticator vouches for as system:anonymous (off by default:
     /// standalone stays closed; the health endpoints are always open).
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1,
+        default_missing_value = "true", require_equals = true)]
     pub anonymous_auth: bool,
 
     /// kubeconfig of the cluster that decides (SubjectAccessReview). Inside a pod the
@@ -254,7 +255,8 @@ pub struct ClusterFlags {
 
     /// Run the controllers on one replica at a time, elected through a Lease (with a
     /// kubeconfig) or through the store (etcd) otherwise.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+        default_missing_value = "true", require_equals = true)]
     pub leader_elect: bool,
 
     #[arg(long, default_value = "15s", value_parser = parse_go_duration)]
@@ -322,6 +324,20 @@ pub use apimachinery::duration::parse_go_duration;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boolean_flags_take_go_forms() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["image-apiserver"];
+            all.extend(args);
+            ServerConfig::parse_from(all).cluster
+        };
+        assert!(parse(&[]).leader_elect);
+        assert!(!parse(&[]).anonymous_auth);
+        assert!(!parse(&["--leader-elect=false"]).leader_elect);
+        assert!(parse(&["--anonymous-auth"]).anonymous_auth);
+        assert!(parse(&["--anonymous-auth=true"]).anonymous_auth);
+    }
 
     #[test]
     fn defaults_are_embedded_on_loopback() {
