@@ -43,6 +43,19 @@ pub fn bind(
     server
 }
 
+/// As [`bind`], on a listener the caller opened: a caller that binds first can report a busy
+/// address before it writes anything, and choose when connections start to be taken.
+pub fn from_listener(
+    listener: tokio::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    limits: &ConnectionLimits,
+) -> axum_server::Server<SocketAddr, Acceptor> {
+    let acceptor = Acceptor::new(RustlsConfig::from_config(config), limits);
+    let mut server = axum_server::Server::<SocketAddr>::from_listener(listener).acceptor(acceptor);
+    configure_protocols(&mut server, limits);
+    server
+}
+
 /// hyper's HTTP/1 and HTTP/2 settings, each chosen (axum-server has installed the timer that
 /// the timeouts and pings need).
 fn configure_protocols(
@@ -381,6 +394,31 @@ mod tests {
         assert!(without.ends_with("certs=0 loopback=true"), "{without}");
 
         server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_listener_opened_by_the_caller_is_served() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let serving = ServingCerts::self_signed(dir.path(), &[]).expect("serving certificates");
+        let config = serving
+            .server_config_with(TlsMinVersion::Tls12, true)
+            .expect("server config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listener");
+        let addr = listener.local_addr().expect("local address");
+        let handle = axum_server::Handle::new();
+        let server =
+            from_listener(listener, config, &ConnectionLimits::default()).handle(handle.clone());
+        let app = Router::new().route("/", get(|| async { "ok" }));
+        let task =
+            tokio::spawn(server.serve(app.into_make_service_with_connect_info::<SocketAddr>()));
+        assert_eq!(handle.listening().await, Some(addr));
+
+        let served = fetch(addr, &serving.ca_pem, None).await;
+        assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+        handle.shutdown();
+        task.await.expect("server task").expect("server result");
     }
 
     #[tokio::test]

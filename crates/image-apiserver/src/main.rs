@@ -8,6 +8,7 @@ mod controllers;
 mod credentials;
 #[cfg(test)]
 mod harness;
+mod lifecycle;
 mod metrics;
 mod openapi;
 mod resources;
@@ -17,17 +18,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apiserver::http::{Api, ApiConfig, Health};
-use apiserver::metrics::{InstrumentedStore, Metrics};
+use apiserver::metrics::Metrics;
 use apiserver::registry::Registry;
 use apiserver::resource::Resource;
 use apiserver::tls::ServingCerts;
 use clap::Parser;
 use storage::cache::CacheConfig;
-use storage::embedded::{EmbeddedStore, Options};
-use storage::etcd::{EtcdConfig, EtcdStore};
 use storage::Store;
 
-use crate::config::{ServerConfig, StorageBackend};
+use crate::config::ServerConfig;
 use crate::resources::image::ImageStrategy;
 use crate::resources::imagestream::ImageStreamStrategy;
 use crate::resources::ImagePolicy;
@@ -50,6 +49,8 @@ enum StartError {
     Credentials(#[from] credentials::CredentialsError),
     #[error("serving: {0}")]
     Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    Listen(#[from] lifecycle::ListenError),
     #[error("{flag} {path}: {message}")]
     ImportConfig {
         flag: &'static str,
@@ -109,32 +110,30 @@ async fn main() {
     }
 }
 
-async fn open_store(
-    config: &ServerConfig,
-) -> Result<(Arc<dyn Store>, Option<EmbeddedStore>), StartError> {
-    Ok(match config.storage_backend {
-        StorageBackend::Embedded => {
-            let options = Options {
-                defrag: config.embedded_defrag,
-                ..Options::default()
-            };
-            let store = EmbeddedStore::open(&config.data_dir, options)?;
-            tracing::info!(path = %store.path().display(), "embedded store open");
-            (Arc::new(store.clone()), Some(store))
+async fn run(config: ServerConfig) -> Result<(), StartError> {
+    let mut stop = lifecycle::Stop::listen();
+    // A stop during start-up ends it wherever it is (waiting for etcd or for the cluster):
+    // nothing is served yet and nothing writes to the store, so it is simply dropped.
+    let running = tokio::select! {
+        started = start(&config) => started?,
+        () = stop.requested() => {
+            tracing::info!("stopped during start-up");
+            return Ok(());
         }
-        StorageBackend::Etcd => {
-            let etcd = EtcdConfig::new(config.etcd_servers.clone(), config.etcd_prefix.clone());
-            let store = EtcdStore::connect(etcd).await?;
-            tracing::info!(servers = ?config.etcd_servers, prefix = %config.etcd_prefix, "connected to etcd");
-            (Arc::new(store), None)
-        }
-    })
+    };
+    stop.requested().await;
+    running.shut_down().await
 }
 
-async fn run(config: ServerConfig) -> Result<(), StartError> {
+/// Everything up to serving: the address claimed, credentials, the cluster clients and access
+/// decisions, the store (waited for) and its registries, the listener, the controllers.
+async fn start(config: &ServerConfig) -> Result<Running, StartError> {
     let metrics = Metrics::default();
     let import_metrics = Arc::new(metrics::ImportMetrics::new(&metrics));
-    let importer = Arc::new(build_importer(&config)?);
+    let importer = Arc::new(build_importer(config)?);
+    // Claimed before anything is written: a busy address is the first error, and names itself.
+    let port =
+        lifecycle::ReservedPort::bind(SocketAddr::new(config.bind_address, config.secure_port))?;
     storage::embedded::create_private_dir(&config.data_dir).map_err(|source| {
         StartError::DataDir {
             path: config.data_dir.clone(),
@@ -144,7 +143,7 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
     let flags = &config.cluster;
     let clients = access::Clients::connect(flags).await?;
     let cluster = clients.reads.clone().map(cluster::ClusterReads::start);
-    let (tokens, admin_token) = credentials::tokens(&config)?;
+    let (tokens, admin_token) = credentials::tokens(config)?;
     let access = access::Access {
         authentication: access::authentication(flags, tokens, clients.authentication.as_ref())
             .await?,
@@ -152,63 +151,122 @@ async fn run(config: ServerConfig) -> Result<(), StartError> {
         cluster,
     };
     let wiring = Wiring {
-        policy: image_policy(&config, access.cluster.as_ref()),
+        policy: image_policy(config, access.cluster.as_ref()),
         cluster: access.cluster.clone(),
         tag_access: Some(access.authorizer.clone()),
     };
-    let mut backend = open_backend(&config, metrics.clone(), wiring).await?;
+    let mut backend = lifecycle::open_backend(config, metrics.clone(), wiring).await?;
     let imports = backend
         .served
         .enable_imports(importer.clone(), import_metrics.clone());
-    let certs = serving_certs(&config)?;
+    let certs = serving_certs(config)?;
     access.wait_for_cluster().await;
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let api = build_api(&config, &backend, access, metrics, shutdown_rx)?;
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let api = build_api(config, &backend, access, metrics, shutdown_rx)?;
     let handle: axum_server::Handle<SocketAddr> = axum_server::Handle::new();
-    let serve = spawn_server(&config, &certs, api, handle.clone())?;
+    let serve = spawn_server(config, &certs, api, handle.clone(), port)?;
     let Some(local) = handle.listening().await else {
         return Err(StartError::Serve(exit_before_listening(serve).await));
     };
-    announce(&config, local, &certs, admin_token.as_deref())?;
-    // The controllers stop before the lock is released, so two replicas never run them at
-    // once.
-    let (controllers_stop_tx, controllers_stop) = tokio::sync::watch::channel(false);
-    let controllers = if config.disable_import_controller {
-        None
-    } else {
+    announce(config, local, &certs, admin_token.as_deref())?;
+    let imports = ImportParts {
+        imports,
+        importer,
+        metrics: import_metrics,
+    };
+    let controllers = Controllers::start(config, &backend, imports, clients.reads.as_ref());
+    Ok(Running {
+        shutdown,
+        controllers,
+        handle,
+        serve,
+        backend,
+    })
+}
+
+/// What a stop winds down.
+struct Running {
+    /// Turns `/readyz` unready and ends the watches.
+    shutdown: tokio::sync::watch::Sender<bool>,
+    controllers: Controllers,
+    handle: axum_server::Handle<SocketAddr>,
+    serve: tokio::task::JoinHandle<std::io::Result<()>>,
+    backend: lifecycle::Backend,
+}
+
+impl Running {
+    /// readyz turns unready and watches end, the controllers stop, in-flight requests get
+    /// time to finish, and then the store closes.
+    async fn shut_down(self) -> Result<(), StartError> {
+        tracing::info!("shutting down");
+        let _ = self.shutdown.send(true);
+        self.controllers.stop().await;
+        self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        match self.serve.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(StartError::Serve(e)),
+            Err(e) => tracing::warn!(error = %e, "server task ended abnormally"),
+        }
+        lifecycle::close_backend(self.backend).await;
+        Ok(())
+    }
+}
+
+/// What the import controller is built from besides the registries.
+struct ImportParts {
+    imports: Arc<resources::imagestreamimport::ImageStreamImports>,
+    importer: Arc<importer::Importer>,
+    metrics: Arc<metrics::ImportMetrics>,
+}
+
+/// The controllers (unless disabled) and how to stop them.
+struct Controllers {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Controllers {
+    /// They take `imports` with them (it is dropped here when they are disabled), so nothing
+    /// in `run` keeps the store open past the controllers' end.
+    fn start(
+        config: &ServerConfig,
+        backend: &lifecycle::Backend,
+        imports: ImportParts,
+        cluster: Option<&kube::Client>,
+    ) -> Controllers {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        if config.disable_import_controller {
+            return Controllers { stop, task: None };
+        }
         let controller = Arc::new(controllers::import::ImportController::new(
             backend.served.registries.clone(),
-            imports,
-            importer,
-            import_metrics,
-            import_controller_config(&config),
+            imports.imports,
+            imports.importer,
+            imports.metrics,
+            import_controller_config(config),
         ));
-        let election = controllers::election(&config, &backend.store, clients.reads.as_ref());
-        Some(controllers::run(controller, election, controllers_stop))
-    };
+        let election = controllers::election(config, &backend.store, cluster);
+        let task = controllers::run(controller, election, stopped);
+        Controllers {
+            stop,
+            task: Some(task),
+        }
+    }
 
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    // readyz turns unready and watches end; in-flight requests get time to finish.
-    let _ = shutdown_tx.send(true);
-    let _ = controllers_stop_tx.send(true);
-    if let Some(controllers) = controllers {
-        let _ = controllers.await;
+    /// Returns once they have stopped, before the leader lock is released, so two replicas
+    /// never run them at once.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task {
+            let _ = task.await;
+        }
     }
-    handle.graceful_shutdown(Some(Duration::from_secs(10)));
-    match serve.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(StartError::Serve(e)),
-        Err(e) => tracing::warn!(error = %e, "server task ended abnormally"),
-    }
-    close_backend(backend).await;
-    Ok(())
 }
 
 /// The generic server over the served resources, with the access decisions and health checks.
 fn build_api(
     config: &ServerConfig,
-    backend: &Backend,
+    backend: &lifecycle::Backend,
     access: access::Access,
     metrics: Metrics,
     shutdown: tokio::sync::watch::Receiver<bool>,
@@ -252,14 +310,6 @@ fn audit_log(
             path: path.clone(),
             source,
         })
-}
-
-/// The store and the registries (with their watch caches) that serve from it.
-struct Backend {
-    store: Arc<dyn Store>,
-    embedded: Option<EmbeddedStore>,
-    compactor: tokio::task::JoinHandle<()>,
-    served: Served,
 }
 
 /// The registries of the two stored resources over one store, and the typed interfaces the
@@ -355,30 +405,6 @@ impl Served {
     }
 }
 
-async fn open_backend(
-    config: &ServerConfig,
-    metrics: Metrics,
-    wiring: Wiring,
-) -> Result<Backend, StartError> {
-    let (store, embedded) = open_store(config).await?;
-    let store: Arc<dyn Store> = Arc::new(InstrumentedStore::new(store, metrics));
-    let compactor = tokio::spawn(storage::compactor::run(
-        store.clone(),
-        config.etcd_compaction_interval,
-    ));
-    let cache_config = CacheConfig {
-        history_capacity: config.default_watch_cache_size.max(1),
-        ..CacheConfig::default()
-    };
-    let served = Served::over(store.clone(), wiring, cache_config);
-    Ok(Backend {
-        store,
-        embedded,
-        compactor,
-        served,
-    })
-}
-
 /// The limits come from the namespace's LimitRanges in a cluster, from the flags otherwise.
 fn image_policy(
     config: &ServerConfig,
@@ -432,9 +458,9 @@ fn spawn_server(
     certs: &ServingCerts,
     api: Arc<Api>,
     handle: axum_server::Handle<SocketAddr>,
+    port: lifecycle::ReservedPort,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, StartError> {
     let app = apiserver::http::router(api);
-    let addr = SocketAddr::new(config.bind_address, config.secure_port);
     let min_version = apiserver::tls::TlsMinVersion::parse(&config.cluster.tls_min_version)
         .map_err(StartError::TlsVersion)?;
     // Client certificates are asked for (never required): the front proxy and
@@ -449,7 +475,9 @@ fn spawn_server(
         http2_max_streams_per_connection: flags.http2_max_streams_per_connection,
         ..Default::default()
     };
-    let server = apiserver::serve::bind(addr, tls, &limits).handle(handle);
+    // Connections are taken from here on, when the server can answer them.
+    let listener = port.listen()?;
+    let server = apiserver::serve::from_listener(listener, tls, &limits).handle(handle);
     Ok(tokio::spawn(server.serve(
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )))
@@ -476,44 +504,6 @@ fn announce(
     println!("image-apiserver listening on https://{local}");
     println!("admin kubeconfig: {}", kubeconfig.display());
     Ok(())
-}
-
-async fn close_backend(backend: Backend) {
-    let Backend {
-        store,
-        embedded,
-        compactor,
-        served,
-    } = backend;
-    compactor.abort();
-    let Served {
-        streams,
-        images,
-        registries: _views_keep_theirs_until_the_end,
-        imports: _imports_too,
-    } = served;
-    drop((streams, images, store));
-    if let Some(store) = embedded {
-        // Let in-flight writes finish and release the data directory.
-        if let Err(e) = store.close(Duration::from_secs(5)).await {
-            tracing::warn!(error = %e, "embedded store did not close cleanly");
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
 
 /// The importer from the import flags: credentials (--authfile), registry policy

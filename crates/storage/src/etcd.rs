@@ -62,26 +62,35 @@ pub struct EtcdStore {
 }
 
 impl EtcdStore {
+    /// Connects and checks that etcd answers: fails at once when etcd is not there.
     pub async fn connect(config: EtcdConfig) -> Result<Self> {
+        let store = Self::new(config).await?;
+        store.current_revision().await?;
+        Ok(store)
+    }
+
+    /// The store without contacting etcd: the client connects lazily and reconnects on each
+    /// request, so a caller can wait for a late etcd with `current_revision` on this one
+    /// store. Fails only on a malformed endpoint.
+    pub async fn new(config: EtcdConfig) -> Result<Self> {
         let options = ConnectOptions::new()
             .with_connect_timeout(config.dial_timeout)
             .with_timeout(config.request_timeout)
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        // etcd-client's balanced channel dials on the first request; with no user set, this
+        // does no I/O.
         let client = Client::connect(&config.endpoints, Some(options))
             .await
             .map_err(unavailable)?;
         let kv = client
             .kv_client()
             .max_decoding_message_size(MAX_RESPONSE_BYTES);
-        let store = EtcdStore {
+        Ok(EtcdStore {
             kv,
             client,
             prefix: normalize_prefix(&config.prefix),
             reliable_progress: config.reliable_progress,
-        };
-        // Fail at startup, not on the first request, when etcd is not there.
-        store.current_revision().await?;
-        Ok(store)
+        })
     }
 
     /// The raw client, for benchmarks that compare against plain etcd.

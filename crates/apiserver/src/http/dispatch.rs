@@ -272,13 +272,7 @@ async fn handle_resource(
         Ok(r) => r,
         Err(e) => {
             let mut resp = error_response(&e, pretty);
-            for w in warnings.take() {
-                if let Ok(v) =
-                    HeaderValue::from_str(&format!("299 - {}", apimachinery::field::go_quote(&w)))
-                {
-                    resp.headers_mut().append(header::WARNING, v);
-                }
-            }
+            super::render::append_warnings(resp.headers_mut(), &warnings.take());
             return resp;
         }
     };

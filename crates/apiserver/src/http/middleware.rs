@@ -1,28 +1,35 @@
 //! The stack every request passes through (spec §0), one `tower::ServiceBuilder`, outermost
 //! first:
-//! 1. [`audit`]: the Audit-Id and Cache-Control headers, and one log line per request, written
+//! 1. [`kube_accept_encoding`]: whether the client asked for gzip, decided by kube's rule and
+//!    written back as a plain `Accept-Encoding: gzip` or none;
+//! 2. tower-http's `CompressionLayer` ([`gzip_large_responses`]): kube-apiserver's response
+//!    compression: a complete body larger than 128 KiB is gzipped for a client that asked;
+//!    watches (streams of unknown length) never are;
+//! 3. [`audit`]: the Audit-Id and Cache-Control headers, and one log line per request, written
 //!    after the answer so that it records the 401s, 429s, 504s and 500s of the layers below;
-//! 2. [`authenticate_and_authorize`]: who is asking (authentication, then impersonation) and
+//! 4. [`authenticate_and_authorize`]: who is asking (authentication, then impersonation) and
 //!    whether they may (authorization): 401 or 403 here, anonymous only on the health paths;
-//! 3. [`limit_inflight`]: at most `--max-requests-inflight` reads and
+//! 5. [`limit_inflight`]: at most `--max-requests-inflight` reads and
 //!    `--max-mutating-requests-inflight` writes at once, and one user at most its share of
 //!    them, 429 beyond; watches are exempt;
-//! 4. [`limit_time`]: the request timeout, 504, not for watches;
-//! 5. `CatchPanicLayer`: a handler's panic becomes a 500 Status instead of a dropped connection.
+//! 6. [`limit_time`]: the request timeout, 504, not for watches;
+//! 7. `CatchPanicLayer`: a handler's panic becomes a 500 Status instead of a dropped connection.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apimachinery::errors::ApiError;
 use apimachinery::options::Query;
+use axum::body::HttpBody;
 use axum::extract::{Request as HttpRequest, State};
-use axum::http::{header, HeaderValue, Method};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::Response;
 use axum::Router;
 use bytes::Bytes;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::{CompressionLayer, CompressionLevel, Predicate};
 
 use super::auth_filters::{authenticate_and_authorize, AuditContext};
 use super::render::{error_response, respond};
@@ -33,12 +40,70 @@ use crate::resource::UserInfo;
 pub(super) fn with_common_stack(routes: Router<Arc<Api>>, api: &Arc<Api>) -> Router<Arc<Api>> {
     routes.layer(
         ServiceBuilder::new()
+            .layer(from_fn(kube_accept_encoding))
+            .layer(gzip_large_responses())
             .layer(from_fn_with_state(api.clone(), audit))
             .layer(from_fn_with_state(api.clone(), authenticate_and_authorize))
             .layer(from_fn_with_state(api.clone(), limit_inflight))
             .layer(from_fn(limit_time))
             .layer(CatchPanicLayer::custom(panic_response)),
     )
+}
+
+/// kube's `defaultGzipThresholdBytes`: a body must be larger than this to be gzipped; below
+/// it compression costs more time than it saves.
+const GZIP_THRESHOLD_BYTES: u64 = 128 * 1024;
+
+/// kube-apiserver's response compression (the APIResponseCompression feature, on by default),
+/// at its level 1 (`defaultGzipContentEncodingLevel`): the least CPU for nearly the same ratio.
+/// The compressed body is streamed, so it goes out without a Content-Length.
+fn gzip_large_responses() -> CompressionLayer<LargeCompleteBody> {
+    CompressionLayer::new()
+        .quality(CompressionLevel::Fastest)
+        .compress_when(LargeCompleteBody)
+}
+
+/// What kube compresses: a response written whole (`SerializeObject`) and larger than the
+/// threshold. A body whose length is not known up front is a stream, a watch: kube writes
+/// watch events straight to the connection, never gzipped, and so do we.
+#[derive(Clone, Copy, Debug)]
+struct LargeCompleteBody;
+
+impl Predicate for LargeCompleteBody {
+    fn should_compress<B>(&self, response: &axum::http::Response<B>) -> bool
+    where
+        B: HttpBody,
+    {
+        response
+            .body()
+            .size_hint()
+            .exact()
+            .is_some_and(|len| len > GZIP_THRESHOLD_BYTES)
+    }
+}
+
+/// Leaves the request saying `Accept-Encoding: gzip` when kube would gzip for it, and no
+/// `Accept-Encoding` otherwise. The compression layer then does exactly what kube does: it
+/// can pick no other coding, and never answers 406 (tower-http does when a client refuses
+/// identity, `identity;q=0`; kube serves such a client uncompressed).
+async fn kube_accept_encoding(mut req: HttpRequest, next: Next) -> Response {
+    let gzip = accepts_gzip(req.headers());
+    let headers = req.headers_mut();
+    headers.remove(header::ACCEPT_ENCODING);
+    if gzip {
+        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    next.run(req).await
+}
+
+/// kube's `negotiateContentEncoding`: the first `Accept-Encoding` header (Go's `Header.Get`)
+/// asks for gzip when one of its comma-separated tokens is exactly `gzip`; q-values are not
+/// read, so `gzip;q=0.5` does not count (Go's transport, client-go and kubectl send `gzip`).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|token| token.trim() == "gzip"))
 }
 
 async fn audit(State(api): State<Arc<Api>>, req: HttpRequest, next: Next) -> Response {
@@ -222,7 +287,93 @@ fn too_many_requests() -> Response {
 
 #[cfg(test)]
 mod tests {
+    use axum::body::Body;
+    use axum::extract::Path;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
     use super::*;
+
+    const OVER: usize = GZIP_THRESHOLD_BYTES as usize + 1;
+
+    /// The two compression layers over a route with a complete body of any length and a
+    /// streamed one of 300 KiB.
+    fn compressing_router() -> Router {
+        Router::new()
+            .route(
+                "/full/{len}",
+                get(|Path(len): Path<usize>| async move { vec![b'x'; len] }),
+            )
+            .route(
+                "/stream",
+                get(|| async {
+                    let chunks =
+                        (0..3).map(|_| Ok::<_, std::convert::Infallible>(vec![b'x'; 100 * 1024]));
+                    Body::from_stream(futures::stream::iter(chunks))
+                }),
+            )
+            .layer(gzip_large_responses())
+            .layer(from_fn(kube_accept_encoding))
+    }
+
+    /// Status, Content-Encoding and body of a GET sent with `accept_encoding`.
+    async fn fetch(uri: &str, accept_encoding: Option<&str>) -> (u16, Option<String>, Bytes) {
+        let mut req = axum::http::Request::builder().uri(uri);
+        if let Some(value) = accept_encoding {
+            req = req.header(header::ACCEPT_ENCODING, value);
+        }
+        let req = req.body(Body::empty()).expect("request");
+        let resp = compressing_router().oneshot(req).await.expect("infallible");
+        let encoding = resp
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let code = resp.status().as_u16();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (code, encoding, body)
+    }
+
+    #[tokio::test]
+    async fn only_complete_bodies_over_128_kib_are_gzipped() {
+        let (code, encoding, body) = fetch(&format!("/full/{OVER}"), Some("gzip")).await;
+        assert_eq!((code, encoding.as_deref()), (200, Some("gzip")));
+        assert!(body.starts_with(&[0x1f, 0x8b]), "gzip magic");
+        assert!(body.len() < OVER / 10, "{} bytes", body.len());
+
+        let at_threshold = format!("/full/{GZIP_THRESHOLD_BYTES}");
+        let (_, encoding, body) = fetch(&at_threshold, Some("gzip")).await;
+        assert_eq!((encoding, body.len() as u64), (None, GZIP_THRESHOLD_BYTES));
+
+        let (_, encoding, body) = fetch("/stream", Some("gzip")).await;
+        assert_eq!((encoding, body.len()), (None, 300 * 1024));
+    }
+
+    #[tokio::test]
+    async fn gzip_is_negotiated_as_kube_negotiates_it() {
+        let large = format!("/full/{OVER}");
+        for (accept, gzipped) in [
+            (None, false),
+            (Some("gzip"), true),
+            (Some("deflate, gzip, br"), true),
+            (Some(" br ,gzip "), true),
+            (Some("gzip;q=1.0"), false),
+            (Some("br"), false),
+            (Some("*"), false),
+        ] {
+            let (code, encoding, body) = fetch(&large, accept).await;
+            assert_eq!(code, 200, "{accept:?}");
+            assert_eq!(encoding.is_some(), gzipped, "{accept:?}");
+            assert_eq!(body.len() == OVER, !gzipped, "{accept:?}");
+        }
+        // tower-http alone would answer 406 here.
+        for refused in ["identity;q=0", "*;q=0"] {
+            let (code, encoding, body) = fetch(&large, Some(refused)).await;
+            assert_eq!((code, encoding, body.len()), (200, None, OVER), "{refused}");
+        }
+    }
 
     #[test]
     fn client_timeouts_parse_as_go_durations() {

@@ -159,6 +159,8 @@ impl Api {
         let g = self.config.group;
         let v = self.config.version;
         let mut paths = vec![
+            "/api".to_string(),
+            "/api/v1".to_string(),
             "/apis".to_string(),
             format!("/apis/{g}"),
             format!("/apis/{g}/{v}"),

@@ -2,6 +2,7 @@
 //! in Go's field order, and objects and lists rendered as themselves, as Tables or as
 //! PartialObjectMetadata.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use apimachinery::errors::ApiError;
@@ -91,13 +92,127 @@ pub(super) fn respond(code: u16, content_type: &str, body: Bytes, warnings: &[St
         header::CONTENT_TYPE,
         HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")),
     );
-    for w in warnings {
-        let text = format!("299 - {}", apimachinery::field::go_quote(w));
-        if let Ok(v) = HeaderValue::from_str(&text) {
-            headers.append(header::WARNING, v);
+    append_warnings(headers, warnings);
+    resp
+}
+
+/// What kube's warning recorder lets through (k8s.io/apiserver's `WithWarningRecorder`):
+/// `truncateAtTotalRunes` and `truncateItemRunes`.
+#[derive(Clone, Copy, Debug)]
+struct WarningLimits {
+    total_runes: usize,
+    item_runes: usize,
+}
+
+const KUBE_WARNING_LIMITS: WarningLimits = WarningLimits {
+    total_runes: 4 * 1024,
+    item_runes: 256,
+};
+
+/// Adds `warnings` (in order, already deduplicated by `Warnings`) as `Warning: 299 - "text"`
+/// headers, cut to kube's limits so that a request with thousands of warnings (unknown fields,
+/// say) cannot make a header block that clients and proxies refuse.
+pub(super) fn append_warnings(headers: &mut HeaderMap, warnings: &[String]) {
+    for value in limit_warnings(warnings, KUBE_WARNING_LIMITS) {
+        headers.append(header::WARNING, value);
+    }
+}
+
+/// kube's recorder replayed over the warnings in the order they were added, so the outcome is
+/// the same as upstream's: warnings are written whole while their texts add up to at most
+/// `total_runes`; the first one that would pass it switches to truncation, which cuts every
+/// warning so far and every later one to `item_runes`, and drops those that come once
+/// `total_runes` is reached again.
+fn limit_warnings(warnings: &[String], limits: WarningLimits) -> Vec<HeaderValue> {
+    let mut recorder = WarningRecorder {
+        limits,
+        seen: HashSet::new(),
+        ordered: Vec::new(),
+        written: Vec::new(),
+        runes: 0,
+        truncating: false,
+    };
+    for text in warnings {
+        recorder.add(text);
+    }
+    recorder.written
+}
+
+struct WarningRecorder<'a> {
+    limits: WarningLimits,
+    seen: HashSet<&'a str>,
+    /// Every warning recorded, kept to be replayed cut when truncation starts.
+    ordered: Vec<&'a str>,
+    written: Vec<HeaderValue>,
+    /// Runes of warning text written so far.
+    runes: usize,
+    truncating: bool,
+}
+
+impl<'a> WarningRecorder<'a> {
+    fn add(&mut self, text: &'a str) {
+        let full = self.truncating && self.runes >= self.limits.total_runes;
+        if text.is_empty() || full || !self.seen.insert(text) {
+            return;
+        }
+        self.ordered.push(text);
+        let (text, runes) = if self.truncating {
+            cut_runes(text, self.limits.item_runes)
+        } else {
+            (text, text.chars().count())
+        };
+        let Some(value) = warning_header(text) else {
+            return;
+        };
+        if self.truncating || self.runes + runes <= self.limits.total_runes {
+            self.runes += runes;
+            self.written.push(value);
+            return;
+        }
+        self.start_truncating();
+    }
+
+    /// Rewrites every warning recorded so far (this one included) cut to `item_runes`.
+    fn start_truncating(&mut self) {
+        tracing::warn!("exceeded max warning header size, truncating");
+        self.truncating = true;
+        self.runes = 0;
+        self.written.clear();
+        for text in &self.ordered {
+            let (text, runes) = cut_runes(text, self.limits.item_runes);
+            if let Some(value) = warning_header(text) {
+                self.runes += runes;
+                self.written.push(value);
+            }
         }
     }
-    resp
+}
+
+/// `text` cut to at most `max` characters (Go's runes), with the count it keeps.
+fn cut_runes(text: &str, max: usize) -> (&str, usize) {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => (&text[..end], max),
+        None => (text, text.chars().count()),
+    }
+}
+
+/// One `Warning` header as apimachinery's `NewWarningHeader(299, "", text)` writes it: agent
+/// `-`, the text quoted with only `"` and `\` escaped. A text with control characters is
+/// refused there, and so not sent, here too.
+fn warning_header(text: &str) -> Option<HeaderValue> {
+    if text.chars().any(char::is_control) {
+        return None;
+    }
+    let mut quoted = String::with_capacity(text.len() + 8);
+    quoted.push_str("299 - \"");
+    for c in text.chars() {
+        if matches!(c, '"' | '\\') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    HeaderValue::from_str(&quoted).ok()
 }
 
 /// A Status error response.
@@ -345,5 +460,85 @@ mod tests {
                 "code"
             ]
         );
+    }
+
+    fn texts(values: &[HeaderValue]) -> Vec<&str> {
+        values
+            .iter()
+            .map(|v| v.to_str().expect("ASCII in these tests"))
+            .collect()
+    }
+
+    fn owned(texts: &[&str]) -> Vec<String> {
+        texts.iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn warnings_are_quoted_as_kube_quotes_them() {
+        let values = limit_warnings(
+            &owned(&[r#"say "hi" \ there"#, "two\nlines", "plain"]),
+            KUBE_WARNING_LIMITS,
+        );
+        // The text with a control character is not sent, as NewWarningHeader refuses it.
+        assert_eq!(
+            texts(&values),
+            vec![r#"299 - "say \"hi\" \\ there""#, r#"299 - "plain""#]
+        );
+    }
+
+    #[test]
+    fn warnings_past_the_total_are_cut_then_dropped() {
+        let limits = WarningLimits {
+            total_runes: 20,
+            item_runes: 4,
+        };
+        // 8 + 2 + 6 = 16 runes fit; 5 more would pass 20, so every warning is cut to 4
+        // (14 runes), the next ones are cut as they come (18, then 20) and a duplicate is
+        // ignored; once 20 is reached again the rest are dropped.
+        let added = owned(&[
+            "abcdefgh", "xy", "pqrstu", "klmno", "zzzzzz", "xy", "mm", "n",
+        ]);
+        let values = limit_warnings(&added, limits);
+        assert_eq!(
+            texts(&values),
+            vec![
+                r#"299 - "abcd""#,
+                r#"299 - "xy""#,
+                r#"299 - "pqrs""#,
+                r#"299 - "klmn""#,
+                r#"299 - "zzzz""#,
+                r#"299 - "mm""#,
+            ]
+        );
+        let untouched = limit_warnings(&added[..3], limits);
+        assert_eq!(
+            texts(&untouched),
+            vec![r#"299 - "abcdefgh""#, r#"299 - "xy""#, r#"299 - "pqrstu""#]
+        );
+    }
+
+    #[test]
+    fn warnings_are_cut_on_character_boundaries() {
+        assert_eq!(cut_runes("ñandú", 3), ("ñan", 3));
+        assert_eq!(cut_runes("ñandú", 5), ("ñandú", 5));
+        assert_eq!(cut_runes("ñandú", 9), ("ñandú", 5));
+    }
+
+    #[test]
+    fn kube_limits_keep_sixteen_long_warnings_of_256_runes() {
+        // 13 warnings of 300 runes fit in 4,096; the 14th starts truncation (14 × 256), the
+        // 15th and 16th are cut and bring the total to 4,096, and the 17th is dropped.
+        let warnings: Vec<String> = (0..17)
+            .map(|i| format!("{i:03}{}", "w".repeat(297)))
+            .collect();
+        let values = limit_warnings(&warnings, KUBE_WARNING_LIMITS);
+        assert_eq!(values.len(), 16);
+        for (value, text) in values.iter().zip(&warnings) {
+            let expected = format!("299 - \"{}\"", &text[..256]);
+            assert_eq!(value.to_str().expect("ASCII"), expected);
+        }
+        let mut headers = HeaderMap::new();
+        append_warnings(&mut headers, &warnings[..13]);
+        assert_eq!(headers.get_all(header::WARNING).iter().count(), 13);
     }
 }

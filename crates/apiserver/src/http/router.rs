@@ -11,7 +11,9 @@ use axum::response::Response;
 use axum::routing::{any, get, post};
 use axum::Router;
 
-use super::discovery_handlers::{apis, not_found_paths, root, version};
+use super::discovery_handlers::{
+    apis, core_resource_not_found, core_resources, core_versions, not_found_paths, root, version,
+};
 use super::dispatch::api_request;
 use super::health::{healthz, healthz_one, livez, livez_one, metrics, readyz, readyz_one};
 use super::middleware::with_common_stack;
@@ -34,6 +36,12 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_v3_index))
         .route("/openapi/v3/{*path}", get(openapi_v3_doc))
+        // The core group: named, with nothing in it (see `discovery_handlers`).
+        .route("/api", get(core_versions))
+        .route("/api/", get(core_versions))
+        .route("/api/v1", get(core_resources))
+        .route("/api/v1/", get(core_resources))
+        .route("/api/v1/{*rest}", any(core_resource_not_found))
         .route("/apis", get(apis))
         .route("/apis/", get(apis))
         .route(
