@@ -122,6 +122,9 @@ struct State {
     /// Streams waiting for an import slot.
     queue: std::collections::BTreeMap<(String, String), Queued>,
     tokens: f64,
+    /// The checks and imports running: aborted when the controller stops, so nothing of it
+    /// outlives `run` (the store closes after it).
+    tasks: tokio::task::JoinSet<()>,
 }
 
 impl ImportController {
@@ -149,7 +152,10 @@ impl ImportController {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    state.tasks.shutdown().await;
+                    return;
+                }
                 Some(report) = done_rx.recv() => {
                     match report {
                         Report::Imported(outcome) => self.settle(&mut state, outcome),
@@ -160,6 +166,8 @@ impl ImportController {
                 }
                 _ = tick.tick() => self.step(&mut state, &done_tx).await,
             }
+            // Finished tasks reported through `done`; only their handles are left to drop.
+            while state.tasks.try_join_next().is_some() {}
             self.importer_metrics(&state);
         }
     }
@@ -273,7 +281,7 @@ impl ImportController {
                 .insert(key.clone(), now + self.config.scheduled_interval);
             let seen = state.digests.get(&key).cloned();
             let (this, done) = (self.clone(), done.clone());
-            tokio::spawn(async move {
+            state.tasks.spawn(async move {
                 let checked = this.check_one(key, seen).await;
                 let _ = done.send(Report::Checked(checked));
             });
@@ -357,7 +365,7 @@ impl ImportController {
             state.in_flight.insert(key.clone());
             let this = self.clone();
             let done = done.clone();
-            tokio::spawn(async move {
+            state.tasks.spawn(async move {
                 let tags = this.import_stream(&key, queued).await;
                 let _ = done.send(Report::Imported(Outcome { stream: key, tags }));
             });
