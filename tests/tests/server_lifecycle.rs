@@ -131,3 +131,39 @@ async fn writes_beyond_the_inflight_limit_get_429() {
         "a 429 wrote something, or a 201 was lost"
     );
 }
+
+/// kube's `--shutdown-delay-duration`: after SIGTERM `/readyz` fails at once while requests are
+/// still served, and only after the delay does the server stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_first_during_the_shutdown_delay() {
+    let mut server = blackbox::start_embedded(&["--shutdown-delay-duration=3s"]).await;
+    assert_eq!(status(&server, "/readyz").await.0, 200);
+    let admin = server.client();
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(server.pid().to_string())
+        .status()
+        .expect("kill");
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let (code, body) = status(&server, "/readyz").await;
+        if code != 200 {
+            assert!(body.contains("shutdown"), "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz still ready after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Still serving while load balancers catch up.
+    let r = admin
+        .get("/apis/image.openshift.io/v1/namespaces/ns/imagestreams")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let exit = tokio::task::spawn_blocking(move || server.terminate(Duration::from_secs(10)))
+        .await
+        .expect("wait for the exit");
+    assert!(exit.success(), "exit status {exit:?}");
+}

@@ -44,6 +44,11 @@ pub struct ServerConfig {
     #[arg(long, default_value = "openshift.io")]
     pub etcd_prefix: String,
 
+    /// On SIGTERM, how long `/readyz` fails while requests are still served, before the
+    /// listener closes and watches end (kube-apiserver's flag; Go duration).
+    #[arg(long, default_value = "0s", value_parser = parse_go_duration)]
+    pub shutdown_delay_duration: Duration,
+
     /// Shrink the embedded store's file on start (etcd's defrag). Compaction frees history
     /// for reuse, so the file levels off; this gives the free space back to the filesystem.
     #[arg(long)]

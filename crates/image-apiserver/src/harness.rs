@@ -102,6 +102,7 @@ impl Harness {
                 cluster: None,
             }),
             openapi: Default::default(),
+            draining: shutdown_rx.clone(),
             shutdown: shutdown_rx,
             metrics: Metrics::default(),
             max_requests_inflight: 100,

@@ -162,7 +162,12 @@ async fn start(config: &ServerConfig) -> Result<Running, StartError> {
     let certs = serving_certs(config)?;
     access.wait_for_cluster().await;
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
-    let api = build_api(config, &backend, access, metrics, shutdown_rx)?;
+    let (draining, draining_rx) = tokio::sync::watch::channel(false);
+    let stops = StopSignals {
+        shutdown: shutdown_rx,
+        draining: draining_rx,
+    };
+    let api = build_api(config, &backend, access, metrics, stops)?;
     let handle: axum_server::Handle<SocketAddr> = axum_server::Handle::new();
     let serve = spawn_server(config, &certs, api, handle.clone(), port)?;
     let Some(local) = handle.listening().await else {
@@ -176,6 +181,8 @@ async fn start(config: &ServerConfig) -> Result<Running, StartError> {
     };
     let controllers = Controllers::start(config, &backend, imports, clients.reads.as_ref());
     Ok(Running {
+        draining,
+        delay: config.shutdown_delay_duration,
         shutdown,
         controllers,
         handle,
@@ -186,7 +193,10 @@ async fn start(config: &ServerConfig) -> Result<Running, StartError> {
 
 /// What a stop winds down.
 struct Running {
-    /// Turns `/readyz` unready and ends the watches.
+    /// Turns `/readyz` unready, `delay` before the rest.
+    draining: tokio::sync::watch::Sender<bool>,
+    delay: Duration,
+    /// Ends the watches.
     shutdown: tokio::sync::watch::Sender<bool>,
     controllers: Controllers,
     handle: axum_server::Handle<SocketAddr>,
@@ -198,6 +208,11 @@ impl Running {
     /// readyz turns unready and watches end, the controllers stop, in-flight requests get
     /// time to finish, and then the store closes.
     async fn shut_down(self) -> Result<(), StartError> {
+        let _ = self.draining.send(true);
+        if !self.delay.is_zero() {
+            tracing::info!(delay = ?self.delay, "/readyz fails while load balancers catch up");
+            tokio::time::sleep(self.delay).await;
+        }
         tracing::info!("shutting down");
         let _ = self.shutdown.send(true);
         self.controllers.stop().await;
@@ -263,13 +278,19 @@ impl Controllers {
     }
 }
 
+/// What the generic server hears of a stop: first draining (`/readyz` fails), then shutdown.
+struct StopSignals {
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    draining: tokio::sync::watch::Receiver<bool>,
+}
+
 /// The generic server over the served resources, with the access decisions and health checks.
 fn build_api(
     config: &ServerConfig,
     backend: &lifecycle::Backend,
     access: access::Access,
     metrics: Metrics,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    stops: StopSignals,
 ) -> Result<Arc<Api>, StartError> {
     let flags = &config.cluster;
     Ok(Api::new(ApiConfig {
@@ -290,7 +311,8 @@ fn build_api(
             cluster: access.cluster,
         }),
         openapi: openapi::documents(),
-        shutdown,
+        shutdown: stops.shutdown,
+        draining: stops.draining,
         metrics,
         max_requests_inflight: config.max_requests_inflight,
         max_mutating_requests_inflight: config.max_mutating_requests_inflight,

@@ -63,6 +63,9 @@ pub struct ApiConfig {
     pub health: Arc<dyn Health>,
     pub openapi: OpenApi,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Fires first on a stop: `/readyz` fails while everything is still served, so load
+    /// balancers stop sending before the listener closes (kube's `--shutdown-delay-duration`).
+    pub draining: tokio::sync::watch::Receiver<bool>,
     /// Shared with whatever else records metrics (the instrumented store).
     pub metrics: Metrics,
     /// kube's `--max-requests-inflight` and `--max-mutating-requests-inflight`.
@@ -177,6 +180,6 @@ impl Api {
     }
 
     fn shutting_down(&self) -> bool {
-        *self.config.shutdown.borrow()
+        *self.config.draining.borrow() || *self.config.shutdown.borrow()
     }
 }
