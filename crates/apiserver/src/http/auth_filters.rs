@@ -114,6 +114,8 @@ async fn identify(
     strip_identity_headers(req);
     let query = Query::parse(req.uri().query());
     let attributes = Attributes::of_request(user.clone(), req.method().as_str(), &path, &query);
+    // Parsed once: the layers below and the handlers take it from here.
+    req.extensions_mut().insert(query);
     let decision = authorizer.authorize(&attributes).await;
     audit.attributes = Some(attributes.clone());
     match decision {

@@ -186,13 +186,15 @@ struct Limits {
 /// kube's max-in-flight filter: 429 (plain text, as kube's filter answers) when the pool of
 /// the request's kind is full.
 async fn limit_inflight(State(api): State<Arc<Api>>, mut req: HttpRequest, next: Next) -> Response {
-    let query = Query::parse(req.uri().query());
+    let query = match req.extensions_mut().remove::<Query>() {
+        Some(query) => query,
+        None => Query::parse(req.uri().query()),
+    };
     let limits = Limits {
         long_running: is_long_running(&req, &query),
         timeout: request_timeout(&query),
     };
     req.extensions_mut().insert(limits);
-    // Parsed once: the handlers take it from here.
     req.extensions_mut().insert(query);
     if limits.long_running {
         return next.run(req).await;
