@@ -127,6 +127,29 @@ test_checks() {
   need_command sha256sum coreutils "tests compute image digests"
   need_command openssl openssl "deploy/gen-certs.sh makes the deployment's certificates (tests/tests/deploy.rs)"
   need_by_hand kubectl "the kubectl tests drive the one on the PATH (v1.32 or later)"
+  need_python_venv
+}
+
+# The Python clients the tests drive live in a venv of their own: python3 with its venv module.
+need_python_venv() {
+  need_command python3 python3 "runs the Python clients the tests drive"
+  if type -P python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    need python3-venv "python3's venv and ensurepip modules (a venv for the tests' Python clients)"
+  fi
+}
+
+# Creates target/python-venv with hack/python-requirements.txt (pip, from PyPI) when it is missing
+# or older than the requirements, and exports BLACKBOX_PYTHON, the interpreter the tests run.
+ensure_python_clients() {
+  local venv=target/python-venv requirements=hack/python-requirements.txt
+  if [ ! -x "$venv/bin/python" ] || [ "$requirements" -nt "$venv/.installed" ]; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    touch "$venv/.installed"
+  fi
+  BLACKBOX_PYTHON=$PWD/$venv/bin/python
+  export BLACKBOX_PYTHON
 }
 
 # What building needs.
@@ -137,4 +160,5 @@ ensure_build_deps() {
 # What the tests and benchmarks need besides the build.
 ensure_test_deps() {
   ensure test_checks
+  ensure_python_clients
 }

@@ -20,6 +20,27 @@ const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1";
 const V3_REF: &str = "#/components/schemas/";
 const V2_REF: &str = "#/definitions/";
 
+/// The schema extension that marks a field the server sends as `null` (Go's pointers, maps and
+/// slices without `omitempty`): `#[schemars(extend("x-nullable" = true))]` on the field.
+/// Schemars calls every `Option` nullable, also those skipped when `None` and so never sent
+/// as null; the v3 document says `nullable: true` for the marked fields only, so that generated
+/// clients accept the nulls they will get and type every other field as never null. v2 has no
+/// `nullable` (kube's v2 documents carry none), so it is dropped there.
+pub const NULLABLE_MARK: &str = "x-nullable";
+
+/// The security scheme kube-apiserver's documents declare (`securityDefinitions` in v2,
+/// `components.securitySchemes` in v3).
+const BEARER_TOKEN: &str = "BearerToken";
+
+fn bearer_token_scheme() -> Value {
+    json!({
+        "type": "apiKey",
+        "name": "authorization",
+        "in": "header",
+        "description": "Bearer Token authentication",
+    })
+}
+
 fn camel_group(group: &str) -> String {
     group
         .split('.')
@@ -710,13 +731,14 @@ fn to_v2(v: &Value) -> Value {
 }
 
 /// Removes what Kubernetes schemas never carry: `default` values of zero fields and JSON
-/// Schema meta keys.
+/// Schema meta keys. `nullable` stays only where [`NULLABLE_MARK`] says the server sends null.
 fn clean(v: &mut Value) {
     match v {
         Value::Object(m) => {
             m.remove("default");
             m.remove("$schema");
             m.remove("nullable");
+            let sent_as_null = m.remove(NULLABLE_MARK) == Some(Value::Bool(true));
             // An optional reference: `anyOf: [{$ref}, {null}]` becomes `allOf: [{$ref}]`.
             if let Some(Value::Array(any)) = m.get("anyOf") {
                 let refs: Vec<Value> = any
@@ -735,6 +757,11 @@ fn clean(v: &mut Value) {
             }
             for val in m.values_mut() {
                 clean(val);
+            }
+            // Next to `allOf: [{$ref}]` this is how OpenAPI 3.0 tools read a nullable reference
+            // (openapi-python-client makes it `oneOf: [null, allOf]`).
+            if sent_as_null {
+                m.insert("nullable".into(), Value::Bool(true));
             }
         }
         Value::Array(a) => a.iter_mut().for_each(clean),
@@ -769,11 +796,17 @@ pub fn build(
         clean(d);
     }
     let info = json!({"title": "image-apiserver", "version": format!("{group}/{version}")});
+    // As kube declares it: the bearer token, required by every operation in v2; v3 only
+    // names the scheme. Client certificates and the front proxy go undeclared there too.
+    let security = json!([{BEARER_TOKEN: []}]);
     let v3 = json!({
         "openapi": "3.0.0",
         "info": info,
         "paths": Value::Object(docs.v3_paths),
-        "components": {"schemas": Value::Object(definitions.clone())},
+        "components": {
+            "schemas": Value::Object(definitions.clone()),
+            "securitySchemes": {BEARER_TOKEN: bearer_token_scheme()},
+        },
     });
     let v2_defs: Map<String, Value> = definitions
         .iter()
@@ -784,6 +817,8 @@ pub fn build(
         "info": info,
         "paths": Value::Object(docs.v2_paths),
         "definitions": Value::Object(v2_defs),
+        "securityDefinitions": {BEARER_TOKEN: bearer_token_scheme()},
+        "security": security,
     });
     (v2, v3)
 }
@@ -799,6 +834,78 @@ mod tests {
             to_v2(&v3),
             json!({"properties": {"a": {"$ref": "#/definitions/X", "description": "d"}, "b": {"type": "string"}}})
         );
+    }
+
+    /// A schema as schemars writes it: every `Option` nullable, the marked ones marked.
+    fn schemars_output() -> Value {
+        let null_ref = json!({"anyOf": [{"$ref": "#/components/schemas/X"}, {"enum": [null], "nullable": true}]});
+        let mut marked_ref = null_ref.clone();
+        marked_ref["description"] = json!("d");
+        marked_ref[NULLABLE_MARK] = json!(true);
+        json!({
+            "type": "object",
+            "properties": {
+                "map": {"type": "object", "additionalProperties": {"type": "string"}, "nullable": true, NULLABLE_MARK: true},
+                "skipped": {"type": "string", "nullable": true},
+                "reference": marked_ref,
+                "skippedReference": null_ref,
+                "plain": {"type": "integer", "default": 0},
+            }
+        })
+    }
+
+    #[test]
+    fn nullable_stays_only_where_marked() {
+        let mut schema = schemars_output();
+        clean(&mut schema);
+        assert_eq!(
+            schema,
+            json!({
+                "type": "object",
+                "properties": {
+                    "map": {"type": "object", "additionalProperties": {"type": "string"}, "nullable": true},
+                    "skipped": {"type": "string"},
+                    "reference": {"allOf": [{"$ref": "#/components/schemas/X"}], "description": "d", "nullable": true},
+                    "skippedReference": {"allOf": [{"$ref": "#/components/schemas/X"}]},
+                    "plain": {"type": "integer"},
+                }
+            })
+        );
+        let v2 = to_v2(&schema);
+        let text = v2.to_string();
+        assert!(!text.contains("nullable"), "{text}");
+        assert_eq!(
+            v2["properties"]["reference"],
+            json!({"$ref": "#/definitions/X", "description": "d"})
+        );
+    }
+
+    #[test]
+    fn documents_declare_bearer_token_auth_as_kube_does() {
+        let mut definitions = Map::new();
+        definitions.insert("X".into(), schemars_output());
+        let (v2, v3) = build("example.io", "v1", &[], definitions);
+        let scheme = json!({
+            "type": "apiKey",
+            "name": "authorization",
+            "in": "header",
+            "description": "Bearer Token authentication",
+        });
+        let schemes = json!({"BearerToken": scheme});
+        let security = json!([{"BearerToken": []}]);
+        assert_eq!(v2["securityDefinitions"], schemes);
+        assert_eq!(v2["security"], security);
+        assert_eq!(v3["components"]["securitySchemes"], schemes);
+        assert!(
+            v3.get("security").is_none(),
+            "kube's v3 has no top-level security"
+        );
+        // The marker never reaches a served document.
+        for doc in [&v2, &v3] {
+            assert!(!doc.to_string().contains(NULLABLE_MARK));
+        }
+        let map = &v3["components"]["schemas"]["X"]["properties"]["map"];
+        assert_eq!(map["nullable"], true);
     }
 
     #[test]

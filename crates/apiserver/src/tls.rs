@@ -9,7 +9,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -351,6 +353,13 @@ fn generate_for(hosts: &[String], lifetime: Lifetime) -> Result<ServingCerts, Tl
         .distinguished_name
         .push(DnType::CommonName, "image-apiserver-ca");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Python 3.13's default (VERIFY_X509_STRICT) refuses a CA without key usage and a leaf
+    // without an authority key identifier.
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     lifetime.apply_to(&mut ca_params);
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, ca_key);
@@ -360,6 +369,7 @@ fn generate_for(hosts: &[String], lifetime: Lifetime) -> Result<ServingCerts, Tl
     params
         .distinguished_name
         .push(DnType::CommonName, "image-apiserver");
+    params.use_authority_key_identifier_extension = true;
     lifetime.apply_to(&mut params);
     let mut names = vec![
         "localhost".to_string(),
@@ -475,6 +485,22 @@ mod tests {
                 (now - BACKDATE_SECS, now - BACKDATE_SECS + VALIDITY_SECS)
             );
         }
+    }
+
+    #[test]
+    fn generated_certificates_pass_strict_x509_checks() {
+        let certs = generate(&[]).expect("generate");
+        let extensions = |pem: &str| -> Vec<String> {
+            let der = pem_certs(pem).expect("PEM").remove(0);
+            let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).expect("cert");
+            cert.extensions()
+                .iter()
+                .map(|e| e.oid.to_id_string())
+                .collect()
+        };
+        // keyUsage on the CA, authorityKeyIdentifier on the leaf (Python 3.13's strict mode).
+        assert!(extensions(&certs.ca_pem).contains(&"2.5.29.15".to_string()));
+        assert!(extensions(&certs.cert_pem).contains(&"2.5.29.35".to_string()));
     }
 
     #[test]

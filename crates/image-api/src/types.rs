@@ -82,6 +82,7 @@ pub struct TagReference {
     pub name: String,
     /// annotations are copied onto images read through this tag's ImageStreamTag.
     #[serde(default)]
+    #[schemars(extend("x-nullable" = true))]
     pub annotations: Option<BTreeMap<String, String>>,
     /// from is what this tag follows: a DockerImage pull spec, or an ImageStreamTag (`<tag>` or `<stream>:<tag>`) or ImageStreamImage (`<stream>@<id>`), optionally in another namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,6 +96,7 @@ pub struct TagReference {
     pub reference: bool,
     /// generation is the stream generation at which this tag's reference last changed; the server sets it. An importer compares it with the generation recorded in status to decide whether to import again. Setting it to 0 asks for a new import; leaving it unset keeps the stored value.
     #[serde(default)]
+    #[schemars(extend("x-nullable" = true))]
     pub generation: Option<i64>,
     /// ImportPolicy is information that controls how images may be imported by the server.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -181,6 +183,7 @@ pub struct NamedTagEventList {
     pub tag: String,
     /// items are the tag's images, newest first.
     #[serde(default)]
+    #[schemars(extend("x-nullable" = true))]
     pub items: Option<Vec<TagEvent>>,
     /// Conditions is an array of conditions that apply to the tag event list.
     #[serde(
@@ -198,6 +201,7 @@ pub struct NamedTagEventList {
 pub struct TagEvent {
     /// Created holds the time the TagEvent was created
     #[serde(default)]
+    #[schemars(extend("x-nullable" = true))]
     pub created: Option<Time>,
     /// DockerImageReference is the string that can be used to pull this image
     #[serde(default, deserialize_with = "null_as_default")]
@@ -302,6 +306,7 @@ pub struct Image {
     pub docker_image_manifest: String,
     /// dockerImageLayers are the image's layers, base first; empty for manifest lists.
     #[serde(default)]
+    #[schemars(extend("x-nullable" = true))]
     pub docker_image_layers: Option<Vec<ImageLayer>>,
     /// Signatures holds all signatures of the image.
     #[serde(

@@ -31,6 +31,7 @@ pub struct ImageStreamTag {
     pub metadata: ObjectMeta,
     /// tag is the spec tag, if there is one.
     #[serde(default)]
+    #[schemars(extend("x-nullable" = true))]
     pub tag: Option<TagReference>,
     /// generation is the spec tag generation of the current image.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -80,12 +81,15 @@ pub struct ImageTag {
     pub metadata: ObjectMeta,
     /// spec is the spec tag; null removes it on update.
     #[serde(default)]
+    #[schemars(extend("x-nullable" = true))]
     pub spec: Option<TagReference>,
     /// status is the tag's history and conditions.
     #[serde(default)]
+    #[schemars(extend("x-nullable" = true))]
     pub status: Option<NamedTagEventList>,
     /// image is the current image (never in lists).
     #[serde(default)]
+    #[schemars(extend("x-nullable" = true))]
     pub image: Option<Image>,
 }
 crate::serde_util::object!(ImageTag);
@@ -174,6 +178,7 @@ crate::serde_util::object!(ImageStreamLayers);
 pub struct ImageLayerData {
     /// size in bytes, null when unknown (manifests and configs).
     #[serde(default)]
+    #[schemars(extend("x-nullable" = true))]
     pub size: Option<i64>,
     /// mediaType of the blob.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -190,9 +195,11 @@ pub struct ImageBlobReferences {
     pub image_missing: bool,
     /// layers are the layer digests, base first.
     #[serde(default)]
+    #[schemars(extend("x-nullable" = true))]
     pub layers: Option<Vec<String>>,
     /// config is the config blob's digest (schema 2 and OCI images).
     #[serde(default)]
+    #[schemars(extend("x-nullable" = true))]
     pub config: Option<String>,
     /// manifests are the sub-manifests of a manifest list.
     #[serde(

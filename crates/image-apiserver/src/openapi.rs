@@ -144,6 +144,120 @@ mod tests {
         }
     }
 
+    /// Every image type's zero value as the server writes it, by schema name: a field is null
+    /// there exactly when the server can send it as null (an `Option` not skipped when `None`).
+    fn zero_values() -> Vec<(String, Value)> {
+        macro_rules! zero_of {
+            ($($t:ident),* $(,)?) => {
+                vec![$((
+                    format!("{PREFIX}.{}", stringify!($t)),
+                    serde_json::to_value(image_api::$t::default()).expect("serialize"),
+                )),*]
+            };
+        }
+        let mut zeros = zero_of![
+            Image,
+            ImageBlobReferences,
+            ImageImportSpec,
+            ImageImportStatus,
+            ImageLayer,
+            ImageLayerData,
+            ImageList,
+            ImageLookupPolicy,
+            ImageManifest,
+            ImageSignature,
+            ImageStream,
+            ImageStreamImage,
+            ImageStreamImport,
+            ImageStreamImportSpec,
+            ImageStreamImportStatus,
+            ImageStreamLayers,
+            ImageStreamList,
+            ImageStreamMapping,
+            ImageStreamSpec,
+            ImageStreamStatus,
+            ImageStreamTag,
+            ImageStreamTagList,
+            ImageTag,
+            ImageTagList,
+            NamedTagEventList,
+            RepositoryImportSpec,
+            RepositoryImportStatus,
+            SignatureCondition,
+            SignatureIssuer,
+            SignatureSubject,
+            TagEventCondition,
+            TagImportPolicy,
+            TagReference,
+            TagReferencePolicy,
+        ];
+        // The one type without a Default.
+        let tag_event = image_api::TagEvent {
+            created: None,
+            docker_image_reference: String::new(),
+            image: String::new(),
+            generation: 0,
+        };
+        zeros.push((
+            format!("{PREFIX}.TagEvent"),
+            serde_json::to_value(tag_event).expect("serialize"),
+        ));
+        zeros
+    }
+
+    /// Generated clients (openapi-python-client) reject a null in a field the schema does not
+    /// call nullable, and type a nullable field as optional everywhere: v3 says `nullable`
+    /// exactly where the server sends null.
+    #[test]
+    fn nullable_exactly_where_the_server_sends_null() {
+        let (v2, v3) = generate();
+        let schemas = v3["components"]["schemas"].as_object().expect("schemas");
+        let zeros = zero_values();
+        let covered: Vec<&str> = zeros.iter().map(|(name, _)| name.as_str()).collect();
+        for name in schemas.keys().filter(|k| k.starts_with(PREFIX)) {
+            assert!(covered.contains(&name.as_str()), "no zero value for {name}");
+        }
+        let mut nullable = Vec::new();
+        for (name, zero) in &zeros {
+            let properties = schemas
+                .get(name)
+                .and_then(|schema| schema["properties"].as_object())
+                .unwrap_or_else(|| panic!("no schema with properties for {name}"));
+            for (field, property) in properties {
+                let sent_as_null = zero.get(field) == Some(&Value::Null);
+                let says_nullable = property.get("nullable") == Some(&Value::Bool(true));
+                assert!(
+                    says_nullable == sent_as_null,
+                    "{name}.{field}: nullable in v3 {says_nullable}, sent as null {sent_as_null}"
+                );
+                if says_nullable {
+                    nullable.push(format!("{}.{field}", &name[PREFIX.len() + 1..]));
+                }
+            }
+        }
+        nullable.sort();
+        // The spec's "may be null" fields, and two Go also writes as null when unset.
+        assert_eq!(
+            nullable,
+            [
+                "Image.dockerImageLayers",
+                "ImageBlobReferences.config",
+                "ImageBlobReferences.layers",
+                "ImageLayerData.size",
+                "ImageStreamTag.tag",
+                "ImageTag.image",
+                "ImageTag.spec",
+                "ImageTag.status",
+                "NamedTagEventList.items",
+                "TagEvent.created",
+                "TagReference.annotations",
+                "TagReference.generation",
+            ]
+        );
+        let v2_text = v2.to_string();
+        assert!(!v2_text.contains("\"nullable\"") && !v2_text.contains("x-nullable"));
+    }
+
     #[test]
     fn documents_carry_what_kubectl_reads() {
         let (_, v3) = generate();
