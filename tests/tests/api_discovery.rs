@@ -161,12 +161,13 @@ async fn health_and_authentication(server: &Server) {
     );
     let metrics = server.client().get("/metrics").await.text();
     assert!(
-        metrics
-            .contains("apiserver_request_total{verb=\"list\",resource=\"images\",code=\"200\"} 1"),
+        metrics.contains(r#"apiserver_request_total{code="200",component="apiserver",dry_run="",group="image.openshift.io",resource="images",scope="cluster",subresource="",verb="LIST",version="v1"} 1"#),
         "{metrics}"
     );
     assert!(
-        metrics.contains("etcd_request_duration_seconds_count{verb=\"list\",resource=\"images\"}"),
+        metrics.contains(
+            r#"etcd_request_duration_seconds_count{operation="list",type="images.image.openshift.io"}"#
+        ),
         "{metrics}"
     );
 }

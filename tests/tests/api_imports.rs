@@ -226,7 +226,7 @@ async fn preview_import_and_reimport(server: &Server) {
     let metrics = c.get("/metrics").await.text();
     let successes = metrics
         .lines()
-        .find(|l| l.starts_with("image_import_images_total{result=\"Success\""))
+        .find(|l| l.starts_with("image_import_images_total{") && l.contains("result=\"Success\""))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok());
     assert!(successes.is_some_and(|n| n >= 4.0), "{metrics}");

@@ -306,12 +306,15 @@ async fn wait_for_watches(server: &Server, n: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let metrics = client.get("/metrics").await.text();
-        let open = metrics
+        // One series per label set (scope, verb): kubectl's watches may differ in scope.
+        let open: u64 = metrics
             .lines()
-            .find(|l| l.starts_with("apiserver_longrunning_requests{resource=\"imagestreams\"}"))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
+            .filter(|l| {
+                l.starts_with("apiserver_longrunning_requests{")
+                    && l.contains("resource=\"imagestreams\"")
+            })
+            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .sum();
         if open >= n {
             return;
         }

@@ -165,7 +165,7 @@ pub async fn open_backend(
     wiring: Wiring,
 ) -> Result<Backend, StartError> {
     let (store, embedded) = open_store(config).await?;
-    let store: Arc<dyn Store> = Arc::new(InstrumentedStore::new(store, metrics));
+    let store: Arc<dyn Store> = Arc::new(InstrumentedStore::new(store, metrics.clone()));
     let compactor = tokio::spawn(storage::compactor::run(
         store.clone(),
         config.etcd_compaction_interval,
@@ -175,6 +175,8 @@ pub async fn open_backend(
         ..CacheConfig::default()
     };
     let served = Served::over(store.clone(), wiring, cache_config);
+    metrics.count_objects(&served.streams);
+    metrics.count_objects(&served.images);
     Ok(Backend {
         store,
         embedded,

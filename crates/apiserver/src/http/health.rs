@@ -2,6 +2,7 @@
 //! per-check forms, and the Prometheus `/metrics` text.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use apimachinery::options::Query;
 use axum::extract::{Path, Request as HttpRequest, State};
@@ -89,14 +90,24 @@ async fn probe(api: &Api, probe: Probe, query: Option<&str>, only: Option<&str>)
     )
 }
 
+/// A root check, counted in the request metrics by its path as kube instruments its root
+/// health handlers (the per-check paths are not).
+async fn root_probe(api: &Api, which: Probe, path: &'static str, req: HttpRequest) -> Response {
+    let started = Instant::now();
+    let resp = probe(api, which, req.uri().query(), None).await;
+    api.metrics
+        .observe_path(&req, path, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
 pub(super) async fn healthz(State(api): State<Arc<Api>>, req: HttpRequest) -> Response {
-    probe(&api, Probe::Healthz, req.uri().query(), None).await
+    root_probe(&api, Probe::Healthz, "/healthz", req).await
 }
 pub(super) async fn livez(State(api): State<Arc<Api>>, req: HttpRequest) -> Response {
-    probe(&api, Probe::Livez, req.uri().query(), None).await
+    root_probe(&api, Probe::Livez, "/livez", req).await
 }
 pub(super) async fn readyz(State(api): State<Arc<Api>>, req: HttpRequest) -> Response {
-    probe(&api, Probe::Readyz, req.uri().query(), None).await
+    root_probe(&api, Probe::Readyz, "/readyz", req).await
 }
 pub(super) async fn healthz_one(
     State(api): State<Arc<Api>>,
