@@ -15,6 +15,7 @@ pub mod fake_kube;
 pub mod front_proxy;
 pub mod hostile;
 pub mod pki;
+pub mod python;
 pub mod registry;
 pub mod token_service;
 
@@ -56,6 +57,32 @@ pub struct Server {
     pub base: String,
     data_dir: PathBuf,
     _dir: Option<tempfile::TempDir>,
+}
+
+/// Where [`Server::start_logging_to`] writes the server's standard output and error.
+pub struct LogFiles {
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl LogFiles {
+    /// `stdout.log` and `stderr.log` in `dir`.
+    pub fn in_dir(dir: &Path) -> LogFiles {
+        LogFiles {
+            stdout: dir.join("stdout.log"),
+            stderr: dir.join("stderr.log"),
+        }
+    }
+
+    /// What the server has written to standard error so far.
+    pub fn stderr_bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.stderr).unwrap_or_default()
+    }
+
+    /// What the server has written to standard output so far.
+    pub fn stdout_bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.stdout).unwrap_or_default()
+    }
 }
 
 /// An HTTPS client that trusts the CA the server generated in `data_dir`.
@@ -134,17 +161,43 @@ impl Server {
     /// Starts the server with a given data directory (kept by the caller) and extra flags.
     pub fn start_with(data_dir: &Path, extra: &[String]) -> Server {
         let port = free_port();
-        let child = Command::new(server_binary())
+        let mut command = Server::command(data_dir, extra, port);
+        command
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        Server::spawn(command, data_dir, port)
+    }
+
+    /// Like [`Server::start_with`], with the server's standard output and error written to
+    /// `logs`. It logs as its flags say: `RUST_LOG` and `NO_COLOR` are not passed on.
+    pub fn start_logging_to(data_dir: &Path, extra: &[String], logs: &LogFiles) -> Server {
+        let create = |path: &Path| std::fs::File::create(path).expect("log file");
+        let port = free_port();
+        let mut command = Server::command(data_dir, extra, port);
+        command
+            .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR")
+            .stdout(create(&logs.stdout))
+            .stderr(create(&logs.stderr));
+        Server::spawn(command, data_dir, port)
+    }
+
+    /// The binary on `port` with `data_dir` and `extra`; output not yet directed.
+    fn command(data_dir: &Path, extra: &[String], port: u16) -> Command {
+        let mut command = Command::new(server_binary());
+        command
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--secure-port={port}"))
             .arg(format!("--data-dir={}", data_dir.display()))
             .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn image-apiserver");
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `command` and waits until the server is ready.
+    fn spawn(mut command: Command, data_dir: &Path, port: u16) -> Server {
+        let child = command.spawn().expect("spawn image-apiserver");
         let server = Server {
             child: Some(child),
             port,

@@ -160,8 +160,26 @@ pub struct ServerConfig {
     #[arg(long)]
     pub disable_import_controller: bool,
 
+    /// How log lines are written to standard error: `text` (colored only on a terminal) or
+    /// `json` (one object per line, its fields at the top level).
+    #[arg(long, value_enum, default_value_t = LoggingFormat::Text)]
+    pub logging_format: LoggingFormat,
+
+    /// Log verbosity, klog's -v: 0-1 info, 2-3 debug, 4 and above trace, for image-apiserver's
+    /// own code; other libraries log warnings and errors only. RUST_LOG, when set, wins (a
+    /// tracing-subscriber EnvFilter: `warn,apiserver=debug`).
+    #[arg(short = 'v', long = "v", value_name = "LEVEL", default_value_t = 0)]
+    pub verbosity: u8,
+
     #[command(flatten)]
     pub cluster: ClusterFlags,
+}
+
+/// `--logging-format`: kube's two formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LoggingFormat {
+    Text,
+    Json,
 }
 
 /// Authentication, authorization, the cluster connection, leader election and hardening:
@@ -373,6 +391,32 @@ mod tests {
         for bad in ["", "5", "m", "5x", "-5m", "1.5h"] {
             assert!(parse_go_duration(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn logging_flags_parse_like_kube_apiserver() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["image-apiserver"];
+            all.extend(args);
+            ServerConfig::try_parse_from(all).map(|c| (c.logging_format, c.verbosity))
+        };
+        assert_eq!(parse(&[]).ok(), Some((LoggingFormat::Text, 0)));
+        let json = parse(&["--logging-format=json", "-v", "4"]).ok();
+        assert_eq!(json, Some((LoggingFormat::Json, 4)));
+        let spellings: [&[&str]; 4] = [&["--v=2"], &["--v", "2"], &["-v=2"], &["-v2"]];
+        for spelling in spellings {
+            assert_eq!(
+                parse(spelling).ok(),
+                Some((LoggingFormat::Text, 2)),
+                "{spelling:?}"
+            );
+        }
+        let unknown = parse(&["--logging-format=xml"]).expect_err("xml");
+        let message = unknown.to_string();
+        for part in ["--logging-format", "'xml'", "text", "json"] {
+            assert!(message.contains(part), "{part} missing from {message}");
+        }
+        assert!(parse(&["--v=loud"]).is_err());
     }
 
     #[test]

@@ -46,6 +46,35 @@ pub fn should_record(verb: &str, code: u16) -> bool {
     matches!(code, 401 | 403) || WRITE_VERBS.contains(&verb)
 }
 
+/// kube's `Audit-ID` header, spelled in the lower case HTTP/2 requires.
+pub const AUDIT_ID_HEADER: &str = "audit-id";
+
+/// The one ID of a request, kept in its extensions: what the `Audit-ID` response header, the
+/// request's log line and its audit event all carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditId(pub String);
+
+impl AuditId {
+    /// The client's `Audit-ID` when it sends one, as kube's `WithAuditInit` keeps it (as is, not
+    /// truncated): kube-apiserver's aggregator forwards the ID it logged, so a proxied request
+    /// has the same ID in both servers' logs. A fresh UUID otherwise.
+    pub fn of_request(headers: &axum::http::HeaderMap) -> AuditId {
+        let given = headers
+            .get(AUDIT_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty());
+        let id = match given {
+            Some(id) => id.to_string(),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        AuditId(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// What the audit log records of one request.
 #[derive(Clone, Debug)]
 pub struct AuditEvent {
@@ -548,5 +577,18 @@ mod tests {
         assert!(throttle.ready(start));
         assert!(!throttle.ready(start + Duration::from_secs(5)));
         assert!(throttle.ready(start + Duration::from_secs(11)));
+    }
+
+    #[test]
+    fn the_clients_audit_id_is_kept_and_a_missing_one_is_made() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("Audit-ID", "agg-1".parse().expect("value"));
+        assert_eq!(AuditId::of_request(&headers).as_str(), "agg-1");
+
+        headers.insert("audit-id", "".parse().expect("value"));
+        let made = AuditId::of_request(&headers);
+        assert!(uuid::Uuid::parse_str(made.as_str()).is_ok(), "{made:?}");
+        let other = AuditId::of_request(&axum::http::HeaderMap::new());
+        assert_ne!(made, other);
     }
 }

@@ -15,6 +15,7 @@
 //! 6. [`limit_time`]: the request timeout, 504, not for watches;
 //! 7. `CatchPanicLayer`: a handler's panic becomes a 500 Status instead of a dropped connection.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::{CompressionLayer, CompressionLevel, Predicate};
 
+use super::audit_log::{AuditId, AUDIT_ID_HEADER};
 use super::auth_filters::{authenticate_and_authorize, AuditContext};
 use super::render::{error_response, respond};
 use super::Api;
@@ -106,45 +108,44 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.split(',').any(|token| token.trim() == "gzip"))
 }
 
-async fn audit(State(api): State<Arc<Api>>, req: HttpRequest, next: Next) -> Response {
+async fn audit(State(api): State<Arc<Api>>, mut req: HttpRequest, next: Next) -> Response {
     let start = Instant::now();
     let received = jiff::Timestamp::now();
     let method = req.method().clone();
     let uri = super::auth_filters::request_uri(req.uri());
-    let path = req.uri().path().to_string();
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let source_ip = req
+    let peer = req
         .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    let audit_id = uuid::Uuid::new_v4().to_string();
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let source_ip = peer.map(|p| p.ip());
+    let audit_id = AuditId::of_request(req.headers());
+    req.extensions_mut().insert(audit_id.clone());
     let mut response = next.run(req).await;
-    let user = response
-        .extensions()
-        .get::<UserInfo>()
-        .map(|u| u.name.clone())
-        .unwrap_or_else(|| "system:anonymous".to_string());
     let code = response.status().as_u16();
+    log_request(&RequestLine {
+        method: &method,
+        uri: &uri,
+        code,
+        latency: start.elapsed(),
+        user: response.extensions().get::<UserInfo>(),
+        user_agent: user_agent.as_deref(),
+        peer,
+        audit_id: &audit_id,
+    });
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&audit_id) {
-        headers.insert("audit-id", v);
+    // kube leaves an Audit-ID already set alone, so one response never carries two.
+    if let Ok(v) = HeaderValue::from_str(audit_id.as_str()) {
+        headers.entry(AUDIT_ID_HEADER).or_insert(v);
     }
     headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-cache, private"));
-    tracing::info!(
-        verb = %method,
-        path = %path,
-        code,
-        user = %user,
-        latency_ms = start.elapsed().as_secs_f64() * 1e3,
-        audit_id = %audit_id,
-        "request"
-    );
+    let audit_id = audit_id.0;
     if let Some(log) = &api.config.audit_log {
         let context = response
             .extensions()
@@ -174,6 +175,40 @@ async fn audit(State(api): State<Arc<Api>>, req: HttpRequest, next: Next) -> Res
         }
     }
     response
+}
+
+/// What one request's log line says.
+struct RequestLine<'a> {
+    method: &'a Method,
+    /// Path and query, as the client sent them.
+    uri: &'a str,
+    code: u16,
+    latency: Duration,
+    /// `None` when no user was established (a 401).
+    user: Option<&'a UserInfo>,
+    user_agent: Option<&'a str>,
+    /// The connection's peer; absent only for requests that never came over a socket.
+    peer: Option<SocketAddr>,
+    audit_id: &'a AuditId,
+}
+
+/// kube's httplog line (`"HTTP" verb=... URI=... latency=... userAgent=... audit-ID=...
+/// srcIP=... resp=...`) with its field names, so queries written for kube-apiserver's logs
+/// work on ours, plus the user it ran as. Written when the response starts: a watch is logged
+/// as it begins, with the status it answered.
+fn log_request(line: &RequestLine<'_>) {
+    let src_ip = line.peer.map(|p| p.to_string()).unwrap_or_default();
+    tracing::info!(
+        verb = %line.method,
+        "URI" = %line.uri,
+        latency = ?line.latency,
+        "userAgent" = %line.user_agent.unwrap_or(""),
+        "audit-ID" = %line.audit_id.as_str(),
+        "srcIP" = %src_ip,
+        resp = line.code,
+        user = %line.user.map_or("", |u| u.name.as_str()),
+        "HTTP"
+    );
 }
 
 /// What the limits need to know of a request, worked out once.
@@ -216,11 +251,14 @@ async fn limit_inflight(State(api): State<Arc<Api>>, mut req: HttpRequest, next:
         &api.readonly_per_user
     };
     let Some(_user_permit) = share.try_acquire(&user) else {
+        api.metrics.record_dropped(&req);
         return too_many_requests();
     };
     let Ok(_permit) = pool.clone().try_acquire_owned() else {
+        api.metrics.record_dropped(&req);
         return too_many_requests();
     };
+    let _inflight = api.metrics.inflight_started(mutating);
     next.run(req).await
 }
 
