@@ -23,6 +23,7 @@ pub mod labels;
 pub mod negotiate;
 pub mod object;
 pub mod options;
+pub mod protobuf;
 pub mod request;
 pub mod table;
 pub mod validation;

@@ -1,5 +1,6 @@
 //! Content negotiation (spec §4.4, §4.5, §7): which representation and encoding an `Accept`
-//! header asks for. Protobuf is not served; clauses asking for it are skipped.
+//! header asks for. Protobuf is offered only where the server has a schema for the resource;
+//! elsewhere clauses asking for it are skipped, and Tables are never protobuf.
 
 use crate::errors::ApiError;
 
@@ -7,6 +8,7 @@ use crate::errors::ApiError;
 pub enum Encoding {
     Json,
     Yaml,
+    Protobuf,
 }
 
 impl Encoding {
@@ -14,6 +16,7 @@ impl Encoding {
         match self {
             Encoding::Json => "application/json",
             Encoding::Yaml => "application/yaml",
+            Encoding::Protobuf => crate::protobuf::MEDIA_TYPE,
         }
     }
 }
@@ -104,12 +107,14 @@ fn param<'a>(c: &Clause<'a>, key: &str) -> Option<&'a str> {
     c.params.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
 }
 
-/// Negotiates the response for an API request. `list_type` names the list kind in the
-/// PartialObjectMetadata errors (e.g. `*v1.ImageStreamList`).
+/// Negotiates the response for an API request. `type_name` names the object in the
+/// PartialObjectMetadata errors (e.g. `*v1.ImageStream`); `protobuf` says whether the resource
+/// can be written as protobuf.
 pub fn negotiate(
     accept: Option<&str>,
     shape: Shape,
     type_name: &str,
+    protobuf: bool,
 ) -> Result<Negotiated, ApiError> {
     let accept = accept
         .map(str::trim)
@@ -119,6 +124,7 @@ pub fn negotiate(
         let encoding = match c.media {
             "application/json" | "*/*" | "application/*" => Encoding::Json,
             "application/yaml" if shape != Shape::Watch => Encoding::Yaml,
+            crate::protobuf::MEDIA_TYPE if protobuf => Encoding::Protobuf,
             _ => continue,
         };
         let target = match param(&c, "as") {
@@ -130,6 +136,7 @@ pub fn negotiate(
                     continue;
                 }
                 match (as_kind, shape) {
+                    ("Table", _) if encoding == Encoding::Protobuf => continue,
                     ("Table", _) => Target::Table,
                     ("PartialObjectMetadata", Shape::List) => {
                         return Err(ApiError::NotAcceptable(format!(
@@ -149,9 +156,11 @@ pub fn negotiate(
         };
         return Ok(Negotiated { target, encoding });
     }
-    Err(ApiError::NotAcceptable(match shape {
-        Shape::Watch => "only the following media types are accepted: application/json, application/json;stream=watch".to_string(),
-        _ => "only the following media types are accepted: application/json, application/yaml".to_string(),
+    Err(ApiError::NotAcceptable(match (shape, protobuf) {
+        (Shape::Watch, false) => "only the following media types are accepted: application/json, application/json;stream=watch".to_string(),
+        (Shape::Watch, true) => "only the following media types are accepted: application/json;stream=watch, application/vnd.kubernetes.protobuf;stream=watch".to_string(),
+        (_, false) => "only the following media types are accepted: application/json, application/yaml".to_string(),
+        (_, true) => "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf".to_string(),
     }))
 }
 
@@ -182,7 +191,7 @@ mod tests {
 
     #[test]
     fn picks_the_first_supported_clause() {
-        let n = |a: Option<&str>, s| negotiate(a, s, "*v1.ImageStream");
+        let n = |a: Option<&str>, s| negotiate(a, s, "*v1.ImageStream", false);
         assert_eq!(n(None, Shape::Item).expect("none").target, Target::Object);
         assert_eq!(
             n(Some(KUBECTL_TABLE), Shape::List).expect("t").target,
@@ -227,6 +236,41 @@ mod tests {
             .encoding,
             Encoding::Json
         );
+    }
+
+    #[test]
+    fn protobuf_only_where_the_resource_has_a_schema() {
+        const PB: &str = "application/vnd.kubernetes.protobuf";
+        let n = |a: &str, s, pb| negotiate(Some(a), s, "*v1.ImageStream", pb);
+        assert_eq!(
+            n(PB, Shape::Item, true).expect("pb").encoding,
+            Encoding::Protobuf
+        );
+        assert_eq!(
+            n(
+                "application/vnd.kubernetes.protobuf;stream=watch",
+                Shape::Watch,
+                true
+            )
+            .expect("watch")
+            .encoding,
+            Encoding::Protobuf
+        );
+        let both = "application/vnd.kubernetes.protobuf, application/json";
+        assert_eq!(
+            n(both, Shape::List, false).expect("fallback").encoding,
+            Encoding::Json
+        );
+        let meta = n(METADATA, Shape::Item, true).expect("metadata");
+        assert_eq!(
+            (meta.encoding, meta.target),
+            (Encoding::Protobuf, Target::PartialObjectMetadata)
+        );
+        let table = "application/vnd.kubernetes.protobuf;as=Table;g=meta.k8s.io;v=v1,application/json;as=Table;g=meta.k8s.io;v=v1";
+        let t = n(table, Shape::List, true).expect("table");
+        assert_eq!((t.encoding, t.target), (Encoding::Json, Target::Table));
+        let err = n("text/html", Shape::Item, true).expect_err("406");
+        assert_eq!(err.to_string(), "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf");
     }
 
     #[test]

@@ -570,7 +570,7 @@ proptest! {
         ],
         shape in shape(),
     ) {
-        match negotiate(Some(accept.as_str()), shape, "*v1.Thing") {
+        match negotiate(Some(accept.as_str()), shape, "*v1.Thing", true) {
             Ok(n) => prop_assert!(!(shape == Shape::Watch && n.encoding == Encoding::Yaml)),
             Err(e) => prop_assert_eq!(e.code(), 406),
         }

@@ -29,6 +29,7 @@ pub mod managed;
 pub mod metrics;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod resource;
 pub mod serve;

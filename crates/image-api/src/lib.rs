@@ -6,6 +6,7 @@
 pub mod imports;
 pub mod limits;
 pub mod metadata;
+pub mod protobuf;
 pub mod reference;
 mod serde_util;
 pub mod tags;

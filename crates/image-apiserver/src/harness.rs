@@ -108,6 +108,7 @@ impl Harness {
             max_requests_inflight: 100,
             max_mutating_requests_inflight: 100,
             max_requests_inflight_per_user: 0,
+            protobuf: Some(crate::resources::protobuf_codec().expect("protobuf schema")),
         });
         for _ in 0..500 {
             if served.streams.cache().is_ready() && served.images.cache().is_ready() {

@@ -9,6 +9,7 @@ mod credentials;
 #[cfg(test)]
 mod harness;
 mod lifecycle;
+mod logging;
 mod metrics;
 mod openapi;
 mod resources;
@@ -49,6 +50,8 @@ enum StartError {
     Credentials(#[from] credentials::CredentialsError),
     #[error("serving: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("the protobuf schema compiled into the binary: {0}")]
+    Protobuf(#[from] apimachinery::protobuf::ProtoError),
     #[error(transparent)]
     Listen(#[from] lifecycle::ListenError),
     #[error("{flag} {path}: {message}")]
@@ -95,17 +98,14 @@ impl Health for ServerHealth {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    // Flags first: a bad one is clap's error on standard error, before any logging.
     let config = ServerConfig::parse();
+    logging::init(config.logging_format, config.verbosity);
     // The cluster client (kube) builds its TLS from the process-wide provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     if let Err(e) = run(config).await {
+        // The log is the one place it goes, so a JSON log stays one object per line.
         tracing::error!(error = %e, "image-apiserver failed");
-        eprintln!("image-apiserver: {e}");
         std::process::exit(1);
     }
 }
@@ -317,6 +317,7 @@ fn build_api(
         max_requests_inflight: config.max_requests_inflight,
         max_mutating_requests_inflight: config.max_mutating_requests_inflight,
         max_requests_inflight_per_user: flags.max_requests_inflight_per_user,
+        protobuf: Some(resources::protobuf_codec()?),
     }))
 }
 
@@ -522,9 +523,11 @@ fn announce(
     admin_token: Option<&str>,
 ) -> Result<(), StartError> {
     let kubeconfig = credentials::write_kubeconfig(config, local, &certs.ca_pem, admin_token)?;
-    tracing::info!(address = %local, kubeconfig = %kubeconfig.display(), "serving");
-    println!("image-apiserver listening on https://{local}");
-    println!("admin kubeconfig: {}", kubeconfig.display());
+    tracing::info!(
+        url = %format!("https://{local}"),
+        kubeconfig = %kubeconfig.display(),
+        "serving; the admin kubeconfig is written"
+    );
     Ok(())
 }
 

@@ -2,7 +2,6 @@
 //! against discovery, negotiating the representation, and handing the request to the resource.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use apimachinery::discovery::ResourceInfo;
 use apimachinery::errors::{ApiError, MAX_REQUEST_BODY_BYTES};
@@ -17,6 +16,7 @@ use super::discovery_handlers::not_found_paths;
 use super::render::{error_response, render, respond, wants_pretty, Encoder};
 use super::router::decoded_path;
 use super::Api;
+use crate::metrics::RequestLabels;
 use crate::resource::{Request, Resource, UserInfo, Verb, Warnings};
 
 fn verb_for(method: &Method, info: &RequestInfo, query: &Query) -> Option<Verb> {
@@ -133,26 +133,29 @@ pub(super) async fn api_request(
     if !allowed(resource.info(), info.subresource.as_deref(), verb) {
         return error_response(&disallowed(resource.info(), &info, verb), pretty);
     }
-    let representation = match Representation::negotiate(&resource, verb, &query, &headers) {
-        Ok(r) => r,
-        Err(e) => return error_response(&e, pretty),
+    let labels =
+        RequestLabels::for_resource(resource.info(), &info, req.method(), &query, &headers);
+    let record = api.metrics.start_request(labels, verb == Verb::Watch);
+    let protobuf = api.config.protobuf.is_some();
+    let representation =
+        match Representation::negotiate(&resource, verb, &query, &headers, protobuf) {
+            Ok(r) => r,
+            Err(e) => return record.finish(error_response(&e, pretty)),
+        };
+    let encoder = Encoder {
+        encoding: representation.negotiated.encoding,
+        pretty,
+        protobuf: api.config.protobuf.clone(),
     };
     let request = match read_request(&api, req, info, verb, query, &headers, user.0).await {
         Ok(r) => r,
-        Err(e) => return error_response(&e, pretty),
+        Err(e) => return record.finish(encoder.error(&e)),
     };
     if let Err(e) = admit(&api, resource.info(), &request).await {
-        return error_response(&e, pretty);
+        return record.finish(encoder.error(&e));
     }
-    let started = Instant::now();
-    let response = handle_resource(&api, resource.clone(), request, representation, pretty).await;
-    api.metrics.observe(
-        verb.as_str(),
-        resource.info().resource,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
+    let response = handle_resource(&api, resource.clone(), request, representation, encoder).await;
+    record.finish(response)
 }
 
 /// kube's NamespaceLifecycle admission: creates (subresource creates too) only in a namespace
@@ -201,6 +204,7 @@ impl Representation {
         verb: Verb,
         query: &Query,
         headers: &HeaderMap,
+        protobuf: bool,
     ) -> Result<Self, ApiError> {
         let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
         let shape = match verb {
@@ -208,7 +212,7 @@ impl Representation {
             Verb::Watch => Shape::Watch,
             _ => Shape::Item,
         };
-        let negotiated = negotiate::negotiate(accept, shape, &resource.type_name())?;
+        let negotiated = negotiate::negotiate(accept, shape, &resource.type_name(), protobuf)?;
         let include = if negotiated.target == Target::Table {
             IncludeObject::parse(query.get("includeObject"))?
         } else {
@@ -244,6 +248,14 @@ async fn read_request(
         .map_err(|_| {
             ApiError::RequestEntityTooLarge(format!("limit is {MAX_REQUEST_BODY_BYTES}"))
         })?;
+    let (body, content_type) = match (&api.config.protobuf, content_type) {
+        // Everything past this point reads JSON; protobuf exists only at the edge.
+        (Some(codec), Some(ct)) if ct == apimachinery::protobuf::MEDIA_TYPE => (
+            codec.body_to_json(&body)?,
+            Some("application/json".to_string()),
+        ),
+        (_, content_type) => (body, content_type),
+    };
     Ok(Request {
         verb,
         namespace: info.namespace,
@@ -265,20 +277,16 @@ async fn handle_resource(
     resource: Arc<dyn Resource>,
     request: Request,
     representation: Representation,
-    pretty: bool,
+    encoder: Encoder,
 ) -> Response {
     let warnings = request.warnings.clone();
     let reply = match resource.handle(request).await {
         Ok(r) => r,
         Err(e) => {
-            let mut resp = error_response(&e, pretty);
+            let mut resp = encoder.error(&e);
             super::render::append_warnings(resp.headers_mut(), &warnings.take());
             return resp;
         }
-    };
-    let encoder = Encoder {
-        encoding: representation.negotiated.encoding,
-        pretty,
     };
     let warnings = warnings.take();
     render(

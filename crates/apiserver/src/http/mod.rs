@@ -73,6 +73,9 @@ pub struct ApiConfig {
     pub max_mutating_requests_inflight: usize,
     /// The in-flight requests one user may hold in each pool (0: a quarter of the pool).
     pub max_requests_inflight_per_user: usize,
+    /// `application/vnd.kubernetes.protobuf` for requests and responses; JSON and YAML only
+    /// without it.
+    pub protobuf: Option<Arc<crate::protobuf::ProtobufCodec>>,
 }
 
 /// One user's share of a pool: the flag, or a quarter of the pool.

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::watch::watch_response;
 use super::Api;
+use crate::protobuf::ProtobufCodec;
 use crate::resource::{Reply, Resource};
 
 pub(super) fn json_line<T: serde::Serialize>(v: &T) -> Bytes {
@@ -52,27 +53,30 @@ fn sorted(v: Value) -> Value {
 pub(super) struct Encoder {
     pub(super) encoding: Encoding,
     pub(super) pretty: bool,
+    /// Present when the server speaks protobuf (negotiation offers it only then).
+    pub(super) protobuf: Option<Arc<ProtobufCodec>>,
 }
 
 impl Encoder {
     /// Encodes JSON bytes (compact, from the cache) for the response.
-    fn bytes(&self, json: Bytes) -> Bytes {
+    fn bytes(&self, json: Bytes) -> Result<Bytes, ApiError> {
         match (self.encoding, self.pretty) {
             (Encoding::Json, false) => {
                 let mut out = BytesMut::with_capacity(json.len() + 1);
                 out.put_slice(&json);
                 out.put_u8(b'\n');
-                out.freeze()
+                Ok(out.freeze())
             }
+            (Encoding::Protobuf, _) => self.codec()?.encode_json(&json),
             _ => match serde_json::from_slice::<Value>(&json) {
                 Ok(v) => self.value(&v),
-                Err(_) => json,
+                Err(_) => Ok(json),
             },
         }
     }
 
-    fn value(&self, v: &Value) -> Bytes {
-        match (self.encoding, self.pretty) {
+    fn value(&self, v: &Value) -> Result<Bytes, ApiError> {
+        Ok(match (self.encoding, self.pretty) {
             (Encoding::Yaml, _) => {
                 Bytes::from(serde_norway::to_string(&sorted(v.clone())).unwrap_or_default())
             }
@@ -80,6 +84,29 @@ impl Encoder {
                 Bytes::from(serde_json::to_string_pretty(v).unwrap_or_default())
             }
             (Encoding::Json, false) => json_line(v),
+            (Encoding::Protobuf, _) => return self.codec()?.encode_value(v),
+        })
+    }
+
+    fn codec(&self) -> Result<&ProtobufCodec, ApiError> {
+        self.protobuf
+            .as_deref()
+            .ok_or_else(|| ApiError::Internal("protobuf negotiated without a schema".into()))
+    }
+
+    /// A Status error in the negotiated encoding (kube writes errors with the serializer the
+    /// client asked for; JSON when even that fails).
+    pub(super) fn error(&self, err: &ApiError) -> Response {
+        if self.encoding != Encoding::Protobuf {
+            return error_response(err, self.pretty);
+        }
+        let status = status_value(err);
+        match self.value(&status) {
+            Ok(body) => error_headers(
+                respond(err.code(), self.encoding.content_type(), body, &[]),
+                err,
+            ),
+            Err(_) => error_response(err, self.pretty),
         }
     }
 }
@@ -215,20 +242,28 @@ fn warning_header(text: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(&quoted).ok()
 }
 
-/// A Status error response.
-pub fn error_response(err: &ApiError, pretty: bool) -> Response {
+/// An error as kube's Status object, in Go's field order.
+fn status_value(err: &ApiError) -> Value {
     let mut status = serde_json::to_value(err.to_status()).unwrap_or_default();
     if let Some(o) = status.as_object_mut() {
         o.insert("kind".into(), json!("Status"));
         o.insert("apiVersion".into(), json!("v1"));
     }
-    let status = order_status(status);
+    order_status(status)
+}
+
+/// A Status error response.
+pub fn error_response(err: &ApiError, pretty: bool) -> Response {
+    let status = status_value(err);
     let body = if pretty {
         Bytes::from(serde_json::to_string_pretty(&status).unwrap_or_default())
     } else {
         json_line(&status)
     };
-    let mut resp = respond(err.code(), "application/json", body, &[]);
+    error_headers(respond(err.code(), "application/json", body, &[]), err)
+}
+
+fn error_headers(mut resp: Response, err: &ApiError) -> Response {
     let headers = resp.headers_mut();
     headers.insert(
         "x-content-type-options",
@@ -327,7 +362,7 @@ pub(super) fn render(
             metadata,
             items,
         } => rendering.list(kind, api_version, metadata, items),
-        Reply::Watch(stream) => watch_response(api, resource, stream, negotiated.target, include),
+        Reply::Watch(stream) => watch_response(api, resource, stream, negotiated, include, encoder),
     }
 }
 
@@ -341,9 +376,14 @@ struct Rendering<'a> {
 }
 
 impl Rendering<'_> {
-    fn send(&self, code: u16, body: Bytes) -> Response {
-        let ct = self.negotiated.encoding.content_type();
-        respond(code, ct, body, self.warnings)
+    fn send(&self, code: u16, body: Result<Bytes, ApiError>) -> Response {
+        match body {
+            Ok(body) => {
+                let ct = self.negotiated.encoding.content_type();
+                respond(code, ct, body, self.warnings)
+            }
+            Err(e) => error_response(&e, self.encoder.pretty),
+        }
     }
 
     fn send_value(&self, code: u16, v: &Value) -> Response {
@@ -387,7 +427,7 @@ impl Rendering<'_> {
             {
                 self.send(
                     200,
-                    compact_json_list(&kind, &api_version, &metadata, &items),
+                    Ok(compact_json_list(&kind, &api_version, &metadata, &items)),
                 )
             }
             Target::Object => {

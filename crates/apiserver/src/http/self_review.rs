@@ -268,7 +268,8 @@ impl ReviewRequest {
             .headers()
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok());
-        let encoding = negotiate::negotiate(accept, Shape::Item, kind)?.encoding;
+        // Reviews are answered in JSON or YAML: kubectl, which posts them as protobuf, accepts JSON.
+        let encoding = negotiate::negotiate(accept, Shape::Item, kind, false)?.encoding;
         let content_type = media_type(req.headers());
         let user = req
             .extensions()
@@ -340,10 +341,11 @@ impl Output {
     fn created(self, object: &Value) -> Response {
         let body = match (self.encoding, self.pretty) {
             (Encoding::Yaml, _) => Bytes::from(serde_norway::to_string(object).unwrap_or_default()),
-            (Encoding::Json, true) => {
+            (Encoding::Json | Encoding::Protobuf, true) => {
                 Bytes::from(serde_json::to_string_pretty(object).unwrap_or_default())
             }
-            (Encoding::Json, false) => json_line(object),
+            // Not negotiated for reviews (see `read`).
+            (Encoding::Json | Encoding::Protobuf, false) => json_line(object),
         };
         respond(201, self.encoding.content_type(), body, &[])
     }

@@ -77,6 +77,19 @@ impl LimitSource for StreamLimits {
 
 /// kube's `NewForbidden`: `<resource> "<name>" is forbidden: <reason>`, without the name
 /// when there is none.
+/// Protobuf for every served kind, with OpenShift's field numbers (`image_api::protobuf`).
+pub fn protobuf_codec(
+) -> Result<Arc<apiserver::protobuf::ProtobufCodec>, apimachinery::protobuf::ProtoError> {
+    let schema = apimachinery::protobuf::Schema::with_inline_fields(
+        &[image_api::protobuf::DESCRIPTOR_SET],
+        image_api::protobuf::INLINE_FIELDS,
+    )?;
+    Ok(Arc::new(apiserver::protobuf::ProtobufCodec::new(
+        schema,
+        image_api::protobuf::message_for_kind,
+    )))
+}
+
 pub fn forbidden(resource: &GroupResource, name: &str, reason: &str) -> ApiError {
     let message = if name.is_empty() {
         format!("{resource} is forbidden: {reason}")
