@@ -282,12 +282,15 @@ pub struct ClusterFlags {
         default_missing_value = "true", require_equals = true)]
     pub leader_elect: bool,
 
+    /// How long others wait after the last renewal before taking the lock over.
     #[arg(long, default_value = "15s", value_parser = parse_go_duration)]
     pub leader_elect_lease_duration: Duration,
 
+    /// How long the leader keeps trying to renew before it gives leadership up.
     #[arg(long, default_value = "10s", value_parser = parse_go_duration)]
     pub leader_elect_renew_deadline: Duration,
 
+    /// How often candidates try to acquire or renew the lock.
     #[arg(long, default_value = "2s", value_parser = parse_go_duration)]
     pub leader_elect_retry_period: Duration,
 
@@ -295,6 +298,7 @@ pub struct ClusterFlags {
     #[arg(long, default_value = "image-apiserver")]
     pub leader_elect_resource_namespace: String,
 
+    /// The name of the controllers' Lease (or of the lock key in the store).
     #[arg(long, default_value = "image-apiserver-controllers")]
     pub leader_elect_resource_name: String,
 
