@@ -161,4 +161,42 @@ ensure_build_deps() {
 ensure_test_deps() {
   ensure test_checks
   ensure_python_clients
+  ensure_etcd35
+}
+
+# Debian 12's etcd is 3.4.23, whose watch progress cannot be trusted; the tests and benchmarks
+# also run etcd 3.5 (trusted). Debian trixie carries it as a static binary: apt-get downloads
+# the package with a private state directory (the system's sources stay as they are) and
+# dpkg-deb unpacks it into target/etcd-3.5. Exports ETCD35_BIN.
+ensure_etcd35() {
+  if [ -n "${ETCD35_BIN:-}" ] && [ -x "$ETCD35_BIN" ]; then
+    return 0
+  fi
+  local dir=$PWD/target/etcd-3.5
+  local binary=$dir/root/usr/bin/etcd
+  if [ ! -x "$binary" ] && ! type -P apt-get >/dev/null 2>&1; then
+    echo "missing: an etcd 3.5 server for the tests (set ETCD35_BIN to its path)" >&2
+    return 1
+  fi
+  if [ ! -x "$binary" ] || ! "$binary" --version 2>/dev/null | grep -q '^etcd Version: 3\.5\.'; then
+    rm -rf "$dir"
+    mkdir -p "$dir/apt/lists/partial" "$dir/apt/cache/archives/partial" "$dir/deb"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
+      >"$dir/apt/sources.list"
+    local apt_opts=(
+      -o "Dir::Etc::sourcelist=$dir/apt/sources.list" -o Dir::Etc::sourceparts=-
+      -o "Dir::State::Lists=$dir/apt/lists" -o "Dir::Cache=$dir/apt/cache"
+      -o Debug::NoLocking=1 -o APT::Sandbox::User=root -qq
+    )
+    apt-get "${apt_opts[@]}" update
+    (cd "$dir/deb" && apt-get "${apt_opts[@]}" download etcd-server)
+    dpkg-deb -x "$dir"/deb/etcd-server_*.deb "$dir/root"
+    rm -rf "$dir/apt"
+    "$binary" --version | grep -q '^etcd Version: 3\.5\.' || {
+      echo "target/etcd-3.5: trixie's etcd-server is not 3.5" >&2
+      return 1
+    }
+  fi
+  ETCD35_BIN=$binary
+  export ETCD35_BIN
 }

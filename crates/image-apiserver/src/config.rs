@@ -44,6 +44,13 @@ pub struct ServerConfig {
     #[arg(long, default_value = "openshift.io")]
     pub etcd_prefix: String,
 
+    /// Whether etcd's watch progress notifications are trusted, which lets consistent GETs and
+    /// LISTs be answered from the watch cache: auto (from every endpoint's version, as
+    /// kube-apiserver decides: 3.4.31+, 3.5.13+, 3.6+), trusted or untrusted (every
+    /// consistent read goes to etcd).
+    #[arg(long, default_value = "auto", value_parser = parse_watch_progress)]
+    pub etcd_watch_progress: storage::etcd::ProgressTrust,
+
     /// On SIGTERM, how long `/readyz` fails while requests are still served, before the
     /// listener closes and watches end (kube-apiserver's flag; Go duration).
     #[arg(long, default_value = "0s", value_parser = parse_go_duration)]
@@ -347,6 +354,10 @@ pub enum AuthorizationMode {
 }
 
 pub use apimachinery::duration::parse_go_duration;
+
+fn parse_watch_progress(value: &str) -> Result<storage::etcd::ProgressTrust, String> {
+    value.parse()
+}
 
 #[cfg(test)]
 mod tests {

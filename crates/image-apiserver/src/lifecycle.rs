@@ -140,10 +140,12 @@ async fn open_store(
             (Arc::new(store.clone()), Some(store))
         }
         StorageBackend::Etcd => {
-            let etcd = EtcdConfig::new(config.etcd_servers.clone(), config.etcd_prefix.clone());
+            let mut etcd = EtcdConfig::new(config.etcd_servers.clone(), config.etcd_prefix.clone());
+            etcd.watch_progress = config.etcd_watch_progress;
             // Only a malformed endpoint fails here; an etcd that is not up yet is waited for.
             let store = EtcdStore::new(etcd).await?;
             wait_for_etcd(&store, &config.etcd_servers).await;
+            store.detect_progress_support().await;
             tracing::info!(servers = ?config.etcd_servers, prefix = %config.etcd_prefix, "connected to etcd");
             (Arc::new(store), None)
         }

@@ -120,9 +120,26 @@ impl Store for FaultyStore {
     }
 }
 
+/// `$ETCD35_BIN`, or where `hack/lib.sh` unpacks it (for tests run without hack/test).
+pub fn etcd35_binary() -> String {
+    if let Ok(binary) = std::env::var("ETCD35_BIN") {
+        return binary;
+    }
+    let unpacked = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../target/etcd-3.5/root/usr/bin/etcd"
+    );
+    assert!(
+        std::path::Path::new(unpacked).exists(),
+        "no etcd 3.5: run the tests through hack/test, which fetches it (or set ETCD35_BIN)"
+    );
+    unpacked.to_string()
+}
+
 /// A throwaway etcd server (Debian's `etcd-server`), killed and wiped on drop.
 pub struct EtcdProcess {
     child: Child,
+    binary: String,
     _dir: tempfile::TempDir,
     pub endpoint: String,
     pub data_dir: PathBuf,
@@ -135,6 +152,17 @@ impl EtcdProcess {
     /// that need etcd must not silently skip.
     pub fn start() -> EtcdProcess {
         let binary = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".to_string());
+        Self::start_binary(binary)
+    }
+
+    /// Starts the etcd 3.5 that `hack/lib.sh` unpacks from Debian trixie (`$ETCD35_BIN`),
+    /// whose watch progress can be trusted, unlike Debian 12's 3.4.23.
+    pub fn start_v35() -> EtcdProcess {
+        Self::start_binary(etcd35_binary())
+    }
+
+    /// Starts the etcd server `binary`.
+    pub fn start_binary(binary: String) -> EtcdProcess {
         let dir = tempfile::Builder::new()
             .prefix("image-apiserver-etcd-")
             .tempdir()
@@ -147,6 +175,7 @@ impl EtcdProcess {
             if wait_healthy(&mut child, client_port, Duration::from_secs(20)) {
                 return EtcdProcess {
                     child,
+                    binary,
                     _dir: dir,
                     endpoint,
                     data_dir,
@@ -165,12 +194,22 @@ impl EtcdProcess {
     /// Kills etcd (SIGKILL) and starts it again on the same ports and data, for restart tests.
     pub fn restart(&mut self) {
         self.stop();
-        let binary = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".to_string());
-        self.child = spawn_etcd(&binary, &self.data_dir, self.client_port, self.peer_port);
+        self.child = spawn_etcd(
+            &self.binary,
+            &self.data_dir,
+            self.client_port,
+            self.peer_port,
+        );
         assert!(
             wait_healthy(&mut self.child, self.client_port, Duration::from_secs(20)),
             "etcd did not come back after a restart"
         );
+    }
+
+    /// Kills etcd and starts `binary` (another version) on the same ports and data.
+    pub fn restart_with(&mut self, binary: String) {
+        self.binary = binary;
+        self.restart();
     }
 
     /// Kills etcd, keeping its data.
@@ -181,8 +220,12 @@ impl EtcdProcess {
 
     /// Starts etcd again after [`EtcdProcess::stop`] without waiting for it.
     pub fn start_again(&mut self) {
-        let binary = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".to_string());
-        self.child = spawn_etcd(&binary, &self.data_dir, self.client_port, self.peer_port);
+        self.child = spawn_etcd(
+            &self.binary,
+            &self.data_dir,
+            self.client_port,
+            self.peer_port,
+        );
     }
 }
 

@@ -1,5 +1,6 @@
-//! The storage conformance suite against a real etcd (Debian's etcd-server), one process per
-//! test so that compaction in one test cannot touch another.
+//! The storage conformance suite against a real etcd, one process per test so that compaction
+//! in one test cannot touch another: Debian 12's etcd 3.4.23 (progress untrusted) and Debian
+//! trixie's 3.5 (progress trusted), the two paths of the etcd backend.
 
 use std::sync::Arc;
 
@@ -7,8 +8,8 @@ use storage::etcd::{EtcdConfig, EtcdStore};
 use storage::testing::EtcdProcess;
 use storage::Store;
 
-async fn make() -> (Arc<dyn Store>, EtcdProcess) {
-    let etcd = tokio::task::spawn_blocking(EtcdProcess::start)
+async fn make_with(start: fn() -> EtcdProcess) -> (Arc<dyn Store>, EtcdProcess) {
+    let etcd = tokio::task::spawn_blocking(start)
         .await
         .expect("etcd start task");
     let config = EtcdConfig::new(vec![etcd.endpoint.clone()], "openshift.io");
@@ -16,4 +17,14 @@ async fn make() -> (Arc<dyn Store>, EtcdProcess) {
     (Arc::new(store), etcd)
 }
 
-storage::conformance_tests!(make());
+mod v34 {
+    use super::*;
+
+    storage::conformance_tests!(make_with(EtcdProcess::start));
+}
+
+mod v35 {
+    use super::*;
+
+    storage::conformance_tests!(make_with(EtcdProcess::start_v35));
+}

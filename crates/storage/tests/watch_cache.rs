@@ -573,3 +573,23 @@ mod etcd {
 
     all_cache_tests!(make());
 }
+
+/// The same suite on etcd 3.5, whose progress notifications are trusted (detected from its
+/// version): consistent reads are answered from the cache.
+mod etcd35 {
+    use super::*;
+
+    async fn make() -> (Arc<dyn Store>, EtcdProcess) {
+        let etcd = tokio::task::spawn_blocking(EtcdProcess::start_v35)
+            .await
+            .expect("etcd");
+        let store =
+            EtcdStore::connect(EtcdConfig::new(vec![etcd.endpoint.clone()], "openshift.io"))
+                .await
+                .expect("connect");
+        assert!(store.reliable_progress(), "etcd 3.5 progress is trusted");
+        (Arc::new(store), etcd)
+    }
+
+    all_cache_tests!(make());
+}

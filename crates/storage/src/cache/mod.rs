@@ -178,8 +178,6 @@ impl Drop for AbortOnDrop {
 
 pub(crate) struct Inner<C: Codec> {
     store: Arc<dyn Store>,
-    /// The store's progress notifications can be trusted for freshness.
-    reliable_progress: bool,
     codec: C,
     prefix: String,
     config: CacheConfig,
@@ -199,7 +197,6 @@ impl<C: Codec> WatchCache<C> {
         config: CacheConfig,
     ) -> Self {
         let inner = Arc::new(Inner {
-            reliable_progress: store.reliable_progress(),
             store,
             codec,
             prefix: prefix.into(),
@@ -394,6 +391,12 @@ enum Freshness {
 }
 
 impl<C: Codec> Inner<C> {
+    /// Whether the store's progress notifications can be trusted for freshness: asked each
+    /// time, since the etcd backend decides again when its watches reconnect.
+    pub(crate) fn reliable_progress(&self) -> bool {
+        self.store.reliable_progress()
+    }
+
     fn read_state(&self) -> RwLockReadGuard<'_, State<C::Attrs>> {
         self.state
             .read()
@@ -429,7 +432,7 @@ impl<C: Codec> Inner<C> {
                     Ok(Freshness::Store(None))
                 }
             }
-            ReadRevision::NotOlderThan(r) if self.reliable_progress => {
+            ReadRevision::NotOlderThan(r) if self.reliable_progress() => {
                 self.wait_until(r, self.config.fresh_read_timeout).await?;
                 Ok(Freshness::Cache)
             }
@@ -444,7 +447,7 @@ impl<C: Codec> Inner<C> {
                 let current = self.store.current_revision().await?;
                 // Without trustworthy progress the cache cannot prove it is current unless it
                 // already is; waiting would only add latency before reading the store.
-                let bound = if self.reliable_progress {
+                let bound = if self.reliable_progress() {
                     self.config.consistent_read_timeout
                 } else {
                     Duration::ZERO
@@ -471,7 +474,7 @@ impl<C: Codec> Inner<C> {
     /// trustworthy progress) the store has reached it, in which case the watcher skips the
     /// events up to `target` that the cache has yet to apply.
     async fn reach_for_watch(&self, target: Revision) -> CacheResult<()> {
-        if self.reliable_progress {
+        if self.reliable_progress() {
             return self
                 .wait_until(target, self.config.fresh_read_timeout)
                 .await;

@@ -93,8 +93,9 @@ async fn follow<C: Codec>(inner: &Inner<C>, mut stream: WatchStream) -> Phase {
         tokio::select! {
             msg = stream.next() => match msg {
                 Some(Ok(WatchMessage::Events(events))) => apply_events(inner, events),
-                // Untrusted progress (etcd before 3.4.25) could run ahead of events: ignore it.
-                Some(Ok(WatchMessage::Progress(revision))) if inner.reliable_progress => {
+                // Untrusted progress (etcd before 3.4.31 / 3.5.13) could run ahead of events:
+                // ignore it. Asked per message: a reconnected watch may have changed the answer.
+                Some(Ok(WatchMessage::Progress(revision))) if inner.reliable_progress() => {
                     inner.write_state().advance(revision);
                     publish(inner);
                 }

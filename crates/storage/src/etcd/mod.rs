@@ -9,10 +9,15 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+
+mod progress;
+
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KvClient, Txn, TxnOp,
     TxnOpResponse, WatchOptions,
 };
+use progress::ProgressSupport;
+pub use progress::{version_has_reliable_progress, ProgressTrust};
 
 /// gRPC's default 4 MiB response limit is too small for a page of large objects; kube-apiserver
 /// lifts it to the maximum too.
@@ -33,9 +38,10 @@ pub struct EtcdConfig {
     pub prefix: String,
     pub dial_timeout: Duration,
     pub request_timeout: Duration,
-    /// Trust etcd's watch progress notifications (etcd ≥ 3.4.25 / 3.5.8). Off by default:
-    /// Debian's etcd 3.4.23 can report progress ahead of events it has not sent yet.
-    pub reliable_progress: bool,
+    /// Whether etcd's watch progress notifications are trusted (`--etcd-watch-progress`): by
+    /// default decided from the servers' versions (Debian 12's etcd 3.4.23 can report
+    /// progress ahead of events it has not sent yet; 3.4.31+, 3.5.13+ and 3.6 cannot).
+    pub watch_progress: ProgressTrust,
 }
 
 impl EtcdConfig {
@@ -45,7 +51,7 @@ impl EtcdConfig {
             prefix: prefix.into(),
             dial_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
-            reliable_progress: false,
+            watch_progress: ProgressTrust::Detect,
         }
     }
 }
@@ -58,7 +64,7 @@ pub struct EtcdStore {
     kv: KvClient,
     /// `/openshift.io`: no trailing slash; keys from the trait start with `/`.
     prefix: String,
-    reliable_progress: bool,
+    progress: ProgressSupport,
 }
 
 impl EtcdStore {
@@ -66,7 +72,14 @@ impl EtcdStore {
     pub async fn connect(config: EtcdConfig) -> Result<Self> {
         let store = Self::new(config).await?;
         store.current_revision().await?;
+        store.detect_progress_support().await;
         Ok(store)
+    }
+
+    /// Decides again whether watch progress can be trusted (from the endpoints' versions,
+    /// unless forced). Called once etcd answers; watches call it again when they reconnect.
+    pub async fn detect_progress_support(&self) -> bool {
+        self.progress.detect().await
     }
 
     /// The store without contacting etcd: the client connects lazily and reconnects on each
@@ -89,7 +102,11 @@ impl EtcdStore {
             kv,
             client,
             prefix: normalize_prefix(&config.prefix),
-            reliable_progress: config.reliable_progress,
+            progress: ProgressSupport::new(
+                config.watch_progress,
+                config.endpoints.clone(),
+                config.dial_timeout,
+            ),
         })
     }
 
@@ -336,7 +353,7 @@ impl Store for EtcdStore {
     }
 
     fn reliable_progress(&self) -> bool {
-        self.reliable_progress
+        self.progress.reliable()
     }
 }
 
@@ -399,13 +416,20 @@ impl EtcdWatch {
         }
     }
 
+    /// Opens the stream again after a break, first re-deciding whether progress can be
+    /// trusted: the etcd now answering may be another version.
+    async fn reopen(&mut self) -> Result<EtcdStreams> {
+        self.store.detect_progress_support().await;
+        self.open().await
+    }
+
     async fn run(&mut self, first: EtcdStreams) {
         let mut streams = Some(first);
         let mut backoff = Duration::from_millis(100);
         loop {
             let current = match streams.take() {
                 Some(s) => s,
-                None => match self.open().await {
+                None => match self.reopen().await {
                     Ok(s) => {
                         backoff = Duration::from_millis(100);
                         s
