@@ -1,8 +1,6 @@
 //! The etcd backend decides from etcd's version whether its watch progress can be trusted, and
 //! the flag forces either way; the conformance suite also runs on etcd 3.5.
 
-use std::sync::Arc;
-
 use storage::etcd::{EtcdConfig, EtcdStore, ProgressTrust};
 use storage::testing::EtcdProcess;
 use storage::Store;
