@@ -38,11 +38,11 @@ struct Args {
     /// Streams created for the memory measurement.
     #[arg(long, default_value_t = 10_000)]
     memory_streams: usize,
-    /// Comma-separated sections: reads,creates,updates,fanout,memory.
+    /// Comma-separated sections: reads,creates,updates,update-cost,fanout,memory.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "reads,creates,updates,fanout,memory"
+        default_value = "reads,creates,updates,update-cost,fanout,memory"
     )]
     only: Vec<String>,
 }
@@ -59,9 +59,9 @@ fn clients_for(server: &Server, n: usize) -> Vec<Client> {
     (0..n).map(|_| server.client()).collect()
 }
 
-async fn reads(server: &Server, args: &Args) {
+async fn reads(server: &Server, args: &Args, backend: &str) {
     println!(
-        "## reads ({} clients, {} s each; server on the embedded store)",
+        "## reads ({} clients, {} s each; server on {backend})",
         args.clients, args.seconds
     );
     let setup = server.client();
@@ -203,6 +203,82 @@ async fn updates(server: &Server, seconds: u64) {
         conflicts.load(Ordering::Relaxed),
         conflicts.load(Ordering::Relaxed) as f64 / l.elapsed.as_secs_f64()
     );
+}
+
+/// Server CPU per GET and per label-only PUT of one stream of `n` reference tags, sequential:
+/// how an update's cost grows with the object (issue 11: it should stay linear, a few GETs).
+async fn update_cost(server: &Server, seconds: u64) {
+    let c = server.client();
+    for n in [10usize, 100, 1000] {
+        let name = format!("cost-{n}");
+        let tags: Vec<Value> = (0..n)
+            .map(|i| json!({"name": format!("t{i:04}"), "from": {"kind": "DockerImage", "name": format!("quay.io/example/app:t{i:04}")}, "reference": true}))
+            .collect();
+        let created = c
+            .post(
+                &streams("cost"),
+                &json!({"metadata": {"name": name}, "spec": {"tags": tags}}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "setup: {}", created.text());
+        let path = stream("cost", &name);
+        let size = c.get(&path).await.body.len();
+        let get = cpu_per_op(server, seconds, {
+            let (c, path) = (c.clone(), path.clone());
+            move || {
+                let (c, path) = (c.clone(), path.clone());
+                async move { c.get(&path).await.status == 200 }
+            }
+        })
+        .await;
+        let last = Arc::new(tokio::sync::Mutex::new(c.get(&path).await.json()));
+        let put = cpu_per_op(server, seconds, {
+            let (c, path) = (c.clone(), path.clone());
+            move || {
+                let (c, path, last) = (c.clone(), path.clone(), last.clone());
+                async move {
+                    let mut obj = last.lock().await;
+                    let n = obj["metadata"]["generation"].as_i64().unwrap_or(0);
+                    obj["metadata"]["labels"] = json!({"n": format!("{n}-{}", rand_suffix())});
+                    let r = c.put(&path, &obj).await;
+                    let ok = r.status == 200;
+                    if ok {
+                        *obj = r.json();
+                    }
+                    ok
+                }
+            }
+        })
+        .await;
+        println!(
+            "{n:>5} tags ({:>4} KB): GET {:>7.3} ms CPU ({:>6.0}/s)   label-only PUT {:>7.3} ms CPU ({:>5.0}/s)   PUT/GET {:>5.1}x",
+            size / 1000,
+            get.0 * 1e3,
+            get.1,
+            put.0 * 1e3,
+            put.1,
+            put.0 / get.0.max(1e-9)
+        );
+    }
+}
+
+/// A label value that differs on every call, so each PUT changes the object.
+fn rand_suffix() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One client running `op` for `seconds`: server CPU seconds per successful op, and ops/s.
+async fn cpu_per_op<F, Fut>(server: &Server, seconds: u64, op: F) -> (f64, f64)
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let before = blackbox::process_cpu_seconds(server.pid());
+    let l = load(1, seconds, move |_, _| op()).await;
+    let cpu = blackbox::process_cpu_seconds(server.pid()) - before;
+    let ok = l.ops.saturating_sub(l.errors).max(1) as f64;
+    (cpu / ok, ok / l.elapsed.as_secs_f64())
 }
 
 async fn fanout(server: &Server, watchers: usize) {
@@ -399,6 +475,36 @@ async fn memory(n: usize) {
     drop(etcd);
 }
 
+/// A server on an etcd of its own. Fields drop in order: the server stops before its etcd.
+struct OnEtcd {
+    server: Server,
+    _etcd: EtcdProcess,
+    _dir: tempfile::TempDir,
+}
+
+/// A server on a fresh etcd of its own (`start` picks the etcd version).
+async fn etcd_server(start: fn() -> EtcdProcess) -> OnEtcd {
+    tokio::task::spawn_blocking(move || {
+        let etcd = start();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let s = Server::start_with(
+            &dir.path().join("data"),
+            &[
+                "--storage-backend=etcd".to_string(),
+                format!("--etcd-servers={}", etcd.endpoint),
+                "--etcd-compaction-interval=0".to_string(),
+            ],
+        );
+        OnEtcd {
+            server: s,
+            _etcd: etcd,
+            _dir: dir,
+        }
+    })
+    .await
+    .expect("start etcd server")
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -415,32 +521,36 @@ async fn main() {
     .await
     .expect("start server");
     if wants("reads") {
-        reads(&server.0, &args).await;
+        reads(&server.0, &args, "the embedded store").await;
+        let backends: [(&str, fn() -> EtcdProcess); 2] = [
+            (
+                "etcd 3.4.23: progress untrusted, consistent reads go to etcd",
+                EtcdProcess::start,
+            ),
+            (
+                "etcd 3.5: progress trusted, consistent reads from the cache",
+                EtcdProcess::start_v35,
+            ),
+        ];
+        for (label, start) in backends {
+            let on_etcd = etcd_server(start).await;
+            reads(&on_etcd.server, &args, label).await;
+        }
     }
     if wants("creates") {
         println!("## creates ({} s each)", args.seconds);
         creates(&server.0, "embedded", args.seconds).await;
-        let etcd = tokio::task::spawn_blocking(|| {
-            let etcd = EtcdProcess::start();
-            let dir = tempfile::tempdir().expect("temp dir");
-            let s = Server::start_with(
-                &dir.path().join("data"),
-                &[
-                    "--storage-backend=etcd".to_string(),
-                    format!("--etcd-servers={}", etcd.endpoint),
-                    "--etcd-compaction-interval=0".to_string(),
-                ],
-            );
-            (etcd, s, dir)
-        })
-        .await
-        .expect("start etcd server");
-        creates(&etcd.1, "etcd", args.seconds).await;
+        let etcd = etcd_server(EtcdProcess::start).await;
+        creates(&etcd.server, "etcd", args.seconds).await;
         drop(etcd);
     }
     if wants("updates") {
         println!("## conflicting updates ({} s)", args.seconds);
         updates(&server.0, args.seconds).await;
+    }
+    if wants("update-cost") {
+        println!("## update cost by stream size (1 client, sequential, server CPU per operation)");
+        update_cost(&server.0, args.seconds).await;
     }
     if wants("fanout") {
         println!("## watch fan-out");

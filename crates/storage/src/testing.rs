@@ -33,6 +33,8 @@ pub struct FaultyStore {
     conflicts: AtomicUsize,
     races: AtomicUsize,
     collisions: AtomicUsize,
+    revision_calls: AtomicUsize,
+    revision_delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl FaultyStore {
@@ -42,7 +44,20 @@ impl FaultyStore {
             conflicts: AtomicUsize::new(0),
             races: AtomicUsize::new(0),
             collisions: AtomicUsize::new(0),
+            revision_calls: AtomicUsize::new(0),
+            revision_delay_ms: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Makes every `current_revision` take `delay` (a store far away).
+    pub fn slow_revisions(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.revision_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// How many times `current_revision` was asked.
+    pub fn revision_calls(&self) -> usize {
+        self.revision_calls.load(Ordering::SeqCst)
     }
 
     pub fn race(&self, updates: usize) {
@@ -113,6 +128,12 @@ impl Store for FaultyStore {
         self.inner.watch(prefix, after).await
     }
     async fn current_revision(&self) -> Result<Revision> {
+        self.revision_calls.fetch_add(1, Ordering::SeqCst);
+        // Read the revision at the end of the delay: the answer must not predate the call.
+        let delay = self.revision_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         self.inner.current_revision().await
     }
     async fn compact(&self, revision: Revision) -> Result<()> {

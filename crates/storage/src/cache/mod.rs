@@ -14,6 +14,7 @@
 
 pub mod codec;
 mod reflector;
+mod revision;
 pub mod state;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -186,6 +187,8 @@ pub(crate) struct Inner<C: Codec> {
     applied: watch::Sender<Revision>,
     progress: std::sync::Mutex<Option<ProgressRequester>>,
     next_watcher: AtomicU64,
+    /// The store's revision for consistent reads, one fetch for the readers of a moment.
+    current: revision::CurrentRevision,
 }
 
 impl<C: Codec> WatchCache<C> {
@@ -205,6 +208,7 @@ impl<C: Codec> WatchCache<C> {
             applied: watch::channel(0).0,
             progress: std::sync::Mutex::new(None),
             next_watcher: AtomicU64::new(1),
+            current: revision::CurrentRevision::default(),
         });
         let task = tokio::spawn(reflector::run(inner.clone()));
         WatchCache {
@@ -444,7 +448,7 @@ impl<C: Codec> Inner<C> {
                 Ok(Freshness::Store(None))
             }
             ReadRevision::Consistent => {
-                let current = self.store.current_revision().await?;
+                let current = self.current.get(&self.store).await?;
                 // Without trustworthy progress the cache cannot prove it is current unless it
                 // already is; waiting would only add latency before reading the store.
                 let bound = if self.reliable_progress() {

@@ -1,6 +1,7 @@
 //! `imagestreams` and `imagestreams/status` (spec §2.5, §2.6, §5, §6): the strategy plugged into
 //! the generic registry.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use apimachinery::discovery::{ResourceInfo, SubresourceInfo};
@@ -103,12 +104,13 @@ impl ImageStreamStrategy {
         let namespace = stream.metadata.namespace.clone().unwrap_or_default();
         let name = stream.metadata.name.clone().unwrap_or_default();
         let tags: Vec<TagReference> = stream.spec.tags.clone();
+        let old_tags = old.map(spec_tags_by_name).unwrap_or_default();
         let mut changed_tags = Vec::new();
         for tag in tags {
             let Some(from) = tag.from.clone() else {
                 continue;
             };
-            let old_tag = old.and_then(|o| o.spec_tag(&tag.name));
+            let old_tag = old_tags.get(tag.name.as_str()).copied();
             // A tag whose generation moved (set to 0 by the client, then to the new stream
             // generation) is re-resolved too (spec §6.3).
             if old_tag.is_some_and(|o| {
@@ -362,15 +364,30 @@ fn tag_ref_changed(old: &TagReference, new: &TagReference, stream_ns: &str) -> b
         || matches!((old.generation, new.generation), (Some(o), Some(0)) if o != 0)
 }
 
-/// Spec tags: the last of duplicate names wins, output is sorted by name.
+/// Spec tags: the last of duplicate names wins, output is sorted by name. O(n log n): this runs
+/// on every read of a stored stream, and streams have hundreds of tags.
 fn normalize_spec_tags(stream: &mut ImageStream) {
-    let mut tags: Vec<TagReference> = Vec::new();
-    for t in std::mem::take(&mut stream.spec.tags) {
-        tags.retain(|x| x.name != t.name);
-        tags.push(t);
-    }
-    tags.sort_by(|a, b| a.name.cmp(&b.name));
-    stream.spec.tags = tags;
+    // Stable: tags of one name keep the order they came in.
+    stream.spec.tags.sort_by(|a, b| a.name.cmp(&b.name));
+    // `dedup_by` keeps the first of a run; moving each later duplicate into the kept slot
+    // makes the last one win.
+    stream.spec.tags.dedup_by(|later, kept| {
+        let duplicate = later.name == kept.name;
+        if duplicate {
+            std::mem::swap(later, kept);
+        }
+        duplicate
+    });
+}
+
+/// The spec tags of `stream` by name, for per-tag lookups that would otherwise scan the list.
+fn spec_tags_by_name(stream: &ImageStream) -> HashMap<&str, &TagReference> {
+    stream
+        .spec
+        .tags
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect()
 }
 
 fn spec_equal(a: &ImageStream, b: &ImageStream) -> bool {
@@ -449,9 +466,10 @@ impl Strategy for ImageStreamStrategy {
     fn prepare_for_update(&self, new: &mut ImageStream, old: &ImageStream) {
         new.status = old.status.clone();
         let old_gen = old.metadata.generation.unwrap_or(0);
+        let old_tags = spec_tags_by_name(old);
         for t in &mut new.spec.tags {
             if t.generation != Some(0) {
-                t.generation = old.spec_tag(&t.name).and_then(|o| o.generation);
+                t.generation = old_tags.get(t.name.as_str()).and_then(|o| o.generation);
             }
         }
         let spec_changed = !spec_equal(new, old) || old_gen == 0;
@@ -459,7 +477,7 @@ impl Strategy for ImageStreamStrategy {
         new.metadata.generation = Some(new_gen);
         let ns = new.metadata.namespace.clone().unwrap_or_default();
         for t in &mut new.spec.tags {
-            let changed = match old.spec_tag(&t.name) {
+            let changed = match old_tags.get(t.name.as_str()) {
                 None => true,
                 Some(o) => tag_ref_changed(o, t, &ns),
             };
@@ -697,6 +715,39 @@ mod tests {
             });
         }
         s
+    }
+
+    #[test]
+    fn spec_tags_are_sorted_and_the_last_duplicate_wins() {
+        let tag = |name: &str, from: &str| TagReference {
+            name: name.to_string(),
+            from: Some(k8s_openapi::api::core::v1::ObjectReference {
+                kind: Some("DockerImage".into()),
+                name: Some(from.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut s = ImageStream::default();
+        s.spec.tags = vec![
+            tag("b", "b1"),
+            tag("a", "a1"),
+            tag("b", "b2"),
+            tag("c", "c1"),
+            tag("a", "a2"),
+            tag("b", "b3"),
+        ];
+        normalize_spec_tags(&mut s);
+        let seen: Vec<(&str, &str)> = s
+            .spec
+            .tags
+            .iter()
+            .map(|t| {
+                let from = t.from.as_ref().and_then(|f| f.name.as_deref());
+                (t.name.as_str(), from.unwrap_or(""))
+            })
+            .collect();
+        assert_eq!(seen, [("a", "a2"), ("b", "b3"), ("c", "c1")]);
     }
 
     #[test]
