@@ -189,6 +189,8 @@ async fn generated_client_creates_reads_lists_and_watches_streams() {
     );
     let summary: Value = serde_json::from_str(out.trim())
         .unwrap_or_else(|e| panic!("the script's summary is not JSON ({e}): {out}"));
+    // Shown with --no-capture: what the client saw, for people comparing clients.
+    eprintln!("{summary:#}");
     check_stream_reads(&summary);
     check_list_and_watch(&summary);
 }

@@ -113,6 +113,8 @@ async fn dynamic_client_discovers_and_drives_image_streams() {
     let out = python::run_ok(SCRIPT, &args, &[]);
     let summary: Value = serde_json::from_str(out.trim())
         .unwrap_or_else(|e| panic!("the script's summary is not JSON ({e}): {out}"));
+    // Shown with --no-capture: what the client saw, for people comparing clients.
+    eprintln!("{summary:#}");
     // The cache went where the test said, not into a file other runs share.
     assert!(cache.exists(), "no discovery cache at {}", cache.display());
     check_discovery(&summary);
