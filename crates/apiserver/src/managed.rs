@@ -681,11 +681,11 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, rec: &UpdateRecord<'_
     let old_set = FieldTree::of_object(old_obj, rec.merge_keys, ignored);
     let new_set = FieldTree::of_object(new, rec.merge_keys, ignored);
     let changed = changed_fields(&old_set, &new_set, old_obj, new);
-    let entries: Vec<Value> = new
-        .pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    // Taken, not cloned: the list is rewritten below, and it is most of a large object.
+    let entries: Vec<Value> = match new.pointer_mut("/metadata/managedFields").map(Value::take) {
+        Some(Value::Array(entries)) => entries,
+        _ => Vec::new(),
+    };
     let mut out = Vec::new();
     let mut mine = FieldTree::default();
     for e in entries {

@@ -475,6 +475,9 @@ async fn memory(n: usize) {
     drop(etcd);
 }
 
+/// How to start one etcd version.
+type EtcdStart = fn() -> EtcdProcess;
+
 /// A server on an etcd of its own. Fields drop in order: the server stops before its etcd.
 struct OnEtcd {
     server: Server,
@@ -483,7 +486,7 @@ struct OnEtcd {
 }
 
 /// A server on a fresh etcd of its own (`start` picks the etcd version).
-async fn etcd_server(start: fn() -> EtcdProcess) -> OnEtcd {
+async fn etcd_server(start: EtcdStart) -> OnEtcd {
     tokio::task::spawn_blocking(move || {
         let etcd = start();
         let dir = tempfile::tempdir().expect("temp dir");
@@ -522,7 +525,7 @@ async fn main() {
     .expect("start server");
     if wants("reads") {
         reads(&server.0, &args, "the embedded store").await;
-        let backends: [(&str, fn() -> EtcdProcess); 2] = [
+        let backends: [(&str, EtcdStart); 2] = [
             (
                 "etcd 3.4.23: progress untrusted, consistent reads go to etcd",
                 EtcdProcess::start,

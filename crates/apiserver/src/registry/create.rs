@@ -44,7 +44,7 @@ impl<S: Strategy> Registry<S> {
             attempt += 1;
             let name = obj.metadata().name.clone().unwrap_or_default();
             let key = self.key(namespace.as_deref(), &name);
-            match self.store.create(&key, self.stored_bytes(&obj)?).await {
+            match self.store.create(&key, self.stored_bytes(&mut obj)?).await {
                 Ok(rev) => return Ok(self.serve(obj, rev)),
                 Err(StorageError::AlreadyExists { .. }) => match &generate {
                     Some(prefix) if attempt < GENERATE_NAME_ATTEMPTS => {

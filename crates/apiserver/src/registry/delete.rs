@@ -42,13 +42,13 @@ impl<S: Strategy> Registry<S> {
                 if obj.metadata().deletion_timestamp.is_some() {
                     return Ok(Deleted::Pending(obj));
                 }
-                let marked = mark_for_deletion(obj, extra);
+                let mut marked = mark_for_deletion(obj, extra);
                 if opts.dry_run {
                     return Ok(Deleted::Pending(self.serve(marked, rev)));
                 }
                 match self
                     .store
-                    .update(&key, self.stored_bytes(&marked)?, rev)
+                    .update(&key, self.stored_bytes(&mut marked)?, rev)
                     .await
                 {
                     Ok(new_rev) => return Ok(Deleted::Pending(self.serve(marked, new_rev))),

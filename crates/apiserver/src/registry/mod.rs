@@ -243,12 +243,15 @@ impl<S: Strategy> Registry<S> {
     }
 
     /// The stored form: kind and apiVersion set, no resourceVersion.
-    fn stored_bytes(&self, obj: &S::Object) -> Result<Bytes, ApiError> {
-        let mut obj = obj.clone();
+    /// The object as stored: with its type, without a resourceVersion. Borrowed mutably
+    /// (the version is put back) rather than cloned: objects can be half a megabyte.
+    fn stored_bytes(&self, obj: &mut S::Object) -> Result<Bytes, ApiError> {
         let info = self.info();
         obj.set_type_meta(info.kind, &info.group_version());
-        obj.metadata_mut().resource_version = None;
-        to_bytes(&obj).map_err(internal)
+        let version = obj.metadata_mut().resource_version.take();
+        let bytes = to_bytes(&*obj).map_err(internal);
+        obj.metadata_mut().resource_version = version;
+        bytes
     }
 }
 

@@ -38,18 +38,20 @@ impl<S: Strategy> Registry<S> {
     {
         let key = self.key(ctx.namespace, name);
         for _ in 0..MAX_UPDATE_ATTEMPTS {
-            let Some((old, current)) = self.get_current(ctx.namespace, name).await? else {
+            let Some((mut old, current)) = self.get_current(ctx.namespace, name).await? else {
                 return Err(self.not_found(name));
             };
             let mut new = produce(&old)?;
             self.check_identity(ctx.namespace, name, &mut new)?;
             self.check_resource_version(name, &new, current)?;
             self.before_update(ctx, strategy, &mut new, &old).await?;
-            if self.stored_bytes(&new)? == self.stored_bytes(&old)? {
+            let mut new_bytes = self.stored_bytes(&mut new)?;
+            if new_bytes == self.stored_bytes(&mut old)? {
                 return Ok(self.serve(old, current));
             }
             if ctx.managed_fields == ManagedFields::RecordUpdate {
                 self.record_managed_fields(ctx, Some(&old), &mut new, strategy.subresource())?;
+                new_bytes = self.stored_bytes(&mut new)?;
             }
             if ctx.options.dry_run {
                 return Ok(self.serve(new, current));
@@ -57,11 +59,7 @@ impl<S: Strategy> Registry<S> {
             if let Some(deleted) = self.finish_deletion(&key, &new, current).await? {
                 return Ok(deleted);
             }
-            match self
-                .store
-                .update(&key, self.stored_bytes(&new)?, current)
-                .await
-            {
+            match self.store.update(&key, new_bytes, current).await {
                 Ok(rev) => return Ok(self.serve(new, rev)),
                 Err(StorageError::Conflict { .. }) => continue,
                 Err(StorageError::NotFound { .. }) => return Err(self.not_found(name)),
@@ -222,7 +220,14 @@ impl<S: Strategy> Registry<S> {
                 merge_keys: self.strategy.list_merge_keys(),
             },
         );
-        *new = serde_json::from_value(new_v).map_err(internal)?;
+        // Only managedFields changed: decode that, not the whole object again.
+        let managed = new_v
+            .pointer_mut("/metadata/managedFields")
+            .map(serde_json::Value::take)
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(internal)?;
+        new.metadata_mut().managed_fields = managed;
         Ok(())
     }
 }
