@@ -17,52 +17,16 @@ fn main() {
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=../apimachinery/proto");
     println!("cargo:rerun-if-env-changed=PROTOC");
+    println!("cargo:rerun-if-changed=../apimachinery/build_protoc.rs");
     let manifest_dir = env_path("CARGO_MANIFEST_DIR");
     let out = env_path("OUT_DIR").join("image.pb");
     let includes = [
         manifest_dir.join("proto"),
         manifest_dir.join("..").join("apimachinery").join("proto"),
     ];
-    if let Err(message) = compile(&manifest_dir, &includes, &out) {
+    if let Err(message) = compile(&manifest_dir, &includes, FILES, &out) {
         panic!("{message}");
     }
 }
 
-fn env_path(name: &str) -> PathBuf {
-    match std::env::var_os(name) {
-        Some(value) => PathBuf::from(value),
-        None => panic!("{name} is not set: build scripts run under cargo"),
-    }
-}
-
-/// Runs protoc over FILES with their imports (--include_imports), so the set stands alone.
-fn compile(dir: &Path, includes: &[PathBuf], out: &Path) -> Result<(), String> {
-    let protoc = std::env::var_os("PROTOC").unwrap_or_else(|| OsString::from("protoc"));
-    let mut descriptor_set_out = OsString::from("--descriptor_set_out=");
-    descriptor_set_out.push(out);
-    let mut command = Command::new(&protoc);
-    command
-        .current_dir(dir)
-        .arg("--include_imports")
-        .arg(descriptor_set_out);
-    for include in includes {
-        command.arg("-I").arg(include);
-    }
-    let output = command.args(FILES).output().map_err(|e| {
-        format!(
-            "cannot run protoc ({}): {e}. Install it (Debian: protobuf-compiler; hack/lib.sh does) \
-             or point PROTOC at it",
-            protoc.to_string_lossy()
-        )
-    })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "protoc ({}) failed ({}) compiling {FILES:?}:\n{}",
-            protoc.to_string_lossy(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    }
-}
+include!("../apimachinery/build_protoc.rs");

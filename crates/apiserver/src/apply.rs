@@ -624,21 +624,7 @@ mod tests {
         );
     }
 
-    fn streams_info() -> ResourceInfo {
-        ResourceInfo {
-            group: "image.openshift.io",
-            version: "v1",
-            resource: "imagestreams",
-            singular: "imagestream",
-            kind: "ImageStream",
-            namespaced: true,
-            verbs: &[],
-            short_names: &[],
-            categories: &[],
-            stored: true,
-            subresources: vec![],
-        }
-    }
+    use crate::test_fixtures::streams_info;
 
     #[test]
     fn an_apply_body_must_name_the_resources_type() {

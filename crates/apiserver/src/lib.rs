@@ -34,4 +34,6 @@ pub mod registry;
 pub mod resource;
 pub mod serve;
 pub mod strategy;
+#[cfg(test)]
+mod test_fixtures;
 pub mod tls;

@@ -557,21 +557,19 @@ mod embedded {
     all_cache_tests!(make());
 }
 
+/// A store on its own etcd of the version `start` runs.
+async fn on_etcd(start: fn() -> EtcdProcess) -> (Arc<dyn Store>, EtcdProcess) {
+    let etcd = tokio::task::spawn_blocking(start).await.expect("etcd");
+    let store = EtcdStore::connect(EtcdConfig::new(vec![etcd.endpoint.clone()], "openshift.io"))
+        .await
+        .expect("connect");
+    (Arc::new(store), etcd)
+}
+
 mod etcd {
     use super::*;
 
-    async fn make() -> (Arc<dyn Store>, EtcdProcess) {
-        let etcd = tokio::task::spawn_blocking(EtcdProcess::start)
-            .await
-            .expect("etcd");
-        let store =
-            EtcdStore::connect(EtcdConfig::new(vec![etcd.endpoint.clone()], "openshift.io"))
-                .await
-                .expect("connect");
-        (Arc::new(store), etcd)
-    }
-
-    all_cache_tests!(make());
+    all_cache_tests!(on_etcd(EtcdProcess::start));
 }
 
 /// The same suite on etcd 3.5, whose progress notifications are trusted (detected from its
@@ -580,15 +578,9 @@ mod etcd35 {
     use super::*;
 
     async fn make() -> (Arc<dyn Store>, EtcdProcess) {
-        let etcd = tokio::task::spawn_blocking(EtcdProcess::start_v35)
-            .await
-            .expect("etcd");
-        let store =
-            EtcdStore::connect(EtcdConfig::new(vec![etcd.endpoint.clone()], "openshift.io"))
-                .await
-                .expect("connect");
+        let (store, etcd) = on_etcd(EtcdProcess::start_v35).await;
         assert!(store.reliable_progress(), "etcd 3.5 progress is trusted");
-        (Arc::new(store), etcd)
+        (store, etcd)
     }
 
     all_cache_tests!(make());

@@ -292,21 +292,7 @@ fn dry_run(query: &Query) -> &'static str {
 mod tests {
     use super::*;
 
-    fn streams() -> ResourceInfo {
-        ResourceInfo {
-            group: "image.openshift.io",
-            version: "v1",
-            resource: "imagestreams",
-            singular: "imagestream",
-            kind: "ImageStream",
-            namespaced: true,
-            verbs: &[],
-            short_names: &[],
-            categories: &[],
-            stored: true,
-            subresources: Vec::new(),
-        }
-    }
+    use crate::test_fixtures::streams_info as streams;
 
     /// The labels of `method path?query` with the given Content-Type.
     fn labels(method: Method, path_and_query: &str, content_type: Option<&str>) -> RequestLabels {

@@ -11,21 +11,7 @@ use axum::response::Response;
 
 use super::*;
 
-fn streams_info() -> ResourceInfo {
-    ResourceInfo {
-        group: "image.openshift.io",
-        version: "v1",
-        resource: "imagestreams",
-        singular: "imagestream",
-        kind: "ImageStream",
-        namespaced: true,
-        verbs: &[],
-        short_names: &[],
-        categories: &[],
-        stored: true,
-        subresources: Vec::new(),
-    }
-}
+use crate::test_fixtures::streams_info;
 
 fn labels(method: Method, path: &str, query: Option<&str>) -> RequestLabels {
     let info = request::parse(path).expect("a resource path");
