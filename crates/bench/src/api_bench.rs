@@ -496,6 +496,8 @@ async fn etcd_server(start: EtcdStart) -> OnEtcd {
                 "--storage-backend=etcd".to_string(),
                 format!("--etcd-servers={}", etcd.endpoint),
                 "--etcd-compaction-interval=0".to_string(),
+                // One user drives every client here: its fair share must not cap the load.
+                "--max-requests-inflight-per-user=100000".to_string(),
             ],
         );
         OnEtcd {
@@ -517,7 +519,11 @@ async fn main() {
         let dir = tempfile::tempdir().expect("temp dir");
         let s = Server::start_with(
             &dir.path().join("data"),
-            &["--etcd-compaction-interval=0".to_string()],
+            &[
+                "--etcd-compaction-interval=0".to_string(),
+                // One user drives every client here: its fair share must not cap the load.
+                "--max-requests-inflight-per-user=100000".to_string(),
+            ],
         );
         (s, dir)
     })
