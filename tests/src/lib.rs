@@ -401,3 +401,34 @@ fn clock_ticks_per_second() -> f64 {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100.0)
 }
+
+/// Runs the server with `args` and `data_dir`, expecting it to exit instead of serving (a bad
+/// flag or file): its exit code and standard error. Panics if it is still running after 20 s.
+pub fn refused_start(data_dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(server_binary())
+        .arg("--bind-address=127.0.0.1")
+        .arg(format!("--secure-port={}", free_port()))
+        .arg(format!("--data-dir={}", data_dir.display()))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn image-apiserver");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("poll the server").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("image-apiserver {args:?} kept running instead of refusing to start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("the server's output");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use blackbox::api::{stream, streams, Client, Resp, IMAGES};
 use blackbox::pki::{https_client_with_identity, pem_certificates, Identity, TestCa};
-use blackbox::{free_port, https_client, server_binary, start_embedded, Server};
+use blackbox::{https_client, start_embedded, Server};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -907,29 +907,7 @@ async fn one_user_cannot_hold_more_than_its_share() {
 /// standard error.
 fn refused_start(args: &[&str]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(server_binary())
-        .arg("--bind-address=127.0.0.1")
-        .arg(format!("--secure-port={}", free_port()))
-        .arg(format!("--data-dir={}", dir.path().join("data").display()))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn image-apiserver");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().expect("poll the server").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("image-apiserver {args:?} kept running instead of refusing to start");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("the server's output");
-    (out.status.code(), text(&out.stderr))
+    blackbox::refused_start(&dir.path().join("data"), args)
 }
 
 #[test]

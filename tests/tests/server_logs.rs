@@ -2,10 +2,9 @@
 //! error, text without escape codes in a file or JSON lines (`--logging-format`), klog's `-v`,
 //! and one line per request with kube's httplog fields and the request's Audit-ID.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use blackbox::{free_port, server_binary, LogFiles, Server};
+use blackbox::{LogFiles, Server};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -233,29 +232,9 @@ async fn text_logs_in_a_file_are_plain_and_stdout_stays_empty() {
 fn an_unknown_logging_format_is_refused_naming_the_flag() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let mut child = Command::new(server_binary())
-        .arg("--bind-address=127.0.0.1")
-        .arg(format!("--secure-port={}", free_port()))
-        .arg(format!("--data-dir={}", data.display()))
-        .arg("--logging-format=xml")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn image-apiserver");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().expect("poll the server").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("image-apiserver --logging-format=xml kept running");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("the server's output");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = blackbox::refused_start(&data, &["--logging-format=xml"]);
     // clap's usage error, as for every other bad flag value.
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(code, Some(2), "{stderr}");
     for part in ["--logging-format", "'xml'", "text", "json"] {
         assert!(stderr.contains(part), "{part:?} missing from {stderr}");
     }
