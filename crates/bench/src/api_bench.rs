@@ -238,8 +238,7 @@ async fn update_cost(server: &Server, seconds: u64) {
                 let (c, path, last) = (c.clone(), path.clone(), last.clone());
                 async move {
                     let mut obj = last.lock().await;
-                    let n = obj["metadata"]["generation"].as_i64().unwrap_or(0);
-                    obj["metadata"]["labels"] = json!({"n": format!("{n}-{}", rand_suffix())});
+                    obj["metadata"]["labels"] = json!({"n": next_label().to_string()});
                     let r = c.put(&path, &obj).await;
                     let ok = r.status == 200;
                     if ok {
@@ -263,7 +262,7 @@ async fn update_cost(server: &Server, seconds: u64) {
 }
 
 /// A label value that differs on every call, so each PUT changes the object.
-fn rand_suffix() -> u64 {
+fn next_label() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
