@@ -194,11 +194,16 @@ pub struct Watch {
 impl Watch {
     /// The next event, or `None` when the stream ended or nothing came within `timeout`.
     pub async fn next(&mut self, timeout: Duration) -> Option<Value> {
+        let line = self.next_line(timeout).await?;
+        Some(serde_json::from_slice(&line).expect("watch line is JSON"))
+    }
+
+    /// The next event's line as sent, for callers that decode only part of it.
+    pub async fn next_line(&mut self, timeout: Duration) -> Option<Vec<u8>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                return Some(serde_json::from_slice(&line).expect("watch line is JSON"));
+                return Some(self.buf.drain(..=pos).collect());
             }
             if self.ended {
                 return None;
