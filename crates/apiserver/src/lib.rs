@@ -37,3 +37,4 @@ pub mod strategy;
 #[cfg(test)]
 mod test_fixtures;
 pub mod tls;
+pub mod write_batch;

@@ -1,8 +1,8 @@
 //! The HTTPS listener: axum-server over rustls, with connection hygiene
 //! ([`crate::connections`]). Each accepted connection is counted against the per-source and
 //! total caps before any TLS work, must finish its handshake in time, and is served through a
-//! [`TrackedStream`] (the header-read, idle and stalled-write deadlines) and a
-//! [`TrackedService`], which counts its requests in flight and puts the client certificate chain
+//! [`TrackedStream`] (the header-read, idle and stalled-write deadlines), with HTTP/2's writes
+//! batched ([`BatchedWrites`]), and a [`TrackedService`], which counts its requests in flight and puts the client certificate chain
 //! into every request as [`PeerCertificates`], where the authenticators look for it.
 
 use std::io;
@@ -25,6 +25,7 @@ use crate::connections::{
     Timeouts, TrackedBody, TrackedStream, HTTP1_MAX_HEADERS, HTTP2_FRAME_AND_STREAM_WINDOW,
     HTTP2_MAX_LOCAL_ERROR_RESETS, HTTP2_MAX_PENDING_ACCEPT_RESETS, HTTP2_SEND_BUFFER,
 };
+use crate::write_batch::BatchedWrites;
 
 /// Linux's default keep-alive probe count, which Go keeps too: a dead peer is found after
 /// the idle time plus this many unanswered probes.
@@ -139,7 +140,7 @@ impl<S> Accept<TcpStream, S> for Acceptor
 where
     S: Send + 'static,
 {
-    type Stream = TrackedStream<TlsStreamOf<S>>;
+    type Stream = BatchedWrites<TrackedStream<TlsStreamOf<S>>>;
     type Service = TrackedService<TlsServiceOf<S>>;
     type Future = BoxFuture<'static, io::Result<(Self::Stream, Self::Service)>>;
 
@@ -168,7 +169,11 @@ where
                 peer,
                 activity: Arc::clone(&activity),
             };
-            Ok((TrackedStream::new(stream, activity, Some(permit)), service))
+            let stream = TrackedStream::new(stream, activity, Some(permit));
+            Ok((
+                BatchedWrites::new(stream, protocol == Protocol::Http2),
+                service,
+            ))
         })
     }
 }

@@ -665,10 +665,18 @@ impl<C: Codec> CacheWatcher<C> {
     /// The next item; `None` when the watch has ended (evicted as too slow, or the cache
     /// relisted): the client re-watches from its last revision.
     pub async fn next(&mut self) -> Option<WatchItem<C::Attrs>> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// [`CacheWatcher::next`] for a hand-written stream.
+    pub fn poll_next(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<WatchItem<C::Attrs>>> {
         if let Some(item) = self.initial.pop_front() {
-            return Some(item);
+            return std::task::Poll::Ready(Some(item));
         }
-        self.rx.recv().await
+        self.rx.poll_recv(cx)
     }
 
     /// True once the cache dropped this watcher for not keeping up.
