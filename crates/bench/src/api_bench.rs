@@ -4,8 +4,9 @@
 //! - GET and LIST requests/s with p50/p99 for image streams served from the watch cache, next to
 //!   the same load against a trivial HTTPS handler of the same binary (`/healthz/ping`);
 //! - creates/s at 1 and 64 concurrent clients, embedded and etcd;
-//! - read-modify-write updates with conflicts (16 clients on 20 streams);
-//! - watch fan-out to 1,000 watchers;
+//! - read-modify-write updates with conflicts (16 clients on 20 streams), and of streams that
+//!   grow to 100 tags, embedded and etcd, with server CPU per successful update;
+//! - watch fan-out to 1,000 watchers, embedded and etcd;
 //! - resident memory per cached image stream.
 //!
 //! It prints numbers; it asserts nothing.
@@ -203,6 +204,89 @@ async fn updates(server: &Server, seconds: u64) {
         conflicts.load(Ordering::Relaxed),
         conflicts.load(Ordering::Relaxed) as f64 / l.elapsed.as_secs_f64()
     );
+}
+
+/// Streams grown by read-modify-write, as users grow release streams: 16 clients append one
+/// spec tag per update to 20 streams until each holds `GROWN_TAGS` tags (conflicting appends
+/// re-read and retry). Successful updates/s, conflicts, and server CPU per successful update.
+async fn growing_updates(server: &Server, backend: &str) {
+    const STREAMS: usize = 20;
+    const GROWN_TAGS: usize = 100;
+    let setup = server.client();
+    for i in 0..STREAMS {
+        setup
+            .post(
+                &streams("grow"),
+                &json!({"metadata": {"name": format!("g{i}")}}),
+            )
+            .await;
+    }
+    let target = (STREAMS * GROWN_TAGS) as u64;
+    let done = Arc::new(AtomicU64::new(0));
+    let conflicts = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let cpu_before = blackbox::process_cpu_seconds(server.pid());
+    let start = Instant::now();
+    let tasks: Vec<_> = clients_for(server, 16)
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (done, conflicts, errors) = (done.clone(), conflicts.clone(), errors.clone());
+            tokio::spawn(async move {
+                let mut n = 0usize;
+                while done.load(Ordering::Relaxed) < target {
+                    let path = stream("grow", &format!("g{}", (i * 7 + n) % STREAMS));
+                    n += 1;
+                    match append_tag(&c, &path, GROWN_TAGS).await {
+                        Append::Done => done.fetch_add(1, Ordering::Relaxed),
+                        Append::Conflict => conflicts.fetch_add(1, Ordering::Relaxed),
+                        Append::Full => 0,
+                        Append::Failed => errors.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = blackbox::process_cpu_seconds(server.pid()) - cpu_before;
+    let ok = done.load(Ordering::Relaxed).max(1) as f64;
+    println!(
+        "{backend}: {STREAMS} streams grown to {GROWN_TAGS} tags by 16 clients: {:.0} successful updates/s, {} conflicts retried, {} errors; server CPU {:.2} ms per successful update = {:.1} successful updates per CPU second",
+        ok / elapsed,
+        conflicts.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        cpu * 1e3 / ok,
+        ok / cpu.max(1e-9)
+    );
+}
+
+enum Append {
+    Done,
+    Conflict,
+    Full,
+    Failed,
+}
+
+/// One read-modify-write that appends a reference tag to the stream at `path`.
+async fn append_tag(c: &Client, path: &str, max_tags: usize) -> Append {
+    let mut obj = c.get(path).await.json();
+    let len = obj["spec"]["tags"].as_array().map_or(0, Vec::len);
+    if len >= max_tags {
+        return Append::Full;
+    }
+    let tag = json!({"name": format!("t{len:03}"), "from": {"kind": "DockerImage", "name": format!("quay.io/example/release:4.{len}")}, "reference": true});
+    match obj["spec"]["tags"].as_array_mut() {
+        Some(tags) => tags.push(tag),
+        None => obj["spec"]["tags"] = json!([tag]),
+    }
+    match c.put(path, &obj).await.status {
+        200 => Append::Done,
+        409 => Append::Conflict,
+        _ => Append::Failed,
+    }
 }
 
 /// Server CPU per GET and per label-only PUT of one stream of `n` reference tags, sequential:
@@ -637,6 +721,11 @@ async fn main() {
     if wants("updates") {
         println!("## conflicting updates ({} s)", args.seconds);
         updates(&server.0, args.seconds).await;
+        println!("## updates of growing streams");
+        growing_updates(&server.0, "embedded").await;
+        let etcd = etcd_server(EtcdProcess::start).await;
+        growing_updates(&etcd.server, "etcd 3.4.23").await;
+        drop(etcd);
     }
     if wants("update-cost") {
         println!("## update cost by stream size (1 client, sequential, server CPU per operation)");

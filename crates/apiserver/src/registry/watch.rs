@@ -321,7 +321,11 @@ mod tests {
         }
         assert_eq!(polls.load(Ordering::SeqCst), 1, "polled once, to register");
         end.waker.wake_by_ref();
-        assert_eq!(task.0.load(Ordering::SeqCst), 1, "its wakeup reaches the task");
+        assert_eq!(
+            task.0.load(Ordering::SeqCst),
+            1,
+            "its wakeup reaches the task"
+        );
         assert!(!poll_once(&mut end, &task));
         assert_eq!(polls.load(Ordering::SeqCst), 2);
     }
