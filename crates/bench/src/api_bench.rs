@@ -141,7 +141,7 @@ async fn load_gets(cs: &Arc<Vec<Client>>, args: &Args, path: &str) -> Load {
     .await
 }
 
-async fn creates(server: &Server, backend: &str, seconds: u64) {
+async fn creates(server: &Server, backend: &str, etcd: Option<&str>, seconds: u64) {
     for clients in [1usize, 64] {
         let cs = Arc::new(clients_for(server, clients.min(16)));
         let run = format!("{backend}-{clients}");
@@ -163,7 +163,42 @@ async fn creates(server: &Server, backend: &str, seconds: u64) {
             "{}",
             l.line(&format!("create ({backend}, {clients} clients)"))
         );
+        if let Some(endpoint) = etcd {
+            let raw = raw_etcd_creates(endpoint, clients, seconds).await;
+            println!(
+                "{}",
+                raw.line(&format!("raw etcd Txns ({clients} clients)"))
+            );
+            println!(
+                "  API creates on etcd / raw etcd Txns: {:.0}%",
+                100.0 * l.ops as f64
+                    / l.elapsed.as_secs_f64()
+                    / (raw.ops as f64 / raw.elapsed.as_secs_f64()).max(1e-9)
+            );
+        }
     }
+}
+
+/// Creates straight to etcd, as our etcd backend sends them (a Txn that puts the key only if
+/// absent) with a value the size of a stored new stream: the ceiling the API's creates on etcd
+/// are measured against, in the same run.
+async fn raw_etcd_creates(endpoint: &str, clients: usize, seconds: u64) -> Load {
+    use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+    let client = etcd_client::Client::connect([endpoint], None)
+        .await
+        .expect("connect etcd");
+    let value = vec![b'x'; 600];
+    load(clients, seconds, move |i, n| {
+        let (mut kv, value) = (client.kv_client(), value.clone());
+        async move {
+            let key = format!("/raw/imagestreams/bench/c{clients}-{i}-{n}");
+            let txn = Txn::new()
+                .when([Compare::mod_revision(key.clone(), CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(key, value, None)]);
+            kv.txn(txn).await.is_ok_and(|r| r.succeeded())
+        }
+    })
+    .await
 }
 
 async fn updates(server: &Server, seconds: u64) {
@@ -646,7 +681,7 @@ type EtcdStart = fn() -> EtcdProcess;
 /// A server on an etcd of its own. Fields drop in order: the server stops before its etcd.
 struct OnEtcd {
     server: Server,
-    _etcd: EtcdProcess,
+    etcd: EtcdProcess,
     _dir: tempfile::TempDir,
 }
 
@@ -667,7 +702,7 @@ async fn etcd_server(start: EtcdStart) -> OnEtcd {
         );
         OnEtcd {
             server: s,
-            _etcd: etcd,
+            etcd,
             _dir: dir,
         }
     })
@@ -713,9 +748,10 @@ async fn main() {
     }
     if wants("creates") {
         println!("## creates ({} s each)", args.seconds);
-        creates(&server.0, "embedded", args.seconds).await;
+        creates(&server.0, "embedded", None, args.seconds).await;
         let etcd = etcd_server(EtcdProcess::start).await;
-        creates(&etcd.server, "etcd", args.seconds).await;
+        let endpoint = etcd.etcd.endpoint.clone();
+        creates(&etcd.server, "etcd", Some(&endpoint), args.seconds).await;
         drop(etcd);
     }
     if wants("updates") {
