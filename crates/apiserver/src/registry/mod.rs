@@ -34,7 +34,7 @@ use crate::resource::{Request, UserInfo};
 use crate::strategy::{to_bytes, ApiObject, ObjectCodec, Strategy};
 
 pub use delete::Deleted;
-pub use read::ListMeta;
+pub use read::{ChangedObject, Changes, ListMeta};
 pub use storage::cache::ReadRevision;
 
 /// How many times a write re-reads and retries after losing a compare-and-swap before it

@@ -707,3 +707,60 @@ async fn writers_outlast_all_but_the_retry_cap() {
     assert!(matches!(err, ApiError::ServerTimeout { .. }), "{err:?}");
     assert_eq!(calls, MAX_UPDATE_ATTEMPTS);
 }
+
+#[tokio::test]
+async fn changed_since_names_what_changed_after_a_revision_with_its_current_state() {
+    let h = harness();
+    h.create(widget("a", 1)).await.expect("create a");
+    h.create(widget("b", 1)).await.expect("create b");
+    h.create(widget("c", 1)).await.expect("create c");
+    let before = caught_up(&h).await;
+    h.update("a", UpdateStrategy::Main, resize(2))
+        .await
+        .expect("update a");
+    h.update("a", UpdateStrategy::Main, resize(3))
+        .await
+        .expect("update a again");
+    h.registry
+        .delete(Some("ns"), "b", &DeleteOptions::default())
+        .await
+        .expect("delete b");
+    let after = caught_up(&h).await;
+    let (changed, revision) = h
+        .registry
+        .changed_since(before)
+        .expect("read")
+        .expect("the window reaches back");
+    assert_eq!(revision, after);
+    let summary: Vec<(Option<&str>, &str, Option<i64>)> = changed
+        .iter()
+        .map(|c| {
+            (
+                c.namespace.as_deref(),
+                c.name.as_str(),
+                c.object.as_ref().map(|w| w.spec.size),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [(Some("ns"), "a", Some(3)), (Some("ns"), "b", None)],
+        "each changed object once, as it is now; c is untouched"
+    );
+    let (nothing, _) = h
+        .registry
+        .changed_since(after)
+        .expect("read")
+        .expect("at the head");
+    assert!(nothing.is_empty());
+}
+
+/// The cache's revision once it has caught up with the store (a consistent read waits for
+/// that).
+async fn caught_up(h: &Harness) -> storage::Revision {
+    h.registry
+        .get(Some("ns"), "c", ReadRevision::Consistent)
+        .await
+        .expect("read");
+    h.registry.cache().revision()
+}

@@ -9,8 +9,10 @@
 //! - Scheduled tags are checked every interval, spread over it by a hash of their name and
 //!   rate-limited: a HEAD of the tag's manifest first, and an import only when the digest moved.
 //!
-//! The loop ticks; a full scan of the streams (from the watch cache) happens only when their
-//! revision moved, so an idle server does nothing but the scheduled checks.
+//! The loop ticks. When the streams' revision moved, it reads the streams changed since its
+//! last scan (the watch cache's event window names them; a full list when the window has
+//! moved on), so an idle server does nothing but the scheduled checks and a busy one decodes
+//! only what changed.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -187,8 +189,8 @@ impl ImportController {
         let revision = self.registries.streams.revision();
         if state.scanned != Some(revision) {
             match self.scan(state).await {
-                Ok(()) => state.scanned = Some(revision),
-                Err(e) => tracing::warn!(error = %e, "import controller: listing streams failed"),
+                Ok(scanned) => state.scanned = Some(scanned),
+                Err(e) => tracing::warn!(error = %e, "import controller: reading streams failed"),
             }
         }
         self.retry_due(state);
@@ -198,37 +200,67 @@ impl ImportController {
         self.dispatch(state, done);
     }
 
-    /// Imports every stream that needs it and learns the scheduled tags.
-    async fn scan(&self, state: &mut State) -> Result<(), ApiError> {
-        let (streams, _) = self
-            .registries
-            .streams
-            .list_streams(None, &ListOptions::default())
-            .await?;
-        let mut scheduled = HashSet::new();
-        for stream in &streams {
-            let key = stream_key(stream);
-            for tag in scheduled_tags(stream) {
-                scheduled.insert(TagKey {
-                    namespace: key.0.clone(),
-                    stream: key.1.clone(),
-                    tag,
-                });
-            }
-            let pending = tags_needing_import(stream)
-                .iter()
-                .any(|t| !state.retries.contains_key(&tag_key(&key, t)));
-            if pending {
-                state.queue.entry(key).or_default().by_generation = true;
+    /// Learns what the streams need, reading only those changed since the last scan when the
+    /// cache still knows which they are (a full list otherwise): a busy server with many
+    /// streams must not decode all of them every tick. Returns the revision scanned up to.
+    async fn scan(&self, state: &mut State) -> Result<Revision, ApiError> {
+        let streams = &self.registries.streams;
+        if let Some(after) = state.scanned {
+            if let Some((changed, revision)) = streams.streams_changed_since(after)? {
+                let changed: Vec<_> = changed
+                    .iter()
+                    .map(|c| {
+                        let key = (c.namespace.clone().unwrap_or_default(), c.name.clone());
+                        (key, c.object.as_ref())
+                    })
+                    .collect();
+                self.observe(state, &changed, false);
+                return Ok(revision);
             }
         }
-        state.schedule.retain(|k, _| scheduled.contains(k));
-        state.digests.retain(|k, _| scheduled.contains(k));
-        state.retries.retain(|k, _| {
-            streams
+        // The cache's revision first: whatever changes after it is seen by the next scan.
+        let revision = streams.revision();
+        let (all, _) = streams.list_streams(None, &ListOptions::default()).await?;
+        let all: Vec<_> = all.iter().map(|s| (stream_key(s), Some(s))).collect();
+        self.observe(state, &all, true);
+        Ok(revision)
+    }
+
+    /// Takes in the current state of `streams` (`None`: deleted): queues the imports they
+    /// need, learns their scheduled tags and forgets what they no longer have. With
+    /// `complete`, `streams` is every stream there is, and the rest is forgotten too.
+    fn observe(
+        &self,
+        state: &mut State,
+        streams: &[((String, String), Option<&ImageStream>)],
+        complete: bool,
+    ) {
+        let mut scheduled = HashSet::new();
+        let mut spec_tags = HashSet::new();
+        for (key, stream) in streams {
+            let Some(stream) = stream else {
+                continue;
+            };
+            scheduled.extend(scheduled_tags(stream).iter().map(|t| tag_key(key, t)));
+            spec_tags.extend(stream.spec.tags.iter().map(|t| tag_key(key, &t.name)));
+            let pending = tags_needing_import(stream)
                 .iter()
-                .any(|s| stream_key(s) == k.stream_key() && s.spec_tag(&k.tag).is_some())
-        });
+                .any(|t| !state.retries.contains_key(&tag_key(key, t)));
+            if pending {
+                state.queue.entry(key.clone()).or_default().by_generation = true;
+            }
+        }
+        let seen: HashSet<&(String, String)> = streams.iter().map(|(k, _)| k).collect();
+        let covered = |k: &TagKey| complete || seen.contains(&k.stream_key());
+        state
+            .schedule
+            .retain(|k, _| !covered(k) || scheduled.contains(k));
+        state
+            .digests
+            .retain(|k, _| !covered(k) || scheduled.contains(k));
+        state
+            .retries
+            .retain(|k, _| !covered(k) || spec_tags.contains(k));
         let interval = self.config.scheduled_interval;
         for key in scheduled {
             state
@@ -236,7 +268,6 @@ impl ImportController {
                 .entry(key.clone())
                 .or_insert_with(|| Instant::now() + spread(&key, interval));
         }
-        Ok(())
     }
 
     fn retry_due(&self, state: &mut State) {

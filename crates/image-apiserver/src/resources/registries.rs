@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use apimachinery::errors::ApiError;
 use apimachinery::options::ListOptions;
-use apiserver::registry::{ListMeta, ReadRevision, Registry, UpdateStrategy, WriteContext};
+use apiserver::registry::{
+    Changes, ListMeta, ReadRevision, Registry, UpdateStrategy, WriteContext,
+};
 use async_trait::async_trait;
 use image_api::{Image, ImageStream, TagReference};
 use storage::Revision;
@@ -45,6 +47,12 @@ pub trait ImageStreamRegistry: Send + Sync {
         namespace: Option<&str>,
         opts: &ListOptions,
     ) -> Result<(Vec<ImageStream>, ListMeta), ApiError>;
+    /// The streams changed after `after` (a [`ImageStreamRegistry::revision`]), and the
+    /// revision that is current at; `None` when the cache no longer knows: list instead.
+    fn streams_changed_since(
+        &self,
+        after: Revision,
+    ) -> Result<Option<Changes<ImageStream>>, ApiError>;
     async fn create_stream(
         &self,
         ctx: &WriteContext<'_>,
@@ -104,6 +112,12 @@ impl ImageStreamRegistry for Registry<ImageStreamStrategy> {
         opts: &ListOptions,
     ) -> Result<(Vec<ImageStream>, ListMeta), ApiError> {
         self.list(namespace, opts).await
+    }
+    fn streams_changed_since(
+        &self,
+        after: Revision,
+    ) -> Result<Option<Changes<ImageStream>>, ApiError> {
+        self.changed_since(after)
     }
     async fn create_stream(
         &self,

@@ -26,7 +26,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 pub use self::codec::{watch_frame, Codec, CodecError, Decoded, JsonCodec};
-pub use self::state::{CachedEvent, CachedObject, EventType, Filter, Selection, View, WatchItem};
+pub use self::state::{
+    CachedEvent, CachedObject, Changed, EventType, Filter, Selection, View, WatchItem,
+};
 use self::state::{StartError, State, WatcherSlot};
 use crate::{ProgressRequester, RangeRequest, Revision, StorageError, Store};
 
@@ -342,6 +344,27 @@ impl<C: Codec> WatchCache<C> {
             rx,
             evicted,
         })
+    }
+
+    /// What changed under `prefix` after `after` (a revision this cache reported): each
+    /// changed key once, with its current object (`None`: deleted), and the revision they are
+    /// current at. `TooOld` when the event window no longer reaches back that far (or the cache
+    /// relisted since): the caller lists instead. Lets a controller follow the objects by
+    /// what changed rather than by reading all of them again.
+    pub fn changed_after(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> CacheResult<(Vec<Changed<C::Attrs>>, Revision)> {
+        let state = self.inner.read_state();
+        let changed =
+            state
+                .changed_after(prefix, after)
+                .map_err(|StartError::TooOld { oldest }| CacheError::TooOld {
+                    requested: after,
+                    oldest,
+                })?;
+        Ok((changed, state.revision))
     }
 
     /// The wire frame of one watch item for a JSON watch stream; bookmarks are the caller's to

@@ -2,7 +2,7 @@
 //! the registered watchers. Everything here is synchronous and runs under the cache's lock, so
 //! that a snapshot and the events after it can never disagree.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -154,6 +154,9 @@ impl<A> Selection<A> {
     }
 }
 
+/// A key that changed, with its current object (`None`: deleted).
+pub type Changed<A> = (String, Option<Arc<CachedObject<A>>>);
+
 /// What a cache watcher receives.
 #[derive(Debug)]
 pub enum WatchItem<A> {
@@ -280,6 +283,31 @@ impl<A> State<A> {
             .collect())
     }
 
+    /// The keys under `prefix` that changed after `after`, once each, with their current
+    /// objects (`None`: deleted since), or why the window cannot tell.
+    pub fn changed_after(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<Vec<Changed<A>>, StartError> {
+        if after < self.window_start {
+            return Err(StartError::TooOld {
+                oldest: self.window_start + 1,
+            });
+        }
+        let first = self.history.partition_point(|e| e.revision <= after);
+        let keys: BTreeSet<&str> = self
+            .history
+            .range(first..)
+            .filter(|e| e.key.starts_with(prefix))
+            .map(|e| e.key.as_str())
+            .collect();
+        Ok(keys
+            .into_iter()
+            .map(|k| (k.to_string(), self.objects.get(k).cloned()))
+            .collect())
+    }
+
     /// The current objects a selection sees, as initial ADDED items.
     pub fn snapshot(&self, selection: &Selection<A>) -> Vec<WatchItem<A>> {
         self.objects
@@ -399,6 +427,40 @@ mod tests {
         assert_eq!(
             state.events_after(11, &all).err(),
             Some(StartError::TooOld { oldest: 13 })
+        );
+    }
+
+    #[test]
+    fn changed_after_names_each_changed_key_once_with_its_current_state() {
+        let mut state = State::new(4);
+        state.reset(BTreeMap::new(), 10);
+        state.apply(added("/a/1", 11));
+        state.apply(added("/b/1", 12));
+        state.apply(CachedEvent::new(
+            EventType::Modified,
+            "/a/1".into(),
+            obj(13, "y"),
+            Some(obj(11, "x")),
+        ));
+        state.apply(CachedEvent::new(
+            EventType::Deleted,
+            "/a/2".into(),
+            obj(14, "x"),
+            None,
+        ));
+        let changed = state.changed_after("/a/", 10).expect("in window");
+        let summary: Vec<(&str, Option<Revision>)> = changed
+            .iter()
+            .map(|(k, o)| (k.as_str(), o.as_ref().map(|o| o.revision)))
+            .collect();
+        assert_eq!(summary, [("/a/1", Some(13)), ("/a/2", None)]);
+        assert!(state.changed_after("/a/", 14).expect("at head").is_empty());
+        assert_eq!(state.changed_after("/b/", 11).expect("in window").len(), 1);
+        // One more event pushes 11 out of the window of 4.
+        state.apply(added("/a/3", 15));
+        assert_eq!(
+            state.changed_after("/a/", 10).err(),
+            Some(StartError::TooOld { oldest: 12 })
         );
     }
 
