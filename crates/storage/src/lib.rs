@@ -190,6 +190,12 @@ pub trait Store: Send + Sync + 'static {
     fn reliable_progress(&self) -> bool {
         true
     }
+
+    /// Whether [`Store::current_revision`] is answered from this process's memory (no round
+    /// trip): readers then ask it each, rather than gather to share a fetch.
+    fn local_revision(&self) -> bool {
+        false
+    }
 }
 
 /// The exclusive end of the range of keys that start with `prefix` (etcd's `GetPrefixRangeEnd`).

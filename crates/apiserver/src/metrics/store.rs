@@ -116,4 +116,8 @@ impl storage::Store for InstrumentedStore {
     fn reliable_progress(&self) -> bool {
         self.inner.reliable_progress()
     }
+
+    fn local_revision(&self) -> bool {
+        self.inner.local_revision()
+    }
 }

@@ -471,7 +471,11 @@ impl<C: Codec> Inner<C> {
                 Ok(Freshness::Store(None))
             }
             ReadRevision::Consistent => {
-                let current = self.current.get(&self.store).await?;
+                let current = if self.store.local_revision() {
+                    self.store.current_revision().await?
+                } else {
+                    self.current.get(&self.store).await?
+                };
                 // Without trustworthy progress the cache cannot prove it is current unless it
                 // already is; waiting would only add latency before reading the store.
                 let bound = if self.reliable_progress() {

@@ -313,6 +313,10 @@ impl Store for EmbeddedStore {
         Ok(self.inner.shared.revision.load(Ordering::Acquire))
     }
 
+    fn local_revision(&self) -> bool {
+        true
+    }
+
     async fn compact(&self, revision: Revision) -> Result<()> {
         self.submit(Op::Compact { revision }).await.map(|_| ())
     }
