@@ -7,7 +7,7 @@
 //! - read-modify-write updates with conflicts (16 clients on 20 streams), and of streams that
 //!   grow to 100 tags, embedded and etcd, with server CPU per successful update;
 //! - watch fan-out to 1,000 watchers, embedded and etcd;
-//! - resident memory per cached image stream.
+//! - resident memory per cached image stream and per idle watch.
 //!
 //! It prints numbers; it asserts nothing.
 
@@ -411,7 +411,7 @@ async fn fanout(server: &Server, watchers: usize, backend: &str) {
         .as_str()
         .unwrap_or("0")
         .to_string();
-    let mut open = open_watches(server, watchers, &rv).await;
+    let mut open = open_watches(server, watchers, "fan", &rv).await;
     for pace in [None, Some(Duration::from_millis(20))] {
         let (round, still_open) = fanout_round(server, &setup, open, pace).await;
         open = still_open;
@@ -498,15 +498,15 @@ async fn fanout_round(
     (round, still_open)
 }
 
-/// `watchers` watches of the `fan` namespace from `rv`, spread over a few connections.
-async fn open_watches(server: &Server, watchers: usize, rv: &str) -> Vec<Watch> {
+/// `watchers` watches of namespace `ns` from `rv`, spread over a few connections.
+async fn open_watches(server: &Server, watchers: usize, ns: &str, rv: &str) -> Vec<Watch> {
     let clients = clients_for(server, 8);
     let mut streams_open = Vec::new();
     for i in 0..watchers {
         let c = clients[i % clients.len()].clone();
         streams_open.push(
             c.watch(
-                &format!("{}?watch=true&resourceVersion={rv}", streams("fan")),
+                &format!("{}?watch=true&resourceVersion={rv}", streams(ns)),
                 None,
             )
             .await,
@@ -672,11 +672,35 @@ async fn memory(n: usize) {
         per / one as f64
     );
     drop(fresh);
+    let watched = start("watched").await.expect("server for watches");
+    idle_watches(&watched.0).await;
+    drop(watched);
     drop(etcd);
 }
 
 /// How to start one etcd version.
 type EtcdStart = fn() -> EtcdProcess;
+
+/// What an idle watch costs the server: `WATCHES` watches of a quiet namespace over 8 HTTP/2
+/// connections on a server of its own, resident memory after minus before, per watch (the
+/// connections included).
+async fn idle_watches(server: &Server) {
+    const WATCHES: usize = 5000;
+    let rv = server.client().get(&streams("idle")).await.json()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_kib(server.pid());
+    let watches = open_watches(server, WATCHES, "idle", &rv).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let watching = rss_kib(server.pid());
+    println!(
+        "memory: {} idle watches over 8 HTTP/2 connections: server {before} KiB before, {watching} KiB after; {:.2} KB resident per watch",
+        watches.len(),
+        watching.saturating_sub(before) as f64 * 1024.0 / WATCHES as f64 / 1000.0
+    );
+}
 
 /// A server on an etcd of its own. Fields drop in order: the server stops before its etcd.
 struct OnEtcd {
