@@ -68,42 +68,48 @@ async fn reads(server: &Server, args: &Args, backend: &str) {
     let setup = server.client();
     create_read_streams(&setup, args.list_size).await;
     let cs = Arc::new(clients_for(server, args.clients));
-    let trivial = load_gets(&cs, args, "/healthz/ping").await;
+    let trivial = load_gets(server, &cs, args, "/healthz/ping").await;
     println!("{}", trivial.line("trivial handler (/healthz/ping)"));
-    let gets = load_gets(&cs, args, &stream("bench", "target")).await;
+    let gets = load_gets(server, &cs, args, &stream("bench", "target")).await;
     println!("{}", gets.line("GET imagestream (consistent read)"));
     // The same stream through its virtual ImageStreamTag view (needs an image).
     push_target_image(&setup).await;
-    let istags = load_gets(
-        &cs,
-        args,
-        "/apis/image.openshift.io/v1/namespaces/bench/imagestreamtags/target:pushed",
-    )
-    .await;
+    let istag = "/apis/image.openshift.io/v1/namespaces/bench/imagestreamtags/target:pushed";
+    let istags = load_gets(server, &cs, args, istag).await;
     println!("{}", istags.line("GET imagestreamtag"));
-    let gets0 = load_gets(
-        &cs,
-        args,
-        &format!("{}?resourceVersion=0", stream("bench", "target")),
-    )
-    .await;
+    let rv0 = format!("{}?resourceVersion=0", stream("bench", "target"));
+    let gets0 = load_gets(server, &cs, args, &rv0).await;
     println!("{}", gets0.line("GET imagestream (resourceVersion=0)"));
-    let lists = load_gets(&cs, args, &streams("bench-list")).await;
+    let lists = load_gets(server, &cs, args, &streams("bench-list")).await;
     println!(
         "{}",
         lists.line(&format!("LIST {} imagestreams", args.list_size))
     );
     // The baseline again, after the others: the machine is noisy, the mean of both is fairer.
-    let trivial2 = load_gets(&cs, args, "/healthz/ping").await;
+    let trivial2 = load_gets(server, &cs, args, "/healthz/ping").await;
     println!("{}", trivial2.line("trivial handler, again"));
-    let baseline = (trivial.ops as f64 / trivial.elapsed.as_secs_f64()
-        + trivial2.ops as f64 / trivial2.elapsed.as_secs_f64())
-        / 2.0;
-    let get_rate = gets.ops as f64 / gets.elapsed.as_secs_f64();
+    let baseline = (trivial.load.rate() + trivial2.load.rate()) / 2.0;
     println!(
         "GET throughput / trivial handler (mean of both runs): {:.0}%",
-        get_rate / baseline * 100.0
+        gets.load.rate() / baseline * 100.0
     );
+}
+
+/// A load, with the server CPU it took.
+struct Measured {
+    load: Load,
+    server_cpu: f64,
+}
+
+impl Measured {
+    fn line(&self, label: &str) -> String {
+        let ok = self.load.ops.saturating_sub(self.load.errors).max(1) as f64;
+        format!(
+            "{}   server CPU {:.3} ms/req",
+            self.load.line(label),
+            self.server_cpu * 1e3 / ok
+        )
+    }
 }
 
 /// `list_size` streams to list in `bench-list`, and the stream to get in `bench`.
@@ -130,15 +136,20 @@ async fn push_target_image(setup: &Client) {
 }
 
 /// GETs of `path` from every client; a 200 is a success.
-async fn load_gets(cs: &Arc<Vec<Client>>, args: &Args, path: &str) -> Load {
+async fn load_gets(server: &Server, cs: &Arc<Vec<Client>>, args: &Args, path: &str) -> Measured {
     let c = cs.clone();
     let path: Arc<str> = Arc::from(path);
-    load(args.clients, args.seconds, move |i, _| {
+    let before = blackbox::process_cpu_seconds(server.pid());
+    let load = load(args.clients, args.seconds, move |i, _| {
         let c = c[i].clone();
         let path = path.clone();
         async move { c.get(&path).await.status == 200 }
     })
-    .await
+    .await;
+    Measured {
+        load,
+        server_cpu: blackbox::process_cpu_seconds(server.pid()) - before,
+    }
 }
 
 async fn creates(server: &Server, backend: &str, etcd: Option<&str>, seconds: u64) {
@@ -796,6 +807,9 @@ async fn main() {
         fanout(&server.0, args.watchers, "embedded").await;
         let etcd = etcd_server(EtcdProcess::start).await;
         fanout(&etcd.server, args.watchers, "etcd 3.4.23").await;
+        drop(etcd);
+        let etcd = etcd_server(EtcdProcess::start_v35).await;
+        fanout(&etcd.server, args.watchers, "etcd 3.5").await;
         drop(etcd);
     }
     if wants("memory") {

@@ -22,6 +22,11 @@ pub struct Load {
 }
 
 impl Load {
+    /// Operations per second.
+    pub fn rate(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+
     pub fn line(&self, label: &str) -> String {
         let mut l = self.latencies.clone();
         l.sort();
