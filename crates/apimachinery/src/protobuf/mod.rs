@@ -34,7 +34,7 @@ mod tests;
 #[cfg(test)]
 mod tests_meta;
 
-pub use descriptors::DESCRIPTOR_SET;
+pub use descriptors::{fields_out_of_number_order, DESCRIPTOR_SET};
 pub use envelope::{
     decode_envelope, decode_watch_event, encode_envelope, split_watch_frame, watch_frame, Unknown,
     WatchEventFrame, ENVELOPE_PREFIX,
