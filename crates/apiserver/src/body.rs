@@ -23,11 +23,19 @@ pub fn decode_object<T: DeserializeOwned>(
     req: &Request,
     opts: &WriteOptions,
 ) -> Result<T, ApiError> {
+    let json = matches!(req.content_type.as_deref(), None | Some("application/json"));
+    if json {
+        let fast = decode::typed_json(&req.body, info, opts.field_validation, &req.warnings);
+        if let Some(obj) = fast.map_err(|e| e.for_body(info))? {
+            return Ok(obj);
+        }
+    }
     let value = decode::body_value(&req.body, req.content_type.as_deref())?;
     decode::check_type_meta(&value, info)?;
-    let duplicates = match req.content_type.as_deref() {
-        None | Some("application/json") => decode::duplicate_fields(&req.body),
-        _ => Vec::new(),
+    let duplicates = if json {
+        decode::duplicate_fields(&req.body)
+    } else {
+        Vec::new()
     };
     decode::typed_checked(
         value,
