@@ -15,6 +15,7 @@
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, Time};
 use serde_json::{Map, Value};
 
 /// One path in a field set, each element already in fieldsV1 form (`f:spec`, `k:{"name":"a"}`).
@@ -661,83 +662,411 @@ fn remove_items(items: &mut Vec<Value>, set: &FieldTree) {
     items.retain(|_| !doomed.next().unwrap_or(false));
 }
 
-/// Updates `new`'s managedFields for a non-apply write by `manager`.
+/// What a write changed, as field sets (upstream's comparison of the old and new object):
+/// `changed` holds the fields of the new object that are new or hold another value (Added and
+/// Modified), `removed` the fields of the old object that the new one lacks.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FieldChanges {
+    pub changed: FieldTree,
+    pub removed: FieldTree,
+}
+
+impl FieldChanges {
+    /// One walk of both objects in step. A subtree equal in both holds no change and is passed
+    /// over without building its field sets, so a write that changes one label of a stream of
+    /// a thousand tags costs one comparison of the two objects, not two field sets of a
+    /// thousand tags. Where the two sides differ in shape, the subtree's field sets are built
+    /// and compared as [`changed_fields`] does.
+    pub fn between(
+        old: &Value,
+        new: &Value,
+        merge_keys: &[(&str, &str)],
+        ignored: &[&str],
+    ) -> Self {
+        let differ = Differ {
+            walker: Walker {
+                merge_keys,
+                map_members: true,
+            },
+        };
+        let mut out = FieldChanges::default();
+        for (name, old_v, new_v) in union_fields(old.as_object(), new.as_object()) {
+            if name == "apiVersion" || name == "kind" || ignored.contains(&name) || old_v == new_v {
+                continue;
+            }
+            let element = format!("f:{name}");
+            let path = tracked(name.to_string(), merge_keys);
+            let mut node = FieldChanges::default();
+            if name == "metadata" {
+                // As in `Walker::top`: a metadata that is not an object holds no field.
+                let (old_m, new_m) = (
+                    old_v.and_then(Value::as_object),
+                    new_v.and_then(Value::as_object),
+                );
+                differ.maps(
+                    old_m,
+                    new_m,
+                    &mut node,
+                    &element,
+                    path.as_deref(),
+                    SYSTEM_METADATA,
+                );
+            } else {
+                differ.diff(old_v, new_v, &mut node, &element, path.as_deref());
+            }
+            out.adopt(element, node);
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty() && self.removed.is_empty()
+    }
+
+    fn adopt(&mut self, element: String, below: FieldChanges) {
+        self.changed.adopt(element.clone(), below.changed);
+        self.removed.adopt(element, below.removed);
+    }
+}
+
+/// The fields of two maps by name: the old map's in its order, then those only the new has.
+fn union_fields<'v>(
+    old: Option<&'v Map<String, Value>>,
+    new: Option<&'v Map<String, Value>>,
+) -> impl Iterator<Item = (&'v str, Option<&'v Value>, Option<&'v Value>)> {
+    let from_old = old
+        .into_iter()
+        .flatten()
+        .map(move |(name, v)| (name.as_str(), Some(v), new.and_then(|n| n.get(name))));
+    let only_new = new
+        .into_iter()
+        .flatten()
+        .filter(move |(name, _)| !old.is_some_and(|o| o.contains_key(name.as_str())))
+        .map(|(name, v)| (name.as_str(), None, Some(v)));
+    from_old.chain(only_new)
+}
+
+/// How a value takes part in a field set.
+enum Shape<'v> {
+    Map(&'v Map<String, Value>),
+    Keyed(&'v [Value], &'v str),
+    /// A scalar, an atomic list, or nothing; present when it is a field.
+    Leaf(bool),
+}
+
+/// [`FieldChanges::between`]'s walk.
+struct Differ<'k> {
+    walker: Walker<'k>,
+}
+
+impl<'k> Differ<'k> {
+    fn shape<'v>(&self, value: Option<&'v Value>, path: Option<&str>) -> Shape<'v>
+    where
+        'k: 'v,
+    {
+        match value {
+            Some(Value::Object(fields)) => Shape::Map(fields),
+            Some(Value::Array(items)) if !items.is_empty() => {
+                match path.and_then(|p| merge_key_of(p, self.walker.merge_keys)) {
+                    Some(key) => Shape::Keyed(items, key),
+                    None => Shape::Leaf(true),
+                }
+            }
+            Some(leaf) => Shape::Leaf(!is_empty_leaf(leaf)),
+            None => Shape::Leaf(false),
+        }
+    }
+
+    /// The changes below `element` (at JSON path `path` while tracked), from `old` to `new`.
+    fn diff(
+        &self,
+        old: Option<&Value>,
+        new: Option<&Value>,
+        out: &mut FieldChanges,
+        element: &str,
+        path: Option<&str>,
+    ) {
+        if old == new {
+            return;
+        }
+        match (self.shape(old, path), self.shape(new, path)) {
+            (Shape::Map(o), Shape::Map(n)) => self.maps(Some(o), Some(n), out, element, path, &[]),
+            (Shape::Keyed(o, key), Shape::Keyed(n, _)) if self.keyed(o, n, key, out, path) => {}
+            // Two different leaves: a present new one is changed, a vanished old one removed.
+            (Shape::Leaf(was), Shape::Leaf(is)) => {
+                out.changed.member = is;
+                out.removed.member = was && !is;
+            }
+            _ => self.whole(old, new, out, element, path),
+        }
+    }
+
+    fn maps(
+        &self,
+        old: Option<&Map<String, Value>>,
+        new: Option<&Map<String, Value>>,
+        out: &mut FieldChanges,
+        element: &str,
+        path: Option<&str>,
+        skipped: &[&str],
+    ) {
+        for (name, old_v, new_v) in union_fields(old, new) {
+            if old_v == new_v || skipped.contains(&name) {
+                continue;
+            }
+            let child_element = format!("f:{name}");
+            let below = child_path(path, name, self.walker.merge_keys);
+            let mut child = FieldChanges::default();
+            self.diff(old_v, new_v, &mut child, &child_element, below.as_deref());
+            out.adopt(child_element, child);
+        }
+        // A map of free-form keys is a member itself while it holds a field.
+        if element.strip_prefix("f:").is_some_and(is_free_form_map) {
+            let was = old.is_some_and(holds_value);
+            let is = new.is_some_and(holds_value);
+            out.changed.member |= is && !was;
+            out.removed.member |= was && !is;
+        }
+    }
+
+    /// Items matched by key. Lists where an item lacks the key or two items share one are left
+    /// to [`Differ::whole`] (returns false), which merges such items as the field set does.
+    fn keyed(
+        &self,
+        old: &[Value],
+        new: &[Value],
+        key: &str,
+        out: &mut FieldChanges,
+        path: Option<&str>,
+    ) -> bool {
+        let (Some(old_items), Some(new_items)) = (items_by_key(old, key), items_by_key(new, key))
+        else {
+            return false;
+        };
+        let item_path = path.and_then(|p| tracked(format!("{p}[]"), self.walker.merge_keys));
+        let only_new = new_items
+            .iter()
+            .filter(|(id, _)| !old_items.contains_key(*id));
+        let all = old_items.iter().chain(only_new);
+        for (id, _) in all {
+            let (old_item, new_item) = (old_items.get(id).copied(), new_items.get(id).copied());
+            if old_item == new_item {
+                continue;
+            }
+            let element = key_element(key, id);
+            let mut child = FieldChanges::default();
+            self.diff(
+                old_item,
+                new_item,
+                &mut child,
+                &element,
+                item_path.as_deref(),
+            );
+            child.changed.member = old_item.is_none();
+            child.removed.member = new_item.is_none();
+            out.adopt(element, child);
+        }
+        true
+    }
+
+    /// The changes below one element from the field sets of both sides, built whole.
+    fn whole(
+        &self,
+        old: Option<&Value>,
+        new: Option<&Value>,
+        out: &mut FieldChanges,
+        element: &str,
+        path: Option<&str>,
+    ) {
+        let tree = |value: Option<&Value>| {
+            let mut node = FieldTree::default();
+            if let Some(value) = value {
+                self.walker.walk(value, &mut node, element, path);
+            }
+            node
+        };
+        let (old_tree, new_tree) = (tree(old), tree(new));
+        let mut lookups = Lookups::default();
+        out.changed = changed_below(&new_tree, Some(&old_tree), old, new, &mut lookups);
+        out.removed = old_tree.select([&new_tree], |[in_new]| !in_new);
+    }
+}
+
+/// Whether a map holds a field: some value below it is not empty in Go's sense.
+fn holds_value(fields: &Map<String, Value>) -> bool {
+    fields.values().any(|v| match v {
+        Value::Object(inner) => holds_value(inner),
+        other => !is_empty_leaf(other),
+    })
+}
+
+/// The items of a list by their key; `None` unless every item has its own key, a scalar that
+/// is a field. (Such an item always holds a field, its key, so it compares as present, as a
+/// node with children does in [`changed_fields`].)
+fn items_by_key<'v>(items: &'v [Value], key: &str) -> Option<HashMap<&'v Value, &'v Value>> {
+    let mut by_key = HashMap::with_capacity(items.len());
+    for item in items {
+        let id = item.get(key)?;
+        let scalar = matches!(id, Value::String(_) | Value::Number(_) | Value::Bool(_));
+        if !scalar || is_empty_leaf(id) || by_key.insert(id, item).is_some() {
+            return None;
+        }
+    }
+    Some(by_key)
+}
+
+/// Whether a fieldsV1 node is a member: `{}`, or a node with children that starts with `.`.
+fn is_member(node: &Map<String, Value>) -> bool {
+    node.is_empty() || node.contains_key(".")
+}
+
+/// Whether a fieldsV1 object holds any field (read as [`FieldTree::from_fields_v1`] reads it).
+/// Stops at the first member, which is usually the first leaf.
+pub fn holds_field(fields: &Value) -> bool {
+    fn below(node: &Map<String, Value>) -> bool {
+        node.iter().any(|(element, v)| {
+            element != "." && v.as_object().is_some_and(|n| is_member(n) || below(n))
+        })
+    }
+    fields
+        .as_object()
+        .is_some_and(|root| root.contains_key(".") || below(root))
+}
+
+/// Puts a fieldsV1 node in its form for `member`: a member without children is `{}`, one with
+/// children starts with `.`, a node that is no member has no `.` (and, left with no children,
+/// is for the caller to remove).
+fn settle(node: &mut Map<String, Value>, member: bool) {
+    let has_children = node.keys().any(|k| k != ".");
+    match (member, has_children) {
+        (true, true) if !node.contains_key(".") => {
+            node.shift_insert(0, ".".into(), Value::Object(Map::new()));
+        }
+        (true, true) => {}
+        (true, false) => node.clear(),
+        (false, _) => {
+            node.shift_remove(".");
+        }
+    }
+}
+
+/// Adds every member of `set` to the fieldsV1 object `fields` in place. Nodes it lacks are
+/// added where element order puts them, so an entry edited this way reads as one rendered by
+/// [`FieldTree::to_fields_v1`].
+pub fn mark_fields_v1(fields: &mut Map<String, Value>, set: &FieldTree) {
+    let mut out_of_order = false;
+    for (element, below) in &set.children {
+        let existing = match fields.get(element) {
+            Some(Value::Object(node)) => Some(is_member(node)),
+            _ => None,
+        };
+        if existing.is_none() {
+            out_of_order |= !fields.contains_key(element)
+                && fields.keys().next_back().is_some_and(|last| last > element);
+            // A value other than an object holds no field: it is replaced where it stands.
+            fields.insert(element.clone(), Value::Object(Map::new()));
+        }
+        if let Some(node) = fields.get_mut(element).and_then(Value::as_object_mut) {
+            mark_fields_v1(node, below);
+            settle(node, existing == Some(true) || below.member);
+        }
+    }
+    if out_of_order {
+        fields.sort_keys();
+    }
+}
+
+/// Takes every member of `set` out of the fieldsV1 object `fields` in place; nodes left
+/// holding nothing go.
+pub fn unmark_fields_v1(fields: &mut Map<String, Value>, set: &FieldTree) {
+    for (element, below) in &set.children {
+        let Some(node) = fields.get_mut(element).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let member = is_member(node) && !below.member;
+        unmark_fields_v1(node, below);
+        settle(node, member);
+        if node.is_empty() && !member {
+            fields.shift_remove(element);
+        }
+    }
+}
+
+/// Who writes, as recorded in the managedFields entry of an `Update`.
 pub struct UpdateRecord<'a> {
     pub manager: &'a str,
     pub api_version: &'a str,
     pub subresource: Option<&'a str>,
-    pub time: &'a str,
+    pub time: &'a Time,
     pub merge_keys: &'a [(&'a str, &'a str)],
 }
 
-pub fn record_update(old: Option<&Value>, new: &mut Value, rec: &UpdateRecord<'_>) {
+impl UpdateRecord<'_> {
+    fn is_writers(&self, entry: &ManagedFieldsEntry) -> bool {
+        entry.manager.as_deref() == Some(self.manager)
+            && entry.operation.as_deref() == Some("Update")
+            && entry.api_version.as_deref() == Some(self.api_version)
+            && entry.subresource.as_deref() == self.subresource
+    }
+}
+
+/// The managedFields after a non-apply write from `old` to `new` (their managedFields are not
+/// looked at; `entries` are the new object's), as kube's field manager makes them: the writer's
+/// set gains what the write changed and loses what it removed, every other manager loses both,
+/// and managers left with no field go. The writer's entry takes the write's time and moves to
+/// the end only when the write changed a field; a write that changed nothing leaves every
+/// entry as it was, so it stays a no-op. The entries are edited in place: an update costs the
+/// size of its changes, not of the sets (a stream's creator owns every tag).
+pub fn record_update(
+    old: Option<&Value>,
+    new: &Value,
+    entries: Vec<ManagedFieldsEntry>,
+    rec: &UpdateRecord<'_>,
+) -> Vec<ManagedFieldsEntry> {
     let ignored: &[&str] = if rec.subresource == Some("status") {
         &["spec"]
     } else {
         &["status"]
     };
     let empty = Value::Object(Map::new());
-    let old_obj = old.unwrap_or(&empty);
-    let old_set = FieldTree::of_object(old_obj, rec.merge_keys, ignored);
-    let new_set = FieldTree::of_object(new, rec.merge_keys, ignored);
-    let changed = changed_fields(&old_set, &new_set, old_obj, new);
-    // Taken, not cloned: the list is rewritten below, and it is most of a large object.
-    let entries: Vec<Value> = match new.pointer_mut("/metadata/managedFields").map(Value::take) {
-        Some(Value::Array(entries)) => entries,
-        _ => Vec::new(),
-    };
-    let mut out = Vec::new();
-    let mut mine = FieldTree::default();
-    for e in entries {
-        let is_mine = e.get("manager").and_then(Value::as_str) == Some(rec.manager)
-            && e.get("operation").and_then(Value::as_str) == Some("Update")
-            && e.get("apiVersion").and_then(Value::as_str) == Some(rec.api_version)
-            && e.get("subresource").and_then(Value::as_str) == rec.subresource;
-        let set = e
-            .get("fieldsV1")
-            .map(FieldTree::from_fields_v1)
-            .unwrap_or_default();
-        if is_mine {
-            mine = set;
+    let changes = FieldChanges::between(old.unwrap_or(&empty), new, rec.merge_keys, ignored);
+    let refresh = !changes.changed.is_empty();
+    let mut out = Vec::with_capacity(entries.len() + 1);
+    let mut mine = None;
+    for mut entry in entries {
+        if refresh && rec.is_writers(&entry) {
+            mine = Some(entry);
             continue;
         }
-        // Another manager keeps what still exists and was not changed by this write.
-        let kept = set.select(
-            [&changed, &new_set, &old_set],
-            |[in_changed, in_new, in_old]| !in_changed && (in_new || !in_old),
-        );
-        if kept.is_empty() {
+        let Some(FieldsV1(fields)) = entry.fields_v1.as_mut() else {
             continue;
+        };
+        if let Some(map) = fields.as_object_mut() {
+            unmark_fields_v1(map, &changes.changed);
+            unmark_fields_v1(map, &changes.removed);
         }
-        let mut e = e;
-        if let Some(o) = e.as_object_mut() {
-            o.insert("fieldsV1".into(), kept.to_fields_v1());
-        }
-        out.push(e);
-    }
-    let mine = new_set.select([&mine, &changed], |[in_mine, in_changed]| {
-        in_mine || in_changed
-    });
-    if !mine.is_empty() {
-        let mut entry = Map::new();
-        entry.insert("manager".into(), rec.manager.into());
-        entry.insert("operation".into(), "Update".into());
-        entry.insert("apiVersion".into(), rec.api_version.into());
-        entry.insert("time".into(), rec.time.into());
-        entry.insert("fieldsType".into(), "FieldsV1".into());
-        entry.insert("fieldsV1".into(), mine.to_fields_v1());
-        if let Some(s) = rec.subresource {
-            entry.insert("subresource".into(), s.into());
-        }
-        out.push(Value::Object(entry));
-    }
-    if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-        if out.is_empty() {
-            meta.remove("managedFields");
-        } else {
-            meta.insert("managedFields".into(), Value::Array(out));
+        if holds_field(fields) {
+            out.push(entry);
         }
     }
+    if refresh {
+        let mut fields = match mine.and_then(|e| e.fields_v1) {
+            Some(FieldsV1(Value::Object(map))) => map,
+            _ => Map::new(),
+        };
+        unmark_fields_v1(&mut fields, &changes.removed);
+        mark_fields_v1(&mut fields, &changes.changed);
+        out.push(ManagedFieldsEntry {
+            manager: Some(rec.manager.to_string()),
+            operation: Some("Update".to_string()),
+            api_version: Some(rec.api_version.to_string()),
+            time: Some(rec.time.clone()),
+            fields_type: Some("FieldsV1".to_string()),
+            fields_v1: Some(FieldsV1(Value::Object(fields))),
+            subresource: rec.subresource.map(str::to_string),
+        });
+    }
+    out
 }
 
 /// The manager name of a request: `fieldManager`, else the User-Agent up to the first `/`,
@@ -767,8 +1096,23 @@ mod tests {
             manager,
             api_version: "g/v1",
             subresource: None,
-            time: "2024-01-01T00:00:00Z",
+            time: &AT,
             merge_keys: KEYS,
+        }
+    }
+
+    const AT: Time = Time(jiff::Timestamp::UNIX_EPOCH);
+
+    /// [`record_update`] on objects that carry their managedFields, as the tests write them.
+    fn record(old: Option<&Value>, new: &mut Value, rec: &UpdateRecord<'_>) {
+        let entries = new["metadata"]
+            .as_object_mut()
+            .and_then(|meta| meta.remove("managedFields"))
+            .map(|v| serde_json::from_value(v).expect("entries"))
+            .unwrap_or_default();
+        let entries = record_update(old, new, entries, rec);
+        if !entries.is_empty() {
+            new["metadata"]["managedFields"] = serde_json::to_value(entries).expect("entries");
         }
     }
 
@@ -779,14 +1123,14 @@ mod tests {
     #[test]
     fn a_name_only_create_records_nothing() {
         let mut obj = json!({"kind":"X","metadata":{"name":"a","namespace":"n"},"spec":{"lookupPolicy":{"local":false}},"status":{"dockerImageRepository":""}});
-        record_update(None, &mut obj, &rec("kubectl"));
+        record(None, &mut obj, &rec("kubectl"));
         assert!(obj["metadata"].get("managedFields").is_none());
     }
 
     #[test]
     fn create_with_fields_records_an_update_entry() {
         let mut obj = json!({"metadata":{"name":"a","labels":{"app":"x"}},"spec":{"tags":[{"name":"t","from":{"kind":"DockerImage","name":"i"}}]}});
-        record_update(None, &mut obj, &rec("kubectl-create"));
+        record(None, &mut obj, &rec("kubectl-create"));
         let mf = &obj["metadata"]["managedFields"][0];
         assert_eq!(mf["manager"], "kubectl-create");
         assert_eq!(mf["operation"], "Update");
@@ -802,10 +1146,10 @@ mod tests {
     #[test]
     fn changed_fields_move_to_the_writer() {
         let mut first = json!({"metadata":{"name":"a","labels":{"app":"x","tier":"y"}}});
-        record_update(None, &mut first, &rec("one"));
+        record(None, &mut first, &rec("one"));
         let mut second = first.clone();
         second["metadata"]["labels"]["app"] = json!("z");
-        record_update(Some(&first), &mut second, &rec("two"));
+        record(Some(&first), &mut second, &rec("two"));
         let mf = second["metadata"]["managedFields"]
             .as_array()
             .expect("entries");
@@ -820,6 +1164,116 @@ mod tests {
             mf[1]["fieldsV1"],
             json!({"f:metadata":{"f:labels":{"f:app":{}}}})
         );
+    }
+
+    /// Pairs where walking both objects in step takes each of its turns: equal subtrees,
+    /// leaves that appear, change and vanish, items matched by key, and lists it leaves to the
+    /// whole field sets (items without a usable key, duplicate keys, items with no field).
+    #[test]
+    fn comparing_in_step_finds_what_whole_field_sets_find() {
+        let cases = [
+            (json!({}), json!({"metadata": {"labels": {"a": "1"}}})),
+            (
+                json!({"metadata": {"labels": {"a": "1"}}}),
+                json!({"metadata": {"labels": {"a": ""}}}),
+            ),
+            (
+                json!({"metadata": {"labels": {"a": "1"}, "uid": "u"}}),
+                json!({"metadata": {"labels": {"a": "2"}, "uid": "v"}}),
+            ),
+            (
+                json!({"spec": {"tags": [{"name": "a", "x": 1}, {"name": "b"}]}}),
+                json!({"spec": {"tags": [{"name": "b", "x": 2}, {"name": "c"}]}}),
+            ),
+            (
+                json!({"spec": {"tags": [{"name": "", "x": 0}]}}),
+                json!({"spec": {"tags": [{"name": "", "x": false}]}}),
+            ),
+            (
+                json!({"spec": {"tags": [{"name": "a", "x": 0}, {"x": 1}]}}),
+                json!({"spec": {"tags": [{"name": "a", "x": 2}, {"x": 3}]}}),
+            ),
+            (
+                json!({"spec": {"tags": [{"name": "a", "x": 1}, {"name": "a", "y": 1}]}}),
+                json!({"spec": {"tags": [{"name": "a", "x": 2}, {"name": "a"}]}}),
+            ),
+            (
+                json!({"spec": {"tags": [{"name": {"n": 1}, "x": 1}]}}),
+                json!({"spec": {"tags": [{"name": {"n": 1}, "x": 2}]}}),
+            ),
+            (
+                json!({"spec": {"tags": []}}),
+                json!({"spec": {"tags": [{"name": "a"}]}}),
+            ),
+            (
+                json!({"spec": {"tags": "atomic"}}),
+                json!({"spec": {"tags": [{"name": "a"}]}}),
+            ),
+            (
+                json!({"spec": {"a": [1]}}),
+                json!({"spec": {"a": {"b": 1}}}),
+            ),
+            (
+                json!({"spec": 1, "status": {"x": 1}}),
+                json!({"spec": {"a": 1}, "status": {"x": 2}}),
+            ),
+        ];
+        for (old, new) in cases {
+            let old_set = FieldTree::of_object(&old, KEYS, &["status"]);
+            let new_set = FieldTree::of_object(&new, KEYS, &["status"]);
+            let expected = FieldChanges {
+                changed: changed_fields(&old_set, &new_set, &old, &new),
+                removed: old_set.select([&new_set], |[in_new]| !in_new),
+            };
+            let found = FieldChanges::between(&old, &new, KEYS, &["status"]);
+            assert_eq!(found, expected, "{old} -> {new}");
+            assert!(FieldChanges::between(&new, &new, KEYS, &["status"]).is_empty());
+        }
+    }
+
+    #[test]
+    fn an_update_edits_the_writers_entry_and_takes_its_changes_from_the_others() {
+        let mut first = json!({"metadata": {"labels": {"a": "1", "b": "1"}},
+            "spec": {"tags": [{"name": "t1", "from": {"kind": "DockerImage", "name": "x"}}]}});
+        record(None, &mut first, &rec("creator"));
+        let mut second = first.clone();
+        second["metadata"]["labels"]["a"] = json!("2");
+        second["spec"]["tags"][0]["from"]["name"] = json!("y");
+        record(Some(&first), &mut second, &rec("editor"));
+        let mut third = second.clone();
+        third["metadata"]["labels"]
+            .as_object_mut()
+            .expect("labels")
+            .remove("b");
+        third["spec"]["tags"]
+            .as_array_mut()
+            .expect("tags")
+            .push(json!({"name": "t0"}));
+        record(Some(&second), &mut third, &rec("editor"));
+        let mf = &third["metadata"]["managedFields"];
+        assert_eq!(mf[0]["manager"], "creator");
+        assert_eq!(
+            mf[0]["fieldsV1"],
+            json!({"f:metadata": {"f:labels": {}},
+                "f:spec": {"f:tags": {"k:{\"name\":\"t1\"}": {".": {}, "f:from": {"f:kind": {}}, "f:name": {}}}}})
+        );
+        assert_eq!(mf[1]["manager"], "editor");
+        let editor = &mf[1]["fieldsV1"];
+        assert_eq!(
+            *editor,
+            json!({"f:metadata": {"f:labels": {"f:a": {}}},
+                "f:spec": {"f:tags": {
+                    "k:{\"name\":\"t0\"}": {".": {}, "f:name": {}},
+                    "k:{\"name\":\"t1\"}": {"f:from": {"f:name": {}}}}}})
+        );
+        // The new item was put in element order, before the one the entry held already.
+        let items: Vec<&String> = editor["f:spec"]["f:tags"]
+            .as_object()
+            .expect("items")
+            .keys()
+            .collect();
+        assert_eq!(items, ["k:{\"name\":\"t0\"}", "k:{\"name\":\"t1\"}"]);
+        assert_eq!(mf.as_array().map(Vec::len), Some(2));
     }
 
     #[test]
@@ -874,12 +1328,12 @@ mod tests {
     #[test]
     fn long_keyed_lists_are_recorded_item_by_item() {
         let mut first = json!({"metadata": {"name": "a"}, "spec": {"tags": tags(5000, |_| "x")}});
-        record_update(None, &mut first, &rec("one"));
+        record(None, &mut first, &rec("one"));
         let owned = &first["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:tags"];
         assert_eq!(owned.as_object().expect("keyed items").len(), 5000);
         let mut second = first.clone();
         second["spec"]["tags"][4321]["from"]["name"] = json!("y");
-        record_update(Some(&first), &mut second, &rec("two"));
+        record(Some(&first), &mut second, &rec("two"));
         let mf = second["metadata"]["managedFields"]
             .as_array()
             .expect("entries");

@@ -15,11 +15,11 @@ use apiserver::apply::{self, Applier};
 use apiserver::auth::Attributes;
 use apiserver::body::{decode_object, Patch};
 use apiserver::decode;
-use apiserver::managed::{self, FieldSet, UpdateRecord};
+use apiserver::managed::{self, FieldChanges, FieldSet, FieldTree, UpdateRecord};
 use apiserver::patch::{self, PatchType};
 use apiserver::resource::{Request, UserInfo, Verb, Warnings};
 use bytes::Bytes;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde::{Deserialize, Serialize};
@@ -412,6 +412,41 @@ proptest! {
         let _ = decode::duplicate_fields(&req.body);
     }
 
+    /// The two-pass decoding of JSON bodies answers as decoding through a `Value` does: the
+    /// same object, the same warnings, the same error.
+    #[test]
+    fn json_bodies_decode_alike_by_either_path(
+        body in prop_oneof![
+            object_patch_body(),
+            prop::collection::vec(prop::sample::select(vec![
+                r#""apiVersion":"things.example.com/v1""#, r#""apiVersion":"v9""#,
+                r#""kind":"Thing""#, r#""kind":1"#, r#""spec":{"tags":[{"name":"a"}]}"#,
+                r#""spec":{"tags":[{"name":"a","from":{"x":1,"x":2}}]}"#, r#""spec":{"bogus":1}"#,
+                r#""metadata":{"labels":{"a":"1","a":"2"}}"#, r#""metadata":{"name":"n"}"#,
+                r#""status":null"#, r#""spec":{}"#, r#""zz":[1,{"q":2}]"#,
+            ]), 0..6).prop_map(|fields| format!("{{{}}}", fields.join(",")).into_bytes()),
+        ],
+        mode in validation(),
+    ) {
+        let opts = write_options(None, mode);
+        let fast_req = request(Verb::Create, body.clone(), Some("application/json"));
+        let fast = decode_object::<Thing>(&info(), &fast_req, &opts);
+        let slow_req = request(Verb::Create, body, Some("application/json"));
+        let slow = decode::body_value(&slow_req.body, None)
+            .and_then(|value| {
+                decode::check_type_meta(&value, &info())?;
+                let duplicates = decode::duplicate_fields(&slow_req.body);
+                decode::typed_checked::<Thing>(value, &duplicates, &info(), mode, &slow_req.warnings)
+                    .map_err(|e| e.for_body(&info()))
+            });
+        match (fast, slow) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(serde_json::to_value(a)?, serde_json::to_value(b)?),
+            (Err(a), Err(b)) => prop_assert_eq!(format!("{a:?}"), format!("{b:?}")),
+            (a, b) => prop_assert!(false, "{:?} against {:?}", a, b),
+        }
+        prop_assert_eq!(fast_req.warnings.take(), slow_req.warnings.take());
+    }
+
     #[test]
     fn yaml_values_never_panic(body in prop_oneof![
         YAML_NOISE.prop_map(String::into_bytes),
@@ -652,6 +687,57 @@ fn live_with_managed_fields() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Objects shaped like image streams from a small space, so that pairs of them share most
+/// subtrees: labels, keyed tags whose names repeat, go missing or are not strings, status, and
+/// anything at all in their places.
+fn stream_like() -> impl Strategy<Value = Value> {
+    let name = prop_oneof![
+        2 => prop::sample::select(vec![json!("a"), json!("b"), json!("c")]),
+        1 => prop::sample::select(vec![json!(""), json!(1), json!(0), json!(null), json!({"n": "a"})]),
+    ];
+    let small = prop::sample::select(vec![
+        json!(""),
+        json!("x"),
+        json!(true),
+        json!(0),
+        json!([]),
+        json!({}),
+        json!({"k": "v"}),
+    ]);
+    let tag = (
+        prop::option::of(name),
+        prop::option::of(small.clone()),
+        prop::option::of(small.clone()),
+    )
+        .prop_map(|(name, from, x)| {
+            let mut tag = serde_json::Map::new();
+            for (k, v) in [("name", name), ("from", from), ("x", x)] {
+                if let Some(v) = v {
+                    tag.insert(k.into(), v);
+                }
+            }
+            Value::Object(tag)
+        });
+    let tags = prop_oneof![
+        4 => prop::collection::vec(tag, 0..5).prop_map(Value::Array),
+        1 => value(),
+    ];
+    let labels = prop_oneof![
+        4 => prop::collection::btree_map("[ab]", small, 0..3).prop_map(|m| json!(m)),
+        1 => value(),
+    ];
+    (labels, tags, prop::option::of(value()), any::<bool>()).prop_map(|(labels, tags, status, uid)| {
+        let mut obj = json!({"metadata": {"name": "n", "labels": labels}, "spec": {"tags": tags, "lookupPolicy": {"local": false}}});
+        if let Some(status) = status {
+            obj["status"] = status;
+        }
+        if uid {
+            obj["metadata"]["uid"] = json!("u");
+        }
+        obj
+    })
+}
+
 fn fields_v1() -> impl Strategy<Value = FieldSet> {
     let element = prop_oneof![
         "f:[a-z]{1,3}".prop_map(String::from),
@@ -693,11 +779,52 @@ proptest! {
             manager: "fuzz",
             api_version: GROUP_VERSION,
             subresource: status.then_some("status"),
-            time: "2024-01-01T00:00:00Z",
+            time: &Time(jiff::Timestamp::UNIX_EPOCH),
             merge_keys: MERGE_KEYS,
         };
-        managed::record_update(Some(&old), &mut new, &record);
-        let _ = managed::from_fields_v1(&new);
+        let entries = new["metadata"]
+            .as_object_mut()
+            .and_then(|meta| meta.remove("managedFields"))
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        let entries = managed::record_update(Some(&old), &new, entries, &record);
+        for entry in entries {
+            let fields = entry.fields_v1.expect("a recorded entry has fields").0;
+            prop_assert!(managed::holds_field(&fields));
+            let _ = managed::from_fields_v1(&fields);
+        }
+    }
+
+    /// The one-walk comparison of two objects finds what comparing their whole field sets finds.
+    #[test]
+    fn field_changes_agree_with_whole_field_sets(
+        (old, new) in prop_oneof![3 => (stream_like(), stream_like()), 1 => (value(), value())],
+        status in any::<bool>(),
+    ) {
+        let ignored: &[&str] = if status { &["spec"] } else { &["status"] };
+        let old_set = FieldTree::of_object(&old, MERGE_KEYS, ignored);
+        let new_set = FieldTree::of_object(&new, MERGE_KEYS, ignored);
+        let expected = FieldChanges {
+            changed: managed::changed_fields(&old_set, &new_set, &old, &new),
+            removed: old_set.select([&new_set], |[in_new]| !in_new),
+        };
+        prop_assert_eq!(FieldChanges::between(&old, &new, MERGE_KEYS, ignored), expected);
+    }
+
+    /// Editing a rendered set in place gives what rendering the edited set gives, to the order.
+    #[test]
+    fn fields_v1_edits_in_place_match_set_algebra(a in fields_v1(), b in fields_v1()) {
+        let (a, b) = (FieldTree::from_paths(&a), FieldTree::from_paths(&b));
+        let rendered = |tree: &FieldTree| tree.to_fields_v1().to_string();
+        let Value::Object(mut marked) = a.to_fields_v1() else { unreachable!() };
+        managed::mark_fields_v1(&mut marked, &b);
+        let mut union = a.clone();
+        union.absorb(b.clone());
+        prop_assert_eq!(Value::Object(marked).to_string(), rendered(&union));
+        let Value::Object(mut unmarked) = a.to_fields_v1() else { unreachable!() };
+        managed::unmark_fields_v1(&mut unmarked, &b);
+        let difference = a.select([&b], |[in_b]| !in_b);
+        prop_assert_eq!(Value::Object(unmarked).to_string(), rendered(&difference));
     }
 
     #[test]

@@ -104,6 +104,19 @@ impl<S: Strategy> Registry<S> {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<(S::Object, Revision)>, ApiError> {
+        Ok(self
+            .read_current(namespace, name)
+            .await?
+            .map(|(obj, rev, _)| (obj, rev)))
+    }
+
+    /// [`Registry::get_current`] with the bytes the store holds, which an update compares
+    /// its result with (a write of the same bytes is a no-op, as in kube's `GuaranteedUpdate`).
+    pub(super) async fn read_current(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<(S::Object, Revision, Bytes)>, ApiError> {
         let key = self.key(namespace, name);
         let got = self
             .store
@@ -116,7 +129,7 @@ impl<S: Strategy> Registry<S> {
                     .codec
                     .served(&key, &kv.value, kv.mod_revision)
                     .map_err(internal)?;
-                Ok((obj, kv.mod_revision))
+                Ok((obj, kv.mod_revision, kv.value))
             })
             .transpose()
     }

@@ -38,20 +38,21 @@ impl<S: Strategy> Registry<S> {
     {
         let key = self.key(ctx.namespace, name);
         for _ in 0..MAX_UPDATE_ATTEMPTS {
-            let Some((mut old, current)) = self.get_current(ctx.namespace, name).await? else {
+            let Some((mut old, current, stored)) = self.read_current(ctx.namespace, name).await?
+            else {
                 return Err(self.not_found(name));
             };
             let mut new = produce(&old)?;
             self.check_identity(ctx.namespace, name, &mut new)?;
             self.check_resource_version(name, &new, current)?;
             self.before_update(ctx, strategy, &mut new, &old).await?;
-            let mut new_bytes = self.stored_bytes(&mut new)?;
-            if new_bytes == self.stored_bytes(&mut old)? {
-                return Ok(self.serve(old, current));
-            }
             if ctx.managed_fields == ManagedFields::RecordUpdate {
-                self.record_managed_fields(ctx, Some(&old), &mut new, strategy.subresource())?;
-                new_bytes = self.stored_bytes(&mut new)?;
+                self.record_managed_fields(ctx, Some(&mut old), &mut new, strategy.subresource())?;
+            }
+            // Recording a write that changes nothing changes no entry, so this finds no-ops.
+            let new_bytes = self.stored_bytes(&mut new)?;
+            if new_bytes == stored {
+                return Ok(self.serve(old, current));
             }
             if ctx.options.dry_run {
                 return Ok(self.serve(new, current));
@@ -193,41 +194,41 @@ impl<S: Strategy> Registry<S> {
         }
     }
 
-    /// Adds or refreshes the field manager's `Update` entry in managedFields.
+    /// Adds or refreshes the field manager's `Update` entry in managedFields. The objects are
+    /// compared without their managedFields, which can be as large as the rest of them.
     pub(super) fn record_managed_fields(
         &self,
         ctx: &WriteContext<'_>,
-        old: Option<&S::Object>,
+        old: Option<&mut S::Object>,
         new: &mut S::Object,
         subresource: Option<&str>,
     ) -> Result<(), ApiError> {
         let manager = managed::manager_name(ctx.options.field_manager.as_deref(), ctx.user_agent);
-        let time = serde_json::to_value(now()).unwrap_or_default();
         let gv = self.info().group_version();
-        let old_v = old
-            .map(serde_json::to_value)
-            .transpose()
-            .map_err(internal)?;
-        let mut new_v = serde_json::to_value(&*new).map_err(internal)?;
-        managed::record_update(
+        let entries = new.metadata_mut().managed_fields.take().unwrap_or_default();
+        let new_v = serde_json::to_value(&*new).map_err(internal)?;
+        let old_v = match old {
+            Some(old) => {
+                let kept = old.metadata_mut().managed_fields.take();
+                let value = serde_json::to_value(&*old);
+                old.metadata_mut().managed_fields = kept;
+                Some(value.map_err(internal)?)
+            }
+            None => None,
+        };
+        let entries = managed::record_update(
             old_v.as_ref(),
-            &mut new_v,
+            &new_v,
+            entries,
             &UpdateRecord {
                 manager: &manager,
                 api_version: &gv,
                 subresource,
-                time: time.as_str().unwrap_or(""),
+                time: &now(),
                 merge_keys: self.strategy.list_merge_keys(),
             },
         );
-        // Only managedFields changed: decode that, not the whole object again.
-        let managed = new_v
-            .pointer_mut("/metadata/managedFields")
-            .map(serde_json::Value::take)
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(internal)?;
-        new.metadata_mut().managed_fields = managed;
+        new.metadata_mut().managed_fields = (!entries.is_empty()).then_some(entries);
         Ok(())
     }
 }
