@@ -32,11 +32,6 @@ use crate::resources::image::ImageStrategy;
 use crate::resources::imagestream::ImageStreamStrategy;
 use crate::resources::ImagePolicy;
 
-/// The update path allocates and frees many small values per request (JSON trees, field
-/// sets); glibc's allocator spent about a third of its CPU consolidating and unlinking them.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, thiserror::Error)]
 enum StartError {
     #[error("opening storage: {0}")]
