@@ -288,6 +288,19 @@ async fn updates_and_conflicts(server: &Server) {
         r.message(),
         "the name of the object (other) does not match the name on the URL (u)"
     );
+    // The identity is checked before the resourceVersion, however stale that is.
+    renamed["metadata"]["resourceVersion"] = json!("1");
+    let r = c.put(&stream("ns1", "u"), &renamed).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let mut stale = after.clone();
+    stale["metadata"]["resourceVersion"] = json!("1");
+    stale["metadata"]["labels"] = json!({"stale": "yes"});
+    let r = c.put(&stream("ns1", "u"), &stale).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.json()["reason"], "Conflict");
+    let now = c.get(&stream("ns1", "u")).await.json();
+    assert_eq!(now["metadata"]["resourceVersion"], after["metadata"]["resourceVersion"]);
+    assert!(now["metadata"].get("labels").is_none(), "{now}");
 }
 
 async fn patches(server: &Server) {

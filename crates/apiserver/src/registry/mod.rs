@@ -92,6 +92,10 @@ pub struct WriteContext<'a> {
     pub user_agent: Option<&'a str>,
     pub options: &'a WriteOptions,
     pub managed_fields: ManagedFields,
+    /// The resourceVersion a PUT's body names, when its identity holds: an update checks it
+    /// against the stored revision before decoding the stored object, so a stale PUT costs no
+    /// decoding (the answer is the 409 the full check gives).
+    pub expected_revision: Option<Revision>,
 }
 
 impl<'a> WriteContext<'a> {
@@ -102,6 +106,15 @@ impl<'a> WriteContext<'a> {
             user_agent: req.user_agent.as_deref(),
             options,
             managed_fields: ManagedFields::RecordUpdate,
+            expected_revision: None,
+        }
+    }
+
+    /// The same write, expecting the stored object at `revision` (see `expected_revision`).
+    pub fn expecting(self, revision: Option<Revision>) -> Self {
+        WriteContext {
+            expected_revision: revision,
+            ..self
         }
     }
 

@@ -9,7 +9,7 @@ use apimachinery::options::{ListOptions, ReadAt};
 use bytes::Bytes;
 use serde::Serialize;
 use storage::cache::{CacheError, ListRequest, ReadRevision, Selection};
-use storage::{Revision, StorageError};
+use storage::{KeyValue, Revision, StorageError};
 
 use super::{cache_error, internal, storage_error, Registry};
 use crate::strategy::{Lookup, ObjectAttrs, Strategy};
@@ -104,34 +104,32 @@ impl<S: Strategy> Registry<S> {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<(S::Object, Revision)>, ApiError> {
-        Ok(self
-            .read_current(namespace, name)
-            .await?
-            .map(|(obj, rev, _)| (obj, rev)))
+        let Some(kv) = self.read_stored(namespace, name).await? else {
+            return Ok(None);
+        };
+        Ok(Some((self.decode_stored(&kv)?, kv.mod_revision)))
     }
 
-    /// [`Registry::get_current`] with the bytes the store holds, which an update compares
-    /// its result with (a write of the same bytes is a no-op, as in kube's `GuaranteedUpdate`).
-    pub(super) async fn read_current(
+    /// What the store holds for the object, undecoded.
+    pub(super) async fn read_stored(
         &self,
         namespace: Option<&str>,
         name: &str,
-    ) -> Result<Option<(S::Object, Revision, Bytes)>, ApiError> {
+    ) -> Result<Option<KeyValue>, ApiError> {
         let key = self.key(namespace, name);
         let got = self
             .store
             .get(&key)
             .await
             .map_err(|e| storage_error(e, &self.gr, "get"))?;
-        got.kv
-            .map(|kv| {
-                let obj = self
-                    .codec
-                    .served(&key, &kv.value, kv.mod_revision)
-                    .map_err(internal)?;
-                Ok((obj, kv.mod_revision, kv.value))
-            })
-            .transpose()
+        Ok(got.kv)
+    }
+
+    /// The served form of a stored value.
+    pub(super) fn decode_stored(&self, kv: &KeyValue) -> Result<S::Object, ApiError> {
+        self.codec
+            .served(&kv.key, &kv.value, kv.mod_revision)
+            .map_err(internal)
     }
 
     /// A page of served objects in `namespace` (all namespaces when `None`).

@@ -90,12 +90,29 @@ impl<S: Strategy> Registry<S> {
         strategy: UpdateStrategy,
     ) -> Result<Reply, ApiError> {
         let opts = WriteOptions::parse(&req.query, "UpdateOptions")?;
-        let body = decode_body(self.strategy(), req, &opts)?;
-        let ctx = WriteContext::new(req, &opts);
+        let mut body = decode_body(self.strategy(), req, &opts)?;
+        let ctx =
+            WriteContext::new(req, &opts).expecting(self.expected_revision(req, name, &mut body));
         let updated = self
             .update(&ctx, name, strategy, |_| Ok(body.clone()))
             .await?;
         object_reply(200, &updated)
+    }
+
+    /// The revision a PUT body names, when the update would hold it to it: its identity is
+    /// right (else the update answers that first) and the version is a number.
+    fn expected_revision(
+        &self,
+        req: &Request,
+        name: &str,
+        body: &mut S::Object,
+    ) -> Option<Revision> {
+        self.check_identity(req.namespace.as_deref(), name, body)
+            .ok()?;
+        let rv = body.metadata().resource_version.as_deref()?;
+        apimachinery::options::parse_resource_version(rv)
+            .ok()
+            .map(|rv| rv as Revision)
     }
 
     async fn patch_reply(

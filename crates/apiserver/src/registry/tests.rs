@@ -149,6 +149,7 @@ impl Harness {
             user_agent: Some("registry-test"),
             options: &self.opts,
             managed_fields: ManagedFields::RecordUpdate,
+            expected_revision: None,
         }
     }
 

@@ -38,10 +38,15 @@ impl<S: Strategy> Registry<S> {
     {
         let key = self.key(ctx.namespace, name);
         for _ in 0..MAX_UPDATE_ATTEMPTS {
-            let Some((mut old, current, stored)) = self.read_current(ctx.namespace, name).await?
-            else {
+            let Some(kv) = self.read_stored(ctx.namespace, name).await? else {
                 return Err(self.not_found(name));
             };
+            let current = kv.mod_revision;
+            if ctx.expected_revision.is_some_and(|rv| rv != current) {
+                return Err(ApiError::conflict(&self.gr, name));
+            }
+            let mut old = self.decode_stored(&kv)?;
+            let stored = kv.value;
             let mut new = produce(&old)?;
             self.check_identity(ctx.namespace, name, &mut new)?;
             self.check_resource_version(name, &new, current)?;
@@ -71,7 +76,7 @@ impl<S: Strategy> Registry<S> {
     }
 
     /// The produced object must be in the request's namespace and keep the URL's name.
-    fn check_identity(
+    pub(super) fn check_identity(
         &self,
         namespace: Option<&str>,
         name: &str,

@@ -451,6 +451,7 @@ impl ImportController {
             user_agent: Some("image-import-controller"),
             options: &options,
             managed_fields: ManagedFields::RecordUpdate,
+            expected_revision: None,
         };
         match self.imports.import(&ctx, isi).await {
             Ok(done) => wanted
