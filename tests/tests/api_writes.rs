@@ -299,7 +299,10 @@ async fn updates_and_conflicts(server: &Server) {
     assert_eq!(r.status, 409, "{}", r.text());
     assert_eq!(r.json()["reason"], "Conflict");
     let now = c.get(&stream("ns1", "u")).await.json();
-    assert_eq!(now["metadata"]["resourceVersion"], after["metadata"]["resourceVersion"]);
+    assert_eq!(
+        now["metadata"]["resourceVersion"],
+        after["metadata"]["resourceVersion"]
+    );
     assert!(now["metadata"].get("labels").is_none(), "{now}");
 }
 
