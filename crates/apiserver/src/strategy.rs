@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
-use storage::cache::{Codec, CodecError, Decoded};
+use storage::cache::{Codec, CodecError, Decoded, Unversioned};
 use storage::Revision;
 
 use crate::resource::UserInfo;
@@ -207,6 +207,17 @@ impl<S: Strategy> ObjectCodec<S> {
         Ok(obj)
     }
 
+    /// The wire JSON of `obj`, already in served form, rendered before the store gives it a
+    /// revision, and its attributes: what a write announces to the watch cache.
+    pub fn unversioned(&self, obj: &mut S::Object) -> Option<(Unversioned, ObjectAttrs)> {
+        let attrs = object_attrs(self.strategy.as_ref(), obj);
+        let placeholder = revision_placeholder();
+        obj.metadata_mut().resource_version = Some(placeholder.to_string());
+        let json = serde_json::to_vec(&*obj);
+        obj.metadata_mut().resource_version = None;
+        Some((Unversioned::from_placeholder(json.ok()?, placeholder)?, attrs))
+    }
+
     pub fn prepare_served(&self, obj: &mut S::Object, revision: Revision) {
         let info = self.strategy.info();
         obj.set_type_meta(info.kind, &info.group_version());
@@ -215,6 +226,13 @@ impl<S: Strategy> ObjectCodec<S> {
         self.strategy.present(obj);
         obj.metadata_mut().resource_version = (revision > 0).then(|| revision.to_string());
     }
+}
+
+/// What stands for the resourceVersion in JSON rendered before the revision is known: random
+/// per process, so no client can put it anywhere else in an object.
+fn revision_placeholder() -> &'static str {
+    static PLACEHOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PLACEHOLDER.get_or_init(|| format!("rv-{}", uuid::Uuid::new_v4().simple()))
 }
 
 /// Encodes an object as compact JSON bytes, without spare capacity: these buffers live in the
@@ -243,12 +261,16 @@ impl<S: Strategy> Codec for ObjectCodec<S> {
             key: key.to_string(),
             source,
         })?;
-        let mut packed = lz4_flex::compress_prepend_size(&json);
-        packed.shrink_to_fit();
         Ok(Decoded {
-            json: Bytes::from(packed),
+            json: self.keep(Bytes::from(json)),
             attrs,
         })
+    }
+
+    fn keep(&self, json: Bytes) -> Bytes {
+        let mut packed = lz4_flex::compress_prepend_size(&json);
+        packed.shrink_to_fit();
+        Bytes::from(packed)
     }
 
     fn wire(&self, key: &str, cached: &Bytes) -> Result<Bytes, CodecError> {

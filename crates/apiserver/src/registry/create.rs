@@ -6,7 +6,7 @@ use apimachinery::field::FieldError;
 use apimachinery::validation::validate_object_meta;
 use storage::StorageError;
 
-use super::{now, storage_error, ManagedFields, Registry, WriteContext};
+use super::{now, storage_error, ManagedFields, Registry, WriteContext, Written};
 use crate::strategy::{ApiObject, Strategy, StrategyContext};
 
 /// How many names a `generateName` create tries (KEP-4420).
@@ -32,11 +32,20 @@ impl<S: Strategy> Registry<S> {
     pub async fn create(
         &self,
         ctx: &WriteContext<'_>,
-        mut obj: S::Object,
+        obj: S::Object,
     ) -> Result<S::Object, ApiError> {
+        Ok(self.create_written(ctx, obj).await?.object)
+    }
+
+    /// [`Self::create`], with the result's wire JSON when the write rendered it already.
+    pub async fn create_written(
+        &self,
+        ctx: &WriteContext<'_>,
+        mut obj: S::Object,
+    ) -> Result<Written<S::Object>, ApiError> {
         let generate = self.before_create(ctx, &mut obj).await?;
         if ctx.options.dry_run {
-            return Ok(self.serve(obj, 0));
+            return Ok(self.serve(obj, 0).into());
         }
         let namespace = obj.metadata().namespace.clone();
         let mut attempt = 0;
@@ -44,8 +53,17 @@ impl<S: Strategy> Registry<S> {
             attempt += 1;
             let name = obj.metadata().name.clone().unwrap_or_default();
             let key = self.key(namespace.as_deref(), &name);
-            match self.store.create(&key, self.stored_bytes(&mut obj)?).await {
-                Ok(rev) => return Ok(self.serve(obj, rev)),
+            let value = self.stored_bytes(&mut obj)?;
+            // Announcing puts the object in served form; another name starts from the stored one.
+            let unannounced = generate.is_some().then(|| obj.clone());
+            let json = self.announce(&key, &value, &mut obj);
+            let result = self.store.create(&key, value.clone()).await;
+            if result.is_err() {
+                self.cache.withdraw(&key, &value);
+                obj = unannounced.unwrap_or(obj);
+            }
+            match result {
+                Ok(rev) => return Ok(self.written(obj, json, rev)),
                 Err(StorageError::AlreadyExists { .. }) => match &generate {
                     Some(prefix) if attempt < GENERATE_NAME_ATTEMPTS => {
                         obj.metadata_mut().name = Some(generated_name(prefix));

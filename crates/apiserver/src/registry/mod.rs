@@ -27,7 +27,7 @@ use apimachinery::{GroupKind, GroupResource};
 use bytes::Bytes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
-use storage::cache::{CacheConfig, CacheError, WatchCache};
+use storage::cache::{CacheConfig, CacheError, Unversioned, WatchCache};
 use storage::{Revision, StorageError, Store};
 
 use crate::resource::{Request, UserInfo};
@@ -72,6 +72,26 @@ impl UpdateStrategy {
     /// The subresource a managedFields entry names.
     fn subresource(self) -> Option<&'static str> {
         (self == UpdateStrategy::Status).then_some("status")
+    }
+}
+
+/// A write's result: the object in served form, and its wire JSON when the write has
+/// rendered it already (for the watch cache), so the reply need not render it again.
+pub struct Written<O> {
+    pub object: O,
+    pub json: Option<Bytes>,
+}
+
+impl<O> From<O> for Written<O> {
+    fn from(object: O) -> Self {
+        Written { object, json: None }
+    }
+}
+
+impl<O: Serialize> Written<O> {
+    /// The wire JSON of the written object.
+    pub fn into_json(self) -> Result<Bytes, ApiError> {
+        self.json.map_or_else(|| render(&self.object), Ok)
     }
 }
 
@@ -255,7 +275,30 @@ impl<S: Strategy> Registry<S> {
         obj
     }
 
-    /// The stored form: kind and apiVersion set, no resourceVersion.
+    /// Puts `obj`, about to be stored as `value` under `key`, into its served form (without a
+    /// resourceVersion yet) and announces it to the watch cache, which then keeps it instead of
+    /// decoding `value` once more. Returns its wire JSON, waiting for the write's revision.
+    fn announce(&self, key: &str, value: &Bytes, obj: &mut S::Object) -> Option<Unversioned> {
+        self.codec.prepare_served(obj, 0);
+        let (json, attrs) = self.codec.unversioned(obj)?;
+        self.cache.expect(key, value.clone(), json.clone(), attrs);
+        Some(json)
+    }
+
+    /// The result of a write of `obj` (announced as `json`, in served form) given `revision`.
+    fn written(
+        &self,
+        mut obj: S::Object,
+        json: Option<Unversioned>,
+        revision: Revision,
+    ) -> Written<S::Object> {
+        obj.metadata_mut().resource_version = Some(revision.to_string());
+        Written {
+            object: obj,
+            json: json.map(|json| json.at(revision)),
+        }
+    }
+
     /// The object as stored: with its type, without a resourceVersion. Borrowed mutably
     /// (the version is put back) rather than cloned: objects can be half a megabyte.
     fn stored_bytes(&self, obj: &mut S::Object) -> Result<Bytes, ApiError> {

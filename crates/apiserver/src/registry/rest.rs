@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use storage::cache::ReadRevision;
 use storage::Revision;
 
-use super::{internal, render, Deleted, Registry, UpdateStrategy, WriteContext};
+use super::{internal, render, Deleted, Registry, UpdateStrategy, WriteContext, Written};
 use crate::body::{self, Patch};
 use crate::delete::DeleteOptions;
 use crate::patch::PatchType;
@@ -50,6 +50,13 @@ fn object_reply<T: serde::Serialize>(code: u16, obj: &T) -> Result<Reply, ApiErr
     })
 }
 
+fn written_reply<T: serde::Serialize>(code: u16, written: Written<T>) -> Result<Reply, ApiError> {
+    Ok(Reply::Object {
+        code,
+        json: written.into_json()?,
+    })
+}
+
 impl<S: Strategy> Registry<S> {
     async fn get_reply(&self, req: &Request, name: &str) -> Result<Reply, ApiError> {
         let at = match req.query.get("resourceVersion").filter(|s| !s.is_empty()) {
@@ -79,8 +86,10 @@ impl<S: Strategy> Registry<S> {
     async fn create_reply(&self, req: &Request) -> Result<Reply, ApiError> {
         let opts = WriteOptions::parse(&req.query, "CreateOptions")?;
         let obj = decode_body(self.strategy(), req, &opts)?;
-        let created = self.create(&WriteContext::new(req, &opts), obj).await?;
-        object_reply(201, &created)
+        let created = self
+            .create_written(&WriteContext::new(req, &opts), obj)
+            .await?;
+        written_reply(201, created)
     }
 
     async fn put_reply(
@@ -93,10 +102,22 @@ impl<S: Strategy> Registry<S> {
         let mut body = decode_body(self.strategy(), req, &opts)?;
         let ctx =
             WriteContext::new(req, &opts).expecting(self.expected_revision(req, name, &mut body));
+        // Held to a revision, a PUT that loses its compare-and-swap finds the object moved on
+        // and answers 409 without producing again: its one attempt takes the body uncloned.
+        let reusable = ctx.expected_revision.is_none();
+        let mut body = Some(body);
         let updated = self
-            .update(&ctx, name, strategy, |_| Ok(body.clone()))
+            .update_written(&ctx, name, strategy, |_| match body.take() {
+                Some(b) if reusable => {
+                    let copy = b.clone();
+                    body = Some(b);
+                    Ok(copy)
+                }
+                Some(b) => Ok(b),
+                None => Err(ApiError::conflict(&self.gr, name)),
+            })
             .await?;
-        object_reply(200, &updated)
+        written_reply(200, updated)
     }
 
     /// The revision a PUT body names, when the update would hold it to it: its identity is
@@ -128,13 +149,13 @@ impl<S: Strategy> Registry<S> {
         }
         let ctx = WriteContext::new(req, &opts);
         let updated = self
-            .update(&ctx, name, strategy, |old| {
+            .update_written(&ctx, name, strategy, |old| {
                 let mut obj = patch.apply_to(old, name)?;
                 self.strategy.default(&mut obj);
                 Ok(obj)
             })
             .await?;
-        object_reply(200, &updated)
+        written_reply(200, updated)
     }
 
     /// Server-side apply. An apply decides between create and update on its first read; when

@@ -9,7 +9,7 @@ use apimachinery::GroupKind;
 use storage::{Revision, StorageError};
 
 use super::{
-    internal, now, storage_error, ManagedFields, Registry, UpdateStrategy, WriteContext,
+    internal, now, storage_error, ManagedFields, Registry, UpdateStrategy, WriteContext, Written,
     MAX_UPDATE_ATTEMPTS,
 };
 use crate::managed::{self, UpdateRecord};
@@ -31,8 +31,23 @@ impl<S: Strategy> Registry<S> {
         ctx: &WriteContext<'_>,
         name: &str,
         strategy: UpdateStrategy,
-        mut produce: F,
+        produce: F,
     ) -> Result<S::Object, ApiError>
+    where
+        F: FnMut(&S::Object) -> Result<S::Object, ApiError> + Send,
+    {
+        let written = self.update_written(ctx, name, strategy, produce).await?;
+        Ok(written.object)
+    }
+
+    /// [`Self::update`], with the result's wire JSON when the write rendered it already.
+    pub async fn update_written<F>(
+        &self,
+        ctx: &WriteContext<'_>,
+        name: &str,
+        strategy: UpdateStrategy,
+        mut produce: F,
+    ) -> Result<Written<S::Object>, ApiError>
     where
         F: FnMut(&S::Object) -> Result<S::Object, ApiError> + Send,
     {
@@ -57,16 +72,21 @@ impl<S: Strategy> Registry<S> {
             // Recording a write that changes nothing changes no entry, so this finds no-ops.
             let new_bytes = self.stored_bytes(&mut new)?;
             if new_bytes == stored {
-                return Ok(self.serve(old, current));
+                return Ok(self.serve(old, current).into());
             }
             if ctx.options.dry_run {
-                return Ok(self.serve(new, current));
+                return Ok(self.serve(new, current).into());
             }
             if let Some(deleted) = self.finish_deletion(&key, &new, current).await? {
-                return Ok(deleted);
+                return Ok(deleted.into());
             }
-            match self.store.update(&key, new_bytes, current).await {
-                Ok(rev) => return Ok(self.serve(new, rev)),
+            let json = self.announce(&key, &new_bytes, &mut new);
+            let result = self.store.update(&key, new_bytes.clone(), current).await;
+            if result.is_err() {
+                self.cache.withdraw(&key, &new_bytes);
+            }
+            match result {
+                Ok(rev) => return Ok(self.written(new, json, rev)),
                 Err(StorageError::Conflict { .. }) => continue,
                 Err(StorageError::NotFound { .. }) => return Err(self.not_found(name)),
                 Err(e) => return Err(storage_error(e, &self.gr, "update")),

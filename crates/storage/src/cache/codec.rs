@@ -49,6 +49,12 @@ pub trait Codec: Send + Sync + 'static {
         Ok(cached.clone())
     }
 
+    /// How the cache keeps an object's wire JSON in memory; `wire` undoes it. The default
+    /// keeps the JSON itself.
+    fn keep(&self, json: Bytes) -> Bytes {
+        json
+    }
+
     /// The same wire JSON with another resourceVersion (a DELETED event carries the last
     /// state of the object at the deletion revision).
     fn with_revision(
@@ -114,6 +120,42 @@ pub fn set_resource_version(
     Ok(out.into_inner().freeze())
 }
 
+/// An object's wire JSON with its resourceVersion still to fill in: what a writer renders
+/// before the store gives its write a revision. The resourceVersion's digits go at `slot`.
+#[derive(Clone, Debug)]
+pub struct Unversioned {
+    json: Bytes,
+    slot: std::ops::Range<usize>,
+}
+
+impl Unversioned {
+    /// `json` rendered with `placeholder` as its resourceVersion: the one place the
+    /// placeholder occurs becomes the slot. None when it occurs other than once, so a
+    /// placeholder a client could guess cannot move the slot.
+    pub fn from_placeholder(json: Vec<u8>, placeholder: &str) -> Option<Self> {
+        let needle = placeholder.as_bytes();
+        let mut found = memchr::memmem::find_iter(&json, needle);
+        let start = found.next()?;
+        if found.next().is_some() {
+            return None;
+        }
+        Some(Unversioned {
+            slot: start..start + needle.len(),
+            json: Bytes::from(json),
+        })
+    }
+
+    /// The wire JSON at `revision`.
+    pub fn at(&self, revision: Revision) -> Bytes {
+        let digits = revision.to_string();
+        let mut out = BytesMut::with_capacity(self.json.len() - self.slot.len() + digits.len());
+        out.put_slice(&self.json[..self.slot.start]);
+        out.put_slice(digits.as_bytes());
+        out.put_slice(&self.json[self.slot.end..]);
+        out.freeze()
+    }
+}
+
 /// One line of a Kubernetes JSON watch stream: `{"type":"MODIFIED","object":{...}}\n`.
 pub fn watch_frame(event_type: &str, object_json: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(object_json.len() + event_type.len() + 24);
@@ -169,6 +211,28 @@ mod tests {
         }
         let err = set_resource_version("k", b"{", 1).expect_err("truncated");
         assert!(matches!(err, CodecError::Json { .. }));
+    }
+
+    #[test]
+    fn unversioned_json_takes_the_revision_in_its_slot() {
+        let json = br#"{"metadata":{"name":"a","resourceVersion":"@rv@"},"spec":{}}"#.to_vec();
+        let unversioned = Unversioned::from_placeholder(json, "@rv@").expect("one slot");
+        assert_eq!(
+            &unversioned.at(1234)[..],
+            &br#"{"metadata":{"name":"a","resourceVersion":"1234"},"spec":{}}"#[..]
+        );
+        assert_eq!(
+            &unversioned.at(7)[..],
+            &br#"{"metadata":{"name":"a","resourceVersion":"7"},"spec":{}}"#[..]
+        );
+    }
+
+    #[test]
+    fn unversioned_json_needs_exactly_one_placeholder() {
+        let none = br#"{"metadata":{"name":"a"}}"#.to_vec();
+        assert!(Unversioned::from_placeholder(none, "@rv@").is_none());
+        let twice = br#"{"metadata":{"name":"@rv@","resourceVersion":"@rv@"}}"#.to_vec();
+        assert!(Unversioned::from_placeholder(twice, "@rv@").is_none());
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod reflector;
 mod revision;
 pub mod state;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -25,7 +26,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-pub use self::codec::{watch_frame, Codec, CodecError, Decoded, JsonCodec};
+pub use self::codec::{watch_frame, Codec, CodecError, Decoded, JsonCodec, Unversioned};
 pub use self::state::{
     CachedEvent, CachedObject, Changed, EventType, Filter, Selection, View, WatchItem,
 };
@@ -191,6 +192,16 @@ pub(crate) struct Inner<C: Codec> {
     next_watcher: AtomicU64,
     /// The store's revision for consistent reads, one fetch for the readers of a moment.
     current: revision::CurrentRevision,
+    /// Writes on their way to the store whose served form the writer has rendered already,
+    /// by key: the reflector takes an event's object from here instead of decoding it again.
+    expected: std::sync::Mutex<HashMap<String, Expected<C::Attrs>>>,
+}
+
+/// What a writer is about to store under a key, and what the cache is to hold for it.
+struct Expected<A> {
+    value: Bytes,
+    json: Unversioned,
+    attrs: A,
 }
 
 impl<C: Codec> WatchCache<C> {
@@ -211,6 +222,7 @@ impl<C: Codec> WatchCache<C> {
             progress: std::sync::Mutex::new(None),
             next_watcher: AtomicU64::new(1),
             current: revision::CurrentRevision::default(),
+            expected: Default::default(),
         });
         let task = tokio::spawn(reflector::run(inner.clone()));
         WatchCache {
@@ -221,6 +233,25 @@ impl<C: Codec> WatchCache<C> {
 
     pub fn codec(&self) -> &C {
         &self.inner.codec
+    }
+
+    /// Announces a write: `value` is about to be stored under `key`, and its served form is
+    /// `json` with `attrs`. When the store reports that value there, the cache keeps `json`
+    /// at the event's revision instead of decoding the value, which for large objects costs
+    /// more than the rest of the write. The writer withdraws the announcement if its write
+    /// fails ([`Self::withdraw`]); a newer announcement for the key replaces it.
+    pub fn expect(&self, key: &str, value: Bytes, json: Unversioned, attrs: C::Attrs) {
+        self.inner
+            .expected()
+            .insert(key.to_string(), Expected { value, json, attrs });
+    }
+
+    /// Withdraws the announcement of `value` under `key`, if it is still the latest.
+    pub fn withdraw(&self, key: &str, value: &Bytes) {
+        let mut expected = self.inner.expected();
+        if expected.get(key).is_some_and(|e| e.value == value) {
+            expected.remove(key);
+        }
     }
 
     /// The revision the cache has applied up to (0 before its first list).
@@ -448,6 +479,60 @@ impl<C: Codec> Inner<C> {
             json: decoded.json,
             attrs: decoded.attrs,
         }))
+    }
+
+    fn expected(&self) -> std::sync::MutexGuard<'_, HashMap<String, Expected<C::Attrs>>> {
+        self.expected
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The object a write announced for `value` under `key`, at `revision`; None when no
+    /// announcement matches and the value must be decoded.
+    fn take_expected(
+        &self,
+        key: &str,
+        value: &[u8],
+        revision: Revision,
+    ) -> Option<Arc<CachedObject<C::Attrs>>> {
+        let found = {
+            let mut expected = self.expected();
+            if expected.get(key)?.value != value {
+                return None;
+            }
+            expected.remove(key)?
+        };
+        let json = found.json.at(revision);
+        #[cfg(debug_assertions)]
+        self.check_expected(key, value, revision, &json);
+        Some(Arc::new(CachedObject {
+            revision,
+            json: self.codec.keep(json),
+            attrs: found.attrs,
+        }))
+    }
+
+    /// Debug builds (every test) decode the value anyway: what a writer announces must be
+    /// what decoding gives, or the cache would serve one thing until restart and another after.
+    #[cfg(debug_assertions)]
+    fn check_expected(&self, key: &str, value: &[u8], revision: Revision, json: &Bytes) {
+        let decoded = self
+            .decode(key, value, revision)
+            .and_then(|object| Ok(self.codec.wire(key, &object.json)?));
+        match decoded {
+            Ok(wire) => assert!(
+                wire == json,
+                "{key}: the announced object differs from the stored one decoded:\n  announced {}\n  decoded   {}",
+                String::from_utf8_lossy(json),
+                String::from_utf8_lossy(&wire)
+            ),
+            Err(e) => panic!("{key}: an announced value does not decode: {e}"),
+        }
+    }
+
+    /// A relist starts from what the store holds; announcements from before it are moot.
+    pub(crate) fn forget_expected(&self) {
+        self.expected().clear();
     }
 
     async fn freshness(&self, revision: ReadRevision) -> CacheResult<Freshness> {
@@ -771,6 +856,63 @@ mod tests {
             }
             other => panic!("expected TooLarge, got {other:?}"),
         }
+    }
+
+    fn announced_b() -> (Bytes, Unversioned) {
+        let value = Bytes::from_static(br#"{"metadata":{"name":"b"}}"#);
+        let json = br#"{"metadata":{"name":"b","resourceVersion":"@"}}"#.to_vec();
+        let json = Unversioned::from_placeholder(json, "@").expect("one placeholder");
+        (value, json)
+    }
+
+    #[tokio::test]
+    async fn an_announcement_is_taken_once_and_for_its_own_value_only() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_store, cache) = cache_over_embedded(dir.path()).await;
+        let (value, json) = announced_b();
+        cache.expect("/things/b", value.clone(), json.clone(), ());
+        let other = br#"{"metadata":{"name":"b","labels":{"x":"y"}}}"#;
+        assert!(cache.inner.take_expected("/things/b", other, 5).is_none());
+        assert!(cache.inner.take_expected("/things/c", &value, 5).is_none());
+        let taken = cache
+            .inner
+            .take_expected("/things/b", &value, 7)
+            .expect("the announced value is taken");
+        assert_eq!(taken.revision, 7);
+        assert_eq!(
+            &taken.json[..],
+            &br#"{"metadata":{"name":"b","resourceVersion":"7"}}"#[..]
+        );
+        assert!(cache.inner.take_expected("/things/b", &value, 7).is_none());
+
+        cache.expect("/things/b", value.clone(), json, ());
+        cache.withdraw("/things/b", &Bytes::from_static(other));
+        assert_eq!(cache.inner.expected().len(), 1, "another value withdrew it");
+        cache.withdraw("/things/b", &value);
+        assert!(cache.inner.expected().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_reflector_keeps_an_announced_write_without_decoding_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, cache) = cache_over_embedded(dir.path()).await;
+        let (value, json) = announced_b();
+        cache.expect("/things/b", value.clone(), json, ());
+        let revision = store.create("/things/b", value).await.expect("create");
+        let (object, _, source) = cache
+            .get("/things/b", ReadRevision::NotOlderThan(revision))
+            .await
+            .expect("get");
+        assert_eq!(source, Source::Cache);
+        let object = object.expect("cached");
+        assert_eq!(
+            String::from_utf8_lossy(&object.json),
+            format!(r#"{{"metadata":{{"name":"b","resourceVersion":"{revision}"}}}}"#)
+        );
+        assert!(
+            cache.inner.expected().is_empty(),
+            "the reflector left the announcement unused"
+        );
     }
 
     #[tokio::test]

@@ -79,6 +79,7 @@ async fn list_all<C: Codec>(inner: &Inner<C>) -> Result<Revision, StorageError> 
         start = last;
     }
     let revision = revision.unwrap_or(0);
+    inner.forget_expected();
     inner.write_state().reset(objects, revision);
     inner.applied.send_replace(revision);
     tracing::debug!(prefix = %inner.prefix, revision, "watch cache loaded");
@@ -151,7 +152,10 @@ fn decode_change<C: Codec>(inner: &Inner<C>, event: Event) -> Option<Change<C::A
     } else {
         event.kv.value
     };
-    match inner.decode(&event.kv.key, &value, revision) {
+    let announced = (!deleted)
+        .then(|| inner.take_expected(&event.kv.key, &value, revision))
+        .flatten();
+    match announced.map_or_else(|| inner.decode(&event.kv.key, &value, revision), Ok) {
         Ok(object) => Some(Change {
             key: event.kv.key,
             deleted,
