@@ -16,6 +16,7 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, Time};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// One path in a field set, each element already in fieldsV1 form (`f:spec`, `k:{"name":"a"}`).
@@ -719,6 +720,69 @@ impl FieldChanges {
         out
     }
 
+    /// [`Self::between`] from the two objects' JSON. Both are rendered by one serializer, so
+    /// a top-level field, or a field of metadata, whose text is the same on both sides holds
+    /// no change and is never parsed: only the fields whose text differs are read as values
+    /// and compared. A label change on a stream of a thousand tags reads two label maps.
+    pub fn between_json(
+        old: &[u8],
+        new: &[u8],
+        merge_keys: &[(&str, &str)],
+        ignored: &[&str],
+    ) -> Result<Self, serde_json::Error> {
+        let differ = Differ {
+            walker: Walker {
+                merge_keys,
+                map_members: true,
+            },
+        };
+        let (old, new) = (raw_fields(old)?, raw_fields(new)?);
+        let mut out = FieldChanges::default();
+        for (name, old_v, new_v) in union_raw(old.as_ref(), new.as_ref()) {
+            if name == "apiVersion" || name == "kind" || ignored.contains(&name) {
+                continue;
+            }
+            let element = format!("f:{name}");
+            let path = tracked(name.to_string(), merge_keys);
+            let mut node = FieldChanges::default();
+            if name == "metadata" {
+                // As in `between`: a metadata that is not an object holds no field.
+                let old_m = old_v.map(|v| raw_fields(v.get().as_bytes())).transpose()?;
+                let new_m = new_v.map(|v| raw_fields(v.get().as_bytes())).transpose()?;
+                for (field, old_f, new_f) in
+                    union_raw(old_m.flatten().as_ref(), new_m.flatten().as_ref())
+                {
+                    if SYSTEM_METADATA.contains(&field) {
+                        continue;
+                    }
+                    let child_element = format!("f:{field}");
+                    let below = child_path(path.as_deref(), field, merge_keys);
+                    let mut child = FieldChanges::default();
+                    let (old_f, new_f) = (parse_raw(old_f)?, parse_raw(new_f)?);
+                    differ.diff(
+                        old_f.as_ref(),
+                        new_f.as_ref(),
+                        &mut child,
+                        &child_element,
+                        below.as_deref(),
+                    );
+                    node.adopt(child_element, child);
+                }
+            } else {
+                let (old_v, new_v) = (parse_raw(old_v)?, parse_raw(new_v)?);
+                differ.diff(
+                    old_v.as_ref(),
+                    new_v.as_ref(),
+                    &mut node,
+                    &element,
+                    path.as_deref(),
+                );
+            }
+            out.adopt(element, node);
+        }
+        Ok(out)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.changed.is_empty() && self.removed.is_empty()
     }
@@ -744,6 +808,40 @@ fn union_fields<'v>(
         .filter(move |(name, _)| !old.is_some_and(|o| o.contains_key(name.as_str())))
         .map(|(name, v)| (name.as_str(), None, Some(v)));
     from_old.chain(only_new)
+}
+
+/// The fields of a JSON object as unparsed text; None when the JSON is not an object.
+fn raw_fields(json: &[u8]) -> Result<Option<RawFields<'_>>, serde_json::Error> {
+    let value: &RawValue = serde_json::from_slice(json)?;
+    Ok(serde_json::from_str(value.get()).ok())
+}
+
+type RawFields<'j> = BTreeMap<String, &'j RawValue>;
+
+/// The fields of two raw objects by name whose text differs, each side's text when present.
+fn union_raw<'m, 'j>(
+    old: Option<&'m RawFields<'j>>,
+    new: Option<&'m RawFields<'j>>,
+) -> impl Iterator<Item = (&'m str, Option<&'j RawValue>, Option<&'j RawValue>)> {
+    let from_old = old.into_iter().flatten().map(move |(name, v)| {
+        (
+            name.as_str(),
+            Some(*v),
+            new.and_then(|n| n.get(name).copied()),
+        )
+    });
+    let only_new = new
+        .into_iter()
+        .flatten()
+        .filter(move |(name, _)| !old.is_some_and(|o| o.contains_key(name.as_str())))
+        .map(|(name, v)| (name.as_str(), None, Some(*v)));
+    from_old
+        .chain(only_new)
+        .filter(|(_, o, n)| o.map(RawValue::get) != n.map(RawValue::get))
+}
+
+fn parse_raw(raw: Option<&RawValue>) -> Result<Option<Value>, serde_json::Error> {
+    raw.map(|r| serde_json::from_str(r.get())).transpose()
 }
 
 /// How a value takes part in a field set.
@@ -1002,6 +1100,16 @@ pub struct UpdateRecord<'a> {
 }
 
 impl UpdateRecord<'_> {
+    /// The half of the object the write cannot change: `/status` writes keep the spec, other
+    /// writes the status.
+    fn ignored(&self) -> &'static [&'static str] {
+        if self.subresource == Some("status") {
+            &["spec"]
+        } else {
+            &["status"]
+        }
+    }
+
     fn is_writers(&self, entry: &ManagedFieldsEntry) -> bool {
         entry.manager.as_deref() == Some(self.manager)
             && entry.operation.as_deref() == Some("Update")
@@ -1023,13 +1131,29 @@ pub fn record_update(
     entries: Vec<ManagedFieldsEntry>,
     rec: &UpdateRecord<'_>,
 ) -> Vec<ManagedFieldsEntry> {
-    let ignored: &[&str] = if rec.subresource == Some("status") {
-        &["spec"]
-    } else {
-        &["status"]
-    };
     let empty = Value::Object(Map::new());
-    let changes = FieldChanges::between(old.unwrap_or(&empty), new, rec.merge_keys, ignored);
+    let changes = FieldChanges::between(old.unwrap_or(&empty), new, rec.merge_keys, rec.ignored());
+    record_changes(changes, entries, rec)
+}
+
+/// [`record_update`] from the objects' JSON (without their managedFields), which is cheaper to
+/// render than values and is compared lazily ([`FieldChanges::between_json`]).
+pub fn record_update_json(
+    old: Option<&[u8]>,
+    new: &[u8],
+    entries: Vec<ManagedFieldsEntry>,
+    rec: &UpdateRecord<'_>,
+) -> Result<Vec<ManagedFieldsEntry>, serde_json::Error> {
+    let changes =
+        FieldChanges::between_json(old.unwrap_or(b"{}"), new, rec.merge_keys, rec.ignored())?;
+    Ok(record_changes(changes, entries, rec))
+}
+
+fn record_changes(
+    changes: FieldChanges,
+    entries: Vec<ManagedFieldsEntry>,
+    rec: &UpdateRecord<'_>,
+) -> Vec<ManagedFieldsEntry> {
     let refresh = !changes.changed.is_empty();
     let mut out = Vec::with_capacity(entries.len() + 1);
     let mut mine = None;

@@ -215,7 +215,10 @@ impl<S: Strategy> ObjectCodec<S> {
         obj.metadata_mut().resource_version = Some(placeholder.to_string());
         let json = serde_json::to_vec(&*obj);
         obj.metadata_mut().resource_version = None;
-        Some((Unversioned::from_placeholder(json.ok()?, placeholder)?, attrs))
+        Some((
+            Unversioned::from_placeholder(json.ok()?, placeholder)?,
+            attrs,
+        ))
     }
 
     pub fn prepare_served(&self, obj: &mut S::Object, revision: Revision) {

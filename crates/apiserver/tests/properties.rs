@@ -811,6 +811,20 @@ proptest! {
         prop_assert_eq!(FieldChanges::between(&old, &new, MERGE_KEYS, ignored), expected);
     }
 
+    /// Comparing the objects' JSON, parsing only the fields whose text differs, finds what
+    /// comparing their values finds.
+    #[test]
+    fn field_changes_from_json_agree_with_values(
+        (old, new) in prop_oneof![3 => (stream_like(), stream_like()), 1 => (value(), value())],
+        status in any::<bool>(),
+    ) {
+        let ignored: &[&str] = if status { &["spec"] } else { &["status"] };
+        let json = |v: &Value| serde_json::to_vec(v).expect("renders");
+        let from_json = FieldChanges::between_json(&json(&old), &json(&new), MERGE_KEYS, ignored)
+            .expect("valid JSON");
+        prop_assert_eq!(from_json, FieldChanges::between(&old, &new, MERGE_KEYS, ignored));
+    }
+
     /// Editing a rendered set in place gives what rendering the edited set gives, to the order.
     #[test]
     fn fields_v1_edits_in_place_match_set_algebra(a in fields_v1(), b in fields_v1()) {

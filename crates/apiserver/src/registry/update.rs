@@ -220,7 +220,7 @@ impl<S: Strategy> Registry<S> {
     }
 
     /// Adds or refreshes the field manager's `Update` entry in managedFields. The objects are
-    /// compared without their managedFields, which can be as large as the rest of them.
+    /// compared as JSON without their managedFields, which can be as large as the rest of them.
     pub(super) fn record_managed_fields(
         &self,
         ctx: &WriteContext<'_>,
@@ -231,19 +231,19 @@ impl<S: Strategy> Registry<S> {
         let manager = managed::manager_name(ctx.options.field_manager.as_deref(), ctx.user_agent);
         let gv = self.info().group_version();
         let entries = new.metadata_mut().managed_fields.take().unwrap_or_default();
-        let new_v = serde_json::to_value(&*new).map_err(internal)?;
-        let old_v = match old {
+        let new_json = serde_json::to_vec(&*new).map_err(internal)?;
+        let old_json = match old {
             Some(old) => {
                 let kept = old.metadata_mut().managed_fields.take();
-                let value = serde_json::to_value(&*old);
+                let json = serde_json::to_vec(&*old);
                 old.metadata_mut().managed_fields = kept;
-                Some(value.map_err(internal)?)
+                Some(json.map_err(internal)?)
             }
             None => None,
         };
-        let entries = managed::record_update(
-            old_v.as_ref(),
-            &new_v,
+        let entries = managed::record_update_json(
+            old_json.as_deref(),
+            &new_json,
             entries,
             &UpdateRecord {
                 manager: &manager,
@@ -252,7 +252,8 @@ impl<S: Strategy> Registry<S> {
                 time: &now(),
                 merge_keys: self.strategy.list_merge_keys(),
             },
-        );
+        )
+        .map_err(internal)?;
         new.metadata_mut().managed_fields = (!entries.is_empty()).then_some(entries);
         Ok(())
     }
