@@ -736,7 +736,7 @@ impl FieldChanges {
                 map_members: true,
             },
         };
-        let (old, new) = (raw_fields(old)?, raw_fields(new)?);
+        let (old, new) = (raw_object(old)?, raw_object(new)?);
         let mut out = FieldChanges::default();
         for (name, old_v, new_v) in union_raw(old.as_ref(), new.as_ref()) {
             if name == "apiVersion" || name == "kind" || ignored.contains(&name) {
@@ -747,36 +747,20 @@ impl FieldChanges {
             let mut node = FieldChanges::default();
             if name == "metadata" {
                 // As in `between`: a metadata that is not an object holds no field.
-                let old_m = old_v.map(|v| raw_fields(v.get().as_bytes())).transpose()?;
-                let new_m = new_v.map(|v| raw_fields(v.get().as_bytes())).transpose()?;
-                for (field, old_f, new_f) in
-                    union_raw(old_m.flatten().as_ref(), new_m.flatten().as_ref())
-                {
+                let old_m = old_v.map(raw_fields).transpose()?.flatten();
+                let new_m = new_v.map(raw_fields).transpose()?.flatten();
+                for (field, old_f, new_f) in union_raw(old_m.as_ref(), new_m.as_ref()) {
                     if SYSTEM_METADATA.contains(&field) {
                         continue;
                     }
                     let child_element = format!("f:{field}");
                     let below = child_path(path.as_deref(), field, merge_keys);
                     let mut child = FieldChanges::default();
-                    let (old_f, new_f) = (parse_raw(old_f)?, parse_raw(new_f)?);
-                    differ.diff(
-                        old_f.as_ref(),
-                        new_f.as_ref(),
-                        &mut child,
-                        &child_element,
-                        below.as_deref(),
-                    );
+                    differ.diff_raw(old_f, new_f, &mut child, &child_element, below.as_deref())?;
                     node.adopt(child_element, child);
                 }
             } else {
-                let (old_v, new_v) = (parse_raw(old_v)?, parse_raw(new_v)?);
-                differ.diff(
-                    old_v.as_ref(),
-                    new_v.as_ref(),
-                    &mut node,
-                    &element,
-                    path.as_deref(),
-                );
+                differ.diff_raw(old_v, new_v, &mut node, &element, path.as_deref())?;
             }
             out.adopt(element, node);
         }
@@ -810,10 +794,82 @@ fn union_fields<'v>(
     from_old.chain(only_new)
 }
 
-/// The fields of a JSON object as unparsed text; None when the JSON is not an object.
-fn raw_fields(json: &[u8]) -> Result<Option<RawFields<'_>>, serde_json::Error> {
-    let value: &RawValue = serde_json::from_slice(json)?;
-    Ok(serde_json::from_str(value.get()).ok())
+/// The fields of a JSON document as unparsed text; None when it is valid JSON but no object.
+fn raw_object(json: &[u8]) -> Result<Option<RawFields<'_>>, serde_json::Error> {
+    match serde_json::from_slice(json) {
+        Ok(fields) => Ok(Some(fields)),
+        Err(e) => match serde_json::from_slice::<&RawValue>(json) {
+            Ok(_) => Ok(None),
+            Err(_) => Err(e),
+        },
+    }
+}
+
+/// The fields of a raw JSON value; None when it is no object.
+fn raw_fields(raw: &RawValue) -> Result<Option<RawFields<'_>>, serde_json::Error> {
+    if !raw.get().starts_with('{') {
+        return Ok(None);
+    }
+    serde_json::from_str(raw.get()).map(Some)
+}
+
+/// The items of a raw JSON value; None when it is no list.
+fn raw_items(raw: &RawValue) -> Result<Option<Vec<&RawValue>>, serde_json::Error> {
+    if !raw.get().starts_with('[') {
+        return Ok(None);
+    }
+    serde_json::from_str(raw.get()).map(Some)
+}
+
+/// The items of a raw list by their key, under the rule of [`items_by_key`]; None when an
+/// item has no usable key of its own (or a field name with escapes, which the scan does not
+/// read: such lists are compared as values).
+fn raw_items_by_key<'j>(items: &[&'j RawValue], key: &str) -> Option<HashMap<Value, &'j RawValue>> {
+    let mut by_key = HashMap::with_capacity(items.len());
+    for item in items {
+        let id = serde_json::from_str::<FieldOf>(item.get())
+            .ok()?
+            .value(key)?;
+        let scalar = matches!(id, Value::String(_) | Value::Number(_) | Value::Bool(_));
+        if !scalar || is_empty_leaf(&id) || by_key.insert(id, *item).is_some() {
+            return None;
+        }
+    }
+    Some(by_key)
+}
+
+/// One field of a JSON object, read without parsing the others.
+struct FieldOf<'j>(Vec<(&'j str, &'j RawValue)>);
+
+impl FieldOf<'_> {
+    /// The value of field `name` (the last, if it repeats, as a parse into a map keeps).
+    fn value(&self, name: &str) -> Option<Value> {
+        let raw = self.0.iter().rev().find(|(k, _)| *k == name)?.1;
+        serde_json::from_str(raw.get()).ok()
+    }
+}
+
+impl<'de: 'j, 'j> serde::Deserialize<'de> for FieldOf<'j> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = FieldOf<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<FieldOf<'de>, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(name) = map.next_key::<&'de str>()? {
+                    fields.push((name, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(FieldOf(fields))
+            }
+        }
+        d.deserialize_map(Fields)
+    }
 }
 
 type RawFields<'j> = BTreeMap<String, &'j RawValue>;
@@ -855,6 +911,92 @@ enum Shape<'v> {
 /// [`FieldChanges::between`]'s walk.
 struct Differ<'k> {
     walker: Walker<'k>,
+}
+
+impl Differ<'_> {
+    /// [`Differ::diff`] over raw JSON: maps (but free-form ones) and keyed lists are walked
+    /// unparsed, passing over every field and item whose text is the same on both sides; the
+    /// rest is parsed and left to `diff`.
+    fn diff_raw(
+        &self,
+        old: Option<&RawValue>,
+        new: Option<&RawValue>,
+        out: &mut FieldChanges,
+        element: &str,
+        path: Option<&str>,
+    ) -> Result<(), serde_json::Error> {
+        if let (Some(old), Some(new)) = (old, new) {
+            if old.get() == new.get() {
+                return Ok(());
+            }
+            let free_form = element.strip_prefix("f:").is_some_and(is_free_form_map);
+            if let (false, Some(old_f), Some(new_f)) =
+                (free_form, raw_fields(old)?, raw_fields(new)?)
+            {
+                for (name, old_v, new_v) in union_raw(Some(&old_f), Some(&new_f)) {
+                    let child_element = format!("f:{name}");
+                    let below = child_path(path, name, self.walker.merge_keys);
+                    let mut child = FieldChanges::default();
+                    self.diff_raw(old_v, new_v, &mut child, &child_element, below.as_deref())?;
+                    out.adopt(child_element, child);
+                }
+                return Ok(());
+            }
+            let key = path.and_then(|p| merge_key_of(p, self.walker.merge_keys));
+            if let Some(key) = key {
+                if self.keyed_raw(old, new, key, out, path)? {
+                    return Ok(());
+                }
+            }
+        }
+        let (old, new) = (parse_raw(old)?, parse_raw(new)?);
+        self.diff(old.as_ref(), new.as_ref(), out, element, path);
+        Ok(())
+    }
+
+    /// [`Differ::keyed`] over raw lists; false (nothing done) where `keyed` would not match
+    /// the items by key, or either side is no list or an empty one (a leaf to `diff`).
+    fn keyed_raw(
+        &self,
+        old: &RawValue,
+        new: &RawValue,
+        key: &str,
+        out: &mut FieldChanges,
+        path: Option<&str>,
+    ) -> Result<bool, serde_json::Error> {
+        let (Some(old), Some(new)) = (raw_items(old)?, raw_items(new)?) else {
+            return Ok(false);
+        };
+        if old.is_empty() || new.is_empty() {
+            return Ok(false);
+        }
+        let (Some(old_items), Some(new_items)) =
+            (raw_items_by_key(&old, key), raw_items_by_key(&new, key))
+        else {
+            return Ok(false);
+        };
+        let item_path = path.and_then(|p| tracked(format!("{p}[]"), self.walker.merge_keys));
+        let only_new = new_items.keys().filter(|id| !old_items.contains_key(*id));
+        for id in old_items.keys().chain(only_new) {
+            let (old_item, new_item) = (old_items.get(id).copied(), new_items.get(id).copied());
+            if old_item.map(RawValue::get) == new_item.map(RawValue::get) {
+                continue;
+            }
+            let element = key_element(key, id);
+            let mut child = FieldChanges::default();
+            self.diff_raw(
+                old_item,
+                new_item,
+                &mut child,
+                &element,
+                item_path.as_deref(),
+            )?;
+            child.changed.member = old_item.is_none();
+            child.removed.member = new_item.is_none();
+            out.adopt(element, child);
+        }
+        Ok(true)
+    }
 }
 
 impl<'k> Differ<'k> {
