@@ -13,6 +13,7 @@
 mod create;
 mod delete;
 mod read;
+mod recent;
 mod rest;
 mod update;
 mod watch;
@@ -28,7 +29,7 @@ use bytes::Bytes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 use storage::cache::{CacheConfig, CacheError, Unversioned, WatchCache};
-use storage::{Revision, StorageError, Store};
+use storage::{KeyValue, Revision, StorageError, Store};
 
 use crate::resource::{Request, UserInfo};
 use crate::strategy::{to_bytes, ApiObject, ObjectCodec, Strategy};
@@ -50,6 +51,8 @@ pub struct Registry<S: Strategy> {
     store: Arc<dyn Store>,
     cache: WatchCache<ObjectCodec<S>>,
     codec: ObjectCodec<S>,
+    /// The objects this registry's REST writes stored last, typed: see [`recent`].
+    recent: std::sync::Mutex<recent::Recent<S::Object>>,
     gr: GroupResource,
     gk: GroupKind,
 }
@@ -75,23 +78,28 @@ impl UpdateStrategy {
     }
 }
 
-/// A write's result: the object in served form, and its wire JSON when the write has
-/// rendered it already (for the watch cache), so the reply need not render it again.
+/// A write's result: the object in served form and, when the write stored it and rendered
+/// it already (for the watch cache), its wire JSON and where it was stored, so the reply need
+/// not render it again and the next update of it need not decode it ([`recent`]).
 pub struct Written<O> {
     pub object: O,
-    pub json: Option<Bytes>,
+    stored: Option<Stored>,
+}
+
+/// Where a written object went, and its wire JSON.
+struct Stored {
+    key: String,
+    revision: Revision,
+    json: Bytes,
 }
 
 impl<O> From<O> for Written<O> {
+    /// A result that was not stored (dry run, no-op) or not rendered.
     fn from(object: O) -> Self {
-        Written { object, json: None }
-    }
-}
-
-impl<O: Serialize> Written<O> {
-    /// The wire JSON of the written object.
-    pub fn into_json(self) -> Result<Bytes, ApiError> {
-        self.json.map_or_else(|| render(&self.object), Ok)
+        Written {
+            object,
+            stored: None,
+        }
     }
 }
 
@@ -208,6 +216,7 @@ impl<S: Strategy> Registry<S> {
             codec: ObjectCodec {
                 strategy: strategy.clone(),
             },
+            recent: Default::default(),
             strategy,
             store,
             cache,
@@ -285,9 +294,11 @@ impl<S: Strategy> Registry<S> {
         Some(json)
     }
 
-    /// The result of a write of `obj` (announced as `json`, in served form) given `revision`.
+    /// The result of a write of `obj` under `key` (announced as `json`, in served form) given
+    /// `revision`.
     fn written(
         &self,
+        key: &str,
         mut obj: S::Object,
         json: Option<Unversioned>,
         revision: Revision,
@@ -295,7 +306,64 @@ impl<S: Strategy> Registry<S> {
         obj.metadata_mut().resource_version = Some(revision.to_string());
         Written {
             object: obj,
-            json: json.map(|json| json.at(revision)),
+            stored: json.map(|json| Stored {
+                key: key.to_string(),
+                revision,
+                json: json.at(revision),
+            }),
+        }
+    }
+
+    /// The wire JSON of a write's result. An object the write stored and rendered is kept for
+    /// the next update of it instead of being dropped.
+    pub fn written_json(&self, written: Written<S::Object>) -> Result<Bytes, ApiError> {
+        match written.stored {
+            Some(stored) => {
+                self.recent().keep(
+                    &stored.key,
+                    stored.revision,
+                    stored.json.len(),
+                    written.object,
+                );
+                Ok(stored.json)
+            }
+            None => render(&written.object),
+        }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, recent::Recent<S::Object>> {
+        self.recent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The object stored as `kv`, in served form: the one this registry wrote and kept when it
+    /// is that revision, else `kv` decoded.
+    fn current_object(&self, kv: &KeyValue) -> Result<S::Object, ApiError> {
+        let kept = self.recent().take(&kv.key, kv.mod_revision);
+        match kept {
+            Some(object) => {
+                #[cfg(debug_assertions)]
+                self.check_kept(&object, kv);
+                Ok(object)
+            }
+            None => self.decode_stored(kv),
+        }
+    }
+
+    /// Debug builds (every test) decode anyway: a kept object must be what decoding gives.
+    #[cfg(debug_assertions)]
+    fn check_kept(&self, kept: &S::Object, kv: &KeyValue) {
+        let render = |obj: &S::Object| serde_json::to_string(obj).unwrap_or_default();
+        match self.decode_stored(kv) {
+            Ok(decoded) => assert!(
+                render(kept) == render(&decoded),
+                "{}: the kept object differs from the stored one decoded:\n  kept    {}\n  decoded {}",
+                kv.key,
+                render(kept),
+                render(&decoded)
+            ),
+            Err(e) => panic!("{}: a kept object's stored value does not decode: {e:?}", kv.key),
         }
     }
 

@@ -50,14 +50,14 @@ fn object_reply<T: serde::Serialize>(code: u16, obj: &T) -> Result<Reply, ApiErr
     })
 }
 
-fn written_reply<T: serde::Serialize>(code: u16, written: Written<T>) -> Result<Reply, ApiError> {
-    Ok(Reply::Object {
-        code,
-        json: written.into_json()?,
-    })
-}
-
 impl<S: Strategy> Registry<S> {
+    fn written_reply(&self, code: u16, written: Written<S::Object>) -> Result<Reply, ApiError> {
+        Ok(Reply::Object {
+            code,
+            json: self.written_json(written)?,
+        })
+    }
+
     async fn get_reply(&self, req: &Request, name: &str) -> Result<Reply, ApiError> {
         let at = match req.query.get("resourceVersion").filter(|s| !s.is_empty()) {
             None => ReadRevision::Consistent,
@@ -89,7 +89,7 @@ impl<S: Strategy> Registry<S> {
         let created = self
             .create_written(&WriteContext::new(req, &opts), obj)
             .await?;
-        written_reply(201, created)
+        self.written_reply(201, created)
     }
 
     async fn put_reply(
@@ -117,7 +117,7 @@ impl<S: Strategy> Registry<S> {
                 None => Err(ApiError::conflict(&self.gr, name)),
             })
             .await?;
-        written_reply(200, updated)
+        self.written_reply(200, updated)
     }
 
     /// The revision a PUT body names, when the update would hold it to it: its identity is
@@ -155,7 +155,7 @@ impl<S: Strategy> Registry<S> {
                 Ok(obj)
             })
             .await?;
-        written_reply(200, updated)
+        self.written_reply(200, updated)
     }
 
     /// Server-side apply. An apply decides between create and update on its first read; when

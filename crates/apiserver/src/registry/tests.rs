@@ -495,6 +495,31 @@ fn annotated(name: &str) -> Widget {
 }
 
 #[tokio::test]
+async fn a_written_object_is_kept_for_the_next_update_of_it() {
+    let h = harness();
+    h.create(widget("a", 1)).await.expect("create");
+    assert_eq!(h.registry.recent().len(), 0, "typed writes keep nothing");
+    let (code, served) = h
+        .send(patch_request(MERGE, r#"{"spec":{"size":2}}"#, ""))
+        .await
+        .expect("patch");
+    assert_eq!((code, served["spec"]["size"].as_i64()), (200, Some(2)));
+    assert_eq!(h.registry.recent().len(), 1, "the patch's result is kept");
+    // Debug builds check the kept object against the stored one decoded.
+    let updated = h
+        .update("a", UpdateStrategy::Main, resize(3))
+        .await
+        .expect("update");
+    assert_eq!(updated.spec.size, 3);
+    assert_eq!(h.stored().await.spec.size, 3);
+    assert_eq!(
+        h.registry.recent().len(),
+        0,
+        "the update started from the kept object"
+    );
+}
+
+#[tokio::test]
 async fn every_patch_type_is_reapplied_to_the_fresh_object_after_lost_races() {
     let h = harness();
     h.create(annotated("a")).await.expect("create");

@@ -60,7 +60,7 @@ impl<S: Strategy> Registry<S> {
             if ctx.expected_revision.is_some_and(|rv| rv != current) {
                 return Err(ApiError::conflict(&self.gr, name));
             }
-            let mut old = self.decode_stored(&kv)?;
+            let mut old = self.current_object(&kv)?;
             let stored = kv.value;
             let mut new = produce(&old)?;
             self.check_identity(ctx.namespace, name, &mut new)?;
@@ -86,7 +86,7 @@ impl<S: Strategy> Registry<S> {
                 self.cache.withdraw(&key, &new_bytes);
             }
             match result {
-                Ok(rev) => return Ok(self.written(new, json, rev)),
+                Ok(rev) => return Ok(self.written(&key, new, json, rev)),
                 Err(StorageError::Conflict { .. }) => continue,
                 Err(StorageError::NotFound { .. }) => return Err(self.not_found(name)),
                 Err(e) => return Err(storage_error(e, &self.gr, "update")),
