@@ -1278,8 +1278,9 @@ pub fn record_update(
     record_changes(changes, entries, rec)
 }
 
-/// [`record_update`] from the objects' JSON (without their managedFields), which is cheaper to
-/// render than values and is compared lazily ([`FieldChanges::between_json`]).
+/// [`record_update`] from the objects' JSON (their managedFields, like the other system fields,
+/// are passed over), which is cheaper to render than values and is compared lazily
+/// ([`FieldChanges::between_json`]).
 pub fn record_update_json(
     old: Option<&[u8]>,
     new: &[u8],

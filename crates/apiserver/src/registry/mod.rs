@@ -322,7 +322,7 @@ impl<S: Strategy> Registry<S> {
                 self.recent().keep(
                     &stored.key,
                     stored.revision,
-                    stored.json.len(),
+                    stored.json.clone(),
                     written.object,
                 );
                 Ok(stored.json)
@@ -338,23 +338,28 @@ impl<S: Strategy> Registry<S> {
     }
 
     /// The object stored as `kv`, in served form: the one this registry wrote and kept when it
-    /// is that revision, else `kv` decoded.
-    fn current_object(&self, kv: &KeyValue) -> Result<S::Object, ApiError> {
+    /// is that revision, with its wire JSON, else `kv` decoded.
+    fn current_object(&self, kv: &KeyValue) -> Result<(S::Object, Option<Bytes>), ApiError> {
         let kept = self.recent().take(&kv.key, kv.mod_revision);
         match kept {
-            Some(object) => {
+            Some((object, json)) => {
                 #[cfg(debug_assertions)]
-                self.check_kept(&object, kv);
-                Ok(object)
+                self.check_kept(&object, &json, kv);
+                Ok((object, Some(json)))
             }
-            None => self.decode_stored(kv),
+            None => Ok((self.decode_stored(kv)?, None)),
         }
     }
 
     /// Debug builds (every test) decode anyway: a kept object must be what decoding gives.
     #[cfg(debug_assertions)]
-    fn check_kept(&self, kept: &S::Object, kv: &KeyValue) {
+    fn check_kept(&self, kept: &S::Object, json: &Bytes, kv: &KeyValue) {
         let render = |obj: &S::Object| serde_json::to_string(obj).unwrap_or_default();
+        assert!(
+            render(kept).as_bytes() == json,
+            "{}: a kept object differs from its JSON",
+            kv.key
+        );
         match self.decode_stored(kv) {
             Ok(decoded) => assert!(
                 render(kept) == render(&decoded),

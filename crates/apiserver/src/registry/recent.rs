@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use storage::Revision;
 
 /// At most this many objects are kept.
@@ -26,7 +27,8 @@ pub(super) struct Recent<O> {
 
 struct Kept<O> {
     revision: Revision,
-    bytes: usize,
+    /// The object's wire JSON (shared with the reply that carried it).
+    json: Bytes,
     object: O,
 }
 
@@ -40,20 +42,21 @@ impl<O> Default for Recent<O> {
 }
 
 impl<O> Recent<O> {
-    /// The object kept under `key`, if it is the one stored at `revision`; it is taken out
-    /// either way (one at another revision is out of date).
-    pub(super) fn take(&mut self, key: &str, revision: Revision) -> Option<O> {
+    /// The object kept under `key` and its JSON, if it is the one stored at `revision`; it is
+    /// taken out either way (one at another revision is out of date).
+    pub(super) fn take(&mut self, key: &str, revision: Revision) -> Option<(O, Bytes)> {
         let kept = self.objects.remove(key)?;
-        self.bytes -= kept.bytes;
-        (kept.revision == revision).then_some(kept.object)
+        self.bytes -= kept.json.len();
+        (kept.revision == revision).then_some((kept.object, kept.json))
     }
 
-    /// Keeps `object`, stored under `key` at `revision` with `bytes` of JSON, making room by
+    /// Keeps `object`, stored under `key` at `revision`, with its wire JSON, making room by
     /// dropping others (in no particular order) when the bounds require.
-    pub(super) fn keep(&mut self, key: &str, revision: Revision, bytes: usize, object: O) {
+    pub(super) fn keep(&mut self, key: &str, revision: Revision, json: Bytes, object: O) {
         if let Some(old) = self.objects.remove(key) {
-            self.bytes -= old.bytes;
+            self.bytes -= old.json.len();
         }
+        let bytes = json.len();
         if bytes > MAX_OBJECT_BYTES {
             return;
         }
@@ -62,7 +65,7 @@ impl<O> Recent<O> {
                 break;
             };
             if let Some(gone) = self.objects.remove(&victim) {
-                self.bytes -= gone.bytes;
+                self.bytes -= gone.json.len();
             }
         }
         self.bytes += bytes;
@@ -70,7 +73,7 @@ impl<O> Recent<O> {
             key.to_string(),
             Kept {
                 revision,
-                bytes,
+                json,
                 object,
             },
         );
@@ -86,49 +89,53 @@ impl<O> Recent<O> {
 mod tests {
     use super::*;
 
+    fn json(len: usize) -> Bytes {
+        Bytes::from(vec![b' '; len])
+    }
+
     #[test]
     fn an_object_is_taken_once_and_only_at_its_revision() {
         let mut recent = Recent::default();
-        recent.keep("/s/a", 5, 10, "a@5");
-        assert_eq!(recent.take("/s/a", 5), Some("a@5"));
-        assert_eq!(recent.take("/s/a", 5), None, "taken out when used");
-        recent.keep("/s/a", 6, 10, "a@6");
+        recent.keep("/s/a", 5, json(10), "a@5");
+        assert_eq!(recent.take("/s/a", 5).map(|(o, _)| o), Some("a@5"));
+        assert!(recent.take("/s/a", 5).is_none(), "taken out when used");
+        recent.keep("/s/a", 6, json(10), "a@6");
         assert_eq!(
             recent.take("/s/a", 7),
             None,
             "another revision is out of date"
         );
-        assert_eq!(recent.take("/s/a", 6), None, "and is dropped");
+        assert!(recent.take("/s/a", 6).is_none(), "and is dropped");
         assert_eq!(recent.bytes, 0);
     }
 
     #[test]
     fn a_newer_write_replaces_the_kept_object() {
         let mut recent = Recent::default();
-        recent.keep("/s/a", 5, 10, "a@5");
-        recent.keep("/s/a", 8, 30, "a@8");
+        recent.keep("/s/a", 5, json(10), "a@5");
+        recent.keep("/s/a", 8, json(30), "a@8");
         assert_eq!(recent.len(), 1);
         assert_eq!(recent.bytes, 30);
-        assert_eq!(recent.take("/s/a", 8), Some("a@8"));
+        assert_eq!(recent.take("/s/a", 8).map(|(o, j)| (o, j.len())), Some(("a@8", 30)));
     }
 
     #[test]
     fn the_bounds_hold() {
         let mut recent = Recent::default();
         for i in 0..MAX_OBJECTS * 2 {
-            recent.keep(&format!("/s/{i}"), 1, 10, i);
+            recent.keep(&format!("/s/{i}"), 1, json(10), i);
         }
         assert_eq!(recent.len(), MAX_OBJECTS);
         assert_eq!(recent.bytes, MAX_OBJECTS * 10);
 
         let mut recent = Recent::default();
         for i in 0..20 {
-            recent.keep(&format!("/s/{i}"), 1, MAX_OBJECT_BYTES, i);
+            recent.keep(&format!("/s/{i}"), 1, json(MAX_OBJECT_BYTES), i);
             assert!(recent.bytes <= MAX_TOTAL_BYTES);
         }
         assert_eq!(recent.len(), MAX_TOTAL_BYTES / MAX_OBJECT_BYTES);
 
-        recent.keep("/s/huge", 1, MAX_OBJECT_BYTES + 1, 99);
-        assert_eq!(recent.take("/s/huge", 1), None, "too large to keep");
+        recent.keep("/s/huge", 1, json(MAX_OBJECT_BYTES + 1), 99);
+        assert!(recent.take("/s/huge", 1).is_none(), "too large to keep");
     }
 }

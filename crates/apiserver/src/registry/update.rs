@@ -60,14 +60,15 @@ impl<S: Strategy> Registry<S> {
             if ctx.expected_revision.is_some_and(|rv| rv != current) {
                 return Err(ApiError::conflict(&self.gr, name));
             }
-            let mut old = self.current_object(&kv)?;
+            let (mut old, old_json) = self.current_object(&kv)?;
             let stored = kv.value;
             let mut new = produce(&old)?;
             self.check_identity(ctx.namespace, name, &mut new)?;
             self.check_resource_version(name, &new, current)?;
             self.before_update(ctx, strategy, &mut new, &old).await?;
             if ctx.managed_fields == ManagedFields::RecordUpdate {
-                self.record_managed_fields(ctx, Some(&mut old), &mut new, strategy.subresource())?;
+                let old = Some((&mut old, old_json.as_deref()));
+                self.record_managed_fields(ctx, old, &mut new, strategy.subresource())?;
             }
             // Recording a write that changes nothing changes no entry, so this finds no-ops.
             let new_bytes = self.stored_bytes(&mut new)?;
@@ -220,11 +221,13 @@ impl<S: Strategy> Registry<S> {
     }
 
     /// Adds or refreshes the field manager's `Update` entry in managedFields. The objects are
-    /// compared as JSON without their managedFields, which can be as large as the rest of them.
+    /// compared as JSON; the comparison passes over managedFields, which can be as large as the
+    /// rest of the object, so they are left out of what is rendered for it. The old object
+    /// comes with its wire JSON when that is at hand.
     pub(super) fn record_managed_fields(
         &self,
         ctx: &WriteContext<'_>,
-        old: Option<&mut S::Object>,
+        old: Option<(&mut S::Object, Option<&[u8]>)>,
         new: &mut S::Object,
         subresource: Option<&str>,
     ) -> Result<(), ApiError> {
@@ -233,11 +236,12 @@ impl<S: Strategy> Registry<S> {
         let entries = new.metadata_mut().managed_fields.take().unwrap_or_default();
         let new_json = serde_json::to_vec(&*new).map_err(internal)?;
         let old_json = match old {
-            Some(old) => {
+            Some((_, Some(json))) => Some(std::borrow::Cow::Borrowed(json)),
+            Some((old, None)) => {
                 let kept = old.metadata_mut().managed_fields.take();
                 let json = serde_json::to_vec(&*old);
                 old.metadata_mut().managed_fields = kept;
-                Some(json.map_err(internal)?)
+                Some(std::borrow::Cow::Owned(json.map_err(internal)?))
             }
             None => None,
         };
