@@ -367,18 +367,11 @@ pub fn typed_json<T: DeserializeOwned>(
     validation: FieldValidation,
     warnings: &Warnings,
 ) -> Result<Option<T>, DecodeError> {
-    let Some(outline) = Outline::of(body) else {
+    let Some(glance) = Glance::of(body) else {
         return Ok(None);
     };
-    if !outline.object || !outline.duplicates.listed.is_empty() {
-        return Ok(None);
-    }
-    check_type_strings(
-        outline.api_version.as_deref(),
-        outline.kind.as_deref(),
-        info,
-    )
-    .map_err(DecodeError::Malformed)?;
+    check_type_strings(glance.api_version.as_deref(), glance.kind.as_deref(), info)
+        .map_err(DecodeError::Malformed)?;
     let mut unknown = FieldReports::default();
     let mut de = serde_json::Deserializer::from_slice(body);
     let decoded: Result<T, _> = serde_ignored::deserialize(&mut de, |path| {
@@ -441,56 +434,187 @@ fn field_problems(duplicates: &[String], unknown: FieldReports) -> Vec<String> {
 /// The dotted paths of keys that appear twice in one JSON object of `body` (Go's strict
 /// decoder reports them; serde keeps the last silently), the first [`MAX_REPORTED_FIELDS`].
 pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
-    let mut outline = Outline::default();
+    let mut found = FieldReports::default();
     let mut de = serde_json::Deserializer::from_slice(body);
-    let _ = outline.scan(&mut de);
-    outline.duplicates.listed
+    let _ = Duplicates {
+        at: &BodyStep::Root,
+        found: &mut found,
+    }
+    .deserialize(&mut de);
+    found.listed
 }
 
-/// What one scan of a JSON body finds without building it.
-#[derive(Default)]
-struct Outline {
-    duplicates: FieldReports,
-    /// The top level is an object.
-    object: bool,
-    /// The string values of the top level's `apiVersion` and `kind`.
+/// What the fast path of [`typed_json`] needs from a first pass over a JSON body, found
+/// without building or copying anything: that it is one object whose objects all have
+/// distinct keys, and its top level's `apiVersion` and `kind`. Keys are compared by hash; a
+/// repeated hash (a duplicate, or the rare collision) declines the fast path, and the long
+/// way finds and words the real duplicates.
+struct Glance {
     api_version: Option<String>,
     kind: Option<String>,
 }
 
-impl Outline {
-    /// The outline of a whole, well-formed JSON body; `None` for anything else.
-    fn of(body: &[u8]) -> Option<Outline> {
-        let mut outline = Outline::default();
+impl Glance {
+    fn of(body: &[u8]) -> Option<Glance> {
+        let mut glance = Glance {
+            api_version: None,
+            kind: None,
+        };
         let mut de = serde_json::Deserializer::from_slice(body);
-        outline.scan(&mut de).ok()?;
+        let top = TopLevel {
+            api_version: &mut glance.api_version,
+            kind: &mut glance.kind,
+        };
+        let object = Distinct::Top(top).deserialize(&mut de).ok()?;
         de.end().ok()?;
-        Some(outline)
-    }
-
-    fn scan<'de>(
-        &mut self,
-        de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
-    ) -> serde_json::Result<()> {
-        Duplicates {
-            at: &BodyStep::Root,
-            found: &mut self.duplicates,
-            top: Some(TopLevel {
-                object: &mut self.object,
-                api_version: &mut self.api_version,
-                kind: &mut self.kind,
-            }),
-            capture: None,
-        }
-        .deserialize(de)
+        object.then_some(glance)
     }
 }
 
-/// Where the top level's findings go (only the walk of the top level carries it).
+/// Where the top level's `apiVersion` and `kind` go.
 struct TopLevel<'f> {
-    object: &'f mut bool,
     api_version: &'f mut Option<String>,
     kind: &'f mut Option<String>,
+}
+
+/// [`Glance`]'s walk: the top level (whose type strings it keeps), a string it keeps, or any
+/// other value. Yields whether the value is an object; fails at the first repeated key.
+enum Distinct<'f> {
+    Top(TopLevel<'f>),
+    Capture(&'f mut Option<String>),
+    Other,
+}
+
+impl<'de> DeserializeSeed<'de> for Distinct<'_> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Distinct<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let mut top = match self {
+            Distinct::Top(top) => Some(top),
+            _ => None,
+        };
+        let mut seen = SeenHashes::default();
+        while let Some(key) = map.next_key::<KeyHash>()? {
+            if !seen.insert(key.hash) {
+                return Err(serde::de::Error::custom("a repeated key"));
+            }
+            let next = match (top.as_mut(), key.type_key) {
+                (Some(top), Some(TypeKey::ApiVersion)) => Distinct::Capture(&mut *top.api_version),
+                (Some(top), Some(TypeKey::Kind)) => Distinct::Capture(&mut *top.kind),
+                _ => Distinct::Other,
+            };
+            map.next_value_seed(next)?;
+        }
+        Ok(true)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while seq.next_element_seed(Distinct::Other)?.is_some() {}
+        Ok(false)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
+        if let Distinct::Capture(slot) = self {
+            *slot = Some(v.to_string());
+        }
+        Ok(false)
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
+enum TypeKey {
+    ApiVersion,
+    Kind,
+}
+
+/// A key by its hash (FNV-1a of its unescaped text), and whether it names the type.
+struct KeyHash {
+    hash: u64,
+    type_key: Option<TypeKey>,
+}
+
+impl<'de> serde::Deserialize<'de> for KeyHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct HashVisitor;
+        impl Visitor<'_> for HashVisitor {
+            type Value = KeyHash;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<KeyHash, E> {
+                let hash = v.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                });
+                let type_key = match v {
+                    "apiVersion" => Some(TypeKey::ApiVersion),
+                    "kind" => Some(TypeKey::Kind),
+                    _ => None,
+                };
+                Ok(KeyHash { hash, type_key })
+            }
+        }
+        d.deserialize_str(HashVisitor)
+    }
+}
+
+/// The key hashes of one object seen so far: a short list, then a set once the object is
+/// large.
+enum SeenHashes {
+    Few(Vec<u64>),
+    Many(HashSet<u64>),
+}
+
+impl Default for SeenHashes {
+    fn default() -> Self {
+        SeenHashes::Few(Vec::new())
+    }
+}
+
+impl SeenHashes {
+    const FEW: usize = 16;
+
+    /// Adds `hash`; false when it was there already.
+    fn insert(&mut self, hash: u64) -> bool {
+        match self {
+            SeenHashes::Few(hashes) if hashes.contains(&hash) => false,
+            SeenHashes::Few(hashes) if hashes.len() < Self::FEW => {
+                hashes.push(hash);
+                true
+            }
+            SeenHashes::Few(hashes) => {
+                let mut set: HashSet<u64> = hashes.drain(..).collect();
+                set.insert(hash);
+                *self = SeenHashes::Many(set);
+                true
+            }
+            SeenHashes::Many(set) => set.insert(hash),
+        }
+    }
 }
 
 /// A key as the body spells it: borrowed unless it holds escapes.
@@ -580,12 +704,10 @@ fn render_body_path(step: &BodyStep<'_>) -> String {
     out.finish()
 }
 
+/// The walk of [`duplicate_fields`].
 struct Duplicates<'p, 'f> {
     at: &'p BodyStep<'p>,
     found: &'f mut FieldReports,
-    top: Option<TopLevel<'f>>,
-    /// Where a string value goes (the top level's `apiVersion` and `kind`).
-    capture: Option<&'f mut Option<String>>,
 }
 
 impl<'de> DeserializeSeed<'de> for Duplicates<'_, '_> {
@@ -603,20 +725,11 @@ impl<'de> Visitor<'de> for Duplicates<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut top = self.top;
-        if let Some(top) = top.as_mut() {
-            *top.object = true;
-        }
         let mut seen = SeenKeys::Few(Vec::new());
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             let step = BodyStep::Key {
                 parent: self.at,
                 key: &key,
-            };
-            let capture = match (top.as_mut(), &*key) {
-                (Some(top), "apiVersion") => Some(&mut *top.api_version),
-                (Some(top), "kind") => Some(&mut *top.kind),
-                _ => None,
             };
             if !seen.insert(key.clone()) {
                 self.found.record(|| render_body_path(&step));
@@ -624,8 +737,6 @@ impl<'de> Visitor<'de> for Duplicates<'_, '_> {
             map.next_value_seed(Duplicates {
                 at: &step,
                 found: &mut *self.found,
-                top: None,
-                capture,
             })?;
         }
         Ok(())
@@ -641,8 +752,6 @@ impl<'de> Visitor<'de> for Duplicates<'_, '_> {
             let item = Duplicates {
                 at: &step,
                 found: &mut *self.found,
-                top: None,
-                capture: None,
             };
             if seq.next_element_seed(item)?.is_none() {
                 return Ok(());
@@ -663,10 +772,7 @@ impl<'de> Visitor<'de> for Duplicates<'_, '_> {
     fn visit_f64<E>(self, _: f64) -> Result<(), E> {
         Ok(())
     }
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        if let Some(slot) = self.capture {
-            *slot = Some(v.to_string());
-        }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
         Ok(())
     }
     fn visit_unit<E>(self) -> Result<(), E> {

@@ -423,6 +423,7 @@ proptest! {
                 r#""kind":"Thing""#, r#""kind":1"#, r#""spec":{"tags":[{"name":"a"}]}"#,
                 r#""spec":{"tags":[{"name":"a","from":{"x":1,"x":2}}]}"#, r#""spec":{"bogus":1}"#,
                 r#""metadata":{"labels":{"a":"1","a":"2"}}"#, r#""metadata":{"name":"n"}"#,
+                r#""metadata":{"labels":{"a":"1","\u0061":"2"}}"#, r#""kind":"Thing","kind":"Thing""#,
                 r#""status":null"#, r#""spec":{}"#, r#""zz":[1,{"q":2}]"#,
             ]), 0..6).prop_map(|fields| format!("{{{}}}", fields.join(",")).into_bytes()),
         ],

@@ -116,7 +116,10 @@ mod tests {
         recent.keep("/s/a", 8, json(30), "a@8");
         assert_eq!(recent.len(), 1);
         assert_eq!(recent.bytes, 30);
-        assert_eq!(recent.take("/s/a", 8).map(|(o, j)| (o, j.len())), Some(("a@8", 30)));
+        assert_eq!(
+            recent.take("/s/a", 8).map(|(o, j)| (o, j.len())),
+            Some(("a@8", 30))
+        );
     }
 
     #[test]
