@@ -155,7 +155,12 @@ async fn load_gets(server: &Server, cs: &Arc<Vec<Client>>, args: &Args, path: &s
 async fn creates(server: &Server, backend: &str, etcd: Option<&str>, seconds: u64) {
     for clients in [1usize, 64] {
         let cs = Arc::new(clients_for(server, clients.min(16)));
-        let run = format!("{backend}-{clients}");
+        // Namespace names are DNS labels: "etcd 3.5" becomes "etcd-3-5".
+        let slug: String = backend
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let run = format!("{slug}-{clients}");
         let cpu_before = blackbox::process_cpu_seconds(server.pid());
         let l = load(clients, seconds, move |i, n| {
             let c = cs[i % cs.len()].clone();
