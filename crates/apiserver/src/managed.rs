@@ -771,6 +771,14 @@ impl FieldChanges {
         self.changed.is_empty() && self.removed.is_empty()
     }
 
+    /// Adopts the changes of a keyed list's item, which is itself added or removed when only
+    /// one side has it.
+    fn adopt_item(&mut self, element: String, mut item: FieldChanges, was: bool, is: bool) {
+        item.changed.member = !was;
+        item.removed.member = !is;
+        self.adopt(element, item);
+    }
+
     fn adopt(&mut self, element: String, below: FieldChanges) {
         self.changed.adopt(element.clone(), below.changed);
         self.removed.adopt(element, below.removed);
@@ -792,6 +800,23 @@ fn union_fields<'v>(
         .filter(move |(name, _)| !old.is_some_and(|o| o.contains_key(name.as_str())))
         .map(|(name, v)| (name.as_str(), None, Some(v)));
     from_old.chain(only_new)
+}
+
+/// The items of two keyed lists whose sides differ (by `same`), by key, each side's item when
+/// present: the old list's keys, then those only the new list has.
+fn differing_items<'m, K: Eq + std::hash::Hash, V: Copy>(
+    old: &'m HashMap<K, V>,
+    new: &'m HashMap<K, V>,
+    same: impl Fn(V, V) -> bool + 'm,
+) -> impl Iterator<Item = (&'m K, Option<V>, Option<V>)> + 'm {
+    let only_new = new.keys().filter(move |id| !old.contains_key(*id));
+    old.keys()
+        .chain(only_new)
+        .map(move |id| (id, old.get(id).copied(), new.get(id).copied()))
+        .filter(move |(_, o, n)| match (o, n) {
+            (Some(o), Some(n)) => !same(*o, *n),
+            _ => true,
+        })
 }
 
 /// The fields of a JSON document as unparsed text; None when it is valid JSON but no object.
@@ -976,12 +1001,8 @@ impl Differ<'_> {
             return Ok(false);
         };
         let item_path = path.and_then(|p| tracked(format!("{p}[]"), self.walker.merge_keys));
-        let only_new = new_items.keys().filter(|id| !old_items.contains_key(*id));
-        for id in old_items.keys().chain(only_new) {
-            let (old_item, new_item) = (old_items.get(id).copied(), new_items.get(id).copied());
-            if old_item.map(RawValue::get) == new_item.map(RawValue::get) {
-                continue;
-            }
+        let same_text = |a: &RawValue, b: &RawValue| a.get() == b.get();
+        for (id, old_item, new_item) in differing_items(&old_items, &new_items, same_text) {
             let element = key_element(key, id);
             let mut child = FieldChanges::default();
             self.diff_raw(
@@ -991,9 +1012,7 @@ impl Differ<'_> {
                 &element,
                 item_path.as_deref(),
             )?;
-            child.changed.member = old_item.is_none();
-            child.removed.member = new_item.is_none();
-            out.adopt(element, child);
+            out.adopt_item(element, child, old_item.is_some(), new_item.is_some());
         }
         Ok(true)
     }
@@ -1084,15 +1103,7 @@ impl<'k> Differ<'k> {
             return false;
         };
         let item_path = path.and_then(|p| tracked(format!("{p}[]"), self.walker.merge_keys));
-        let only_new = new_items
-            .iter()
-            .filter(|(id, _)| !old_items.contains_key(*id));
-        let all = old_items.iter().chain(only_new);
-        for (id, _) in all {
-            let (old_item, new_item) = (old_items.get(id).copied(), new_items.get(id).copied());
-            if old_item == new_item {
-                continue;
-            }
+        for (id, old_item, new_item) in differing_items(&old_items, &new_items, |a, b| a == b) {
             let element = key_element(key, id);
             let mut child = FieldChanges::default();
             self.diff(
@@ -1102,9 +1113,7 @@ impl<'k> Differ<'k> {
                 &element,
                 item_path.as_deref(),
             );
-            child.changed.member = old_item.is_none();
-            child.removed.member = new_item.is_none();
-            out.adopt(element, child);
+            out.adopt_item(element, child, old_item.is_some(), new_item.is_some());
         }
         true
     }
