@@ -60,7 +60,7 @@ fn clients_for(server: &Server, n: usize) -> Vec<Client> {
     (0..n).map(|_| server.client()).collect()
 }
 
-async fn reads(server: &Server, args: &Args, backend: &str) {
+async fn reads(server: &Server, etcd: Option<&EtcdProcess>, args: &Args, backend: &str) {
     println!(
         "## reads ({} clients, {} s each; server on {backend})",
         args.clients, args.seconds
@@ -68,25 +68,26 @@ async fn reads(server: &Server, args: &Args, backend: &str) {
     let setup = server.client();
     create_read_streams(&setup, args.list_size).await;
     let cs = Arc::new(clients_for(server, args.clients));
-    let trivial = load_gets(server, &cs, args, "/healthz/ping").await;
+    let processes = Processes::of(server, etcd);
+    let trivial = load_gets(processes, &cs, args, "/healthz/ping").await;
     println!("{}", trivial.line("trivial handler (/healthz/ping)"));
-    let gets = load_gets(server, &cs, args, &stream("bench", "target")).await;
+    let gets = load_gets(processes, &cs, args, &stream("bench", "target")).await;
     println!("{}", gets.line("GET imagestream (consistent read)"));
     // The same stream through its virtual ImageStreamTag view (needs an image).
     push_target_image(&setup).await;
     let istag = "/apis/image.openshift.io/v1/namespaces/bench/imagestreamtags/target:pushed";
-    let istags = load_gets(server, &cs, args, istag).await;
+    let istags = load_gets(processes, &cs, args, istag).await;
     println!("{}", istags.line("GET imagestreamtag"));
     let rv0 = format!("{}?resourceVersion=0", stream("bench", "target"));
-    let gets0 = load_gets(server, &cs, args, &rv0).await;
+    let gets0 = load_gets(processes, &cs, args, &rv0).await;
     println!("{}", gets0.line("GET imagestream (resourceVersion=0)"));
-    let lists = load_gets(server, &cs, args, &streams("bench-list")).await;
+    let lists = load_gets(processes, &cs, args, &streams("bench-list")).await;
     println!(
         "{}",
         lists.line(&format!("LIST {} imagestreams", args.list_size))
     );
     // The baseline again, after the others: the machine is noisy, the mean of both is fairer.
-    let trivial2 = load_gets(server, &cs, args, "/healthz/ping").await;
+    let trivial2 = load_gets(processes, &cs, args, "/healthz/ping").await;
     println!("{}", trivial2.line("trivial handler, again"));
     let baseline = (trivial.load.rate() + trivial2.load.rate()) / 2.0;
     println!(
@@ -95,20 +96,60 @@ async fn reads(server: &Server, args: &Args, backend: &str) {
     );
 }
 
-/// A load, with the server CPU it took.
+/// A load, with the CPU it took the server, and its etcd when it has one.
 struct Measured {
     load: Load,
     server_cpu: f64,
+    etcd_cpu: Option<f64>,
 }
 
 impl Measured {
     fn line(&self, label: &str) -> String {
         let ok = self.load.ops.saturating_sub(self.load.errors).max(1) as f64;
+        let etcd = self
+            .etcd_cpu
+            .map(|cpu| format!("   etcd CPU {:.3} ms/req", cpu * 1e3 / ok))
+            .unwrap_or_default();
         format!(
-            "{}   server CPU {:.3} ms/req",
+            "{}   server CPU {:.3} ms/req{etcd}",
             self.load.line(label),
             self.server_cpu * 1e3 / ok
         )
+    }
+}
+
+/// The processes whose CPU a measurement reads: the server, and its etcd when it has one.
+#[derive(Clone, Copy)]
+struct Processes {
+    server: u32,
+    etcd: Option<u32>,
+}
+
+impl Processes {
+    fn of(server: &Server, etcd: Option<&EtcdProcess>) -> Self {
+        Processes {
+            server: server.pid(),
+            etcd: etcd.map(EtcdProcess::pid),
+        }
+    }
+
+    fn cpu_seconds(&self) -> (f64, Option<f64>) {
+        (
+            blackbox::process_cpu_seconds(self.server),
+            self.etcd.map(blackbox::process_cpu_seconds),
+        )
+    }
+
+    /// Runs `work`, and returns its load with the CPU each process spent meanwhile.
+    async fn measure(&self, work: impl std::future::Future<Output = Load>) -> Measured {
+        let (server_before, etcd_before) = self.cpu_seconds();
+        let load = work.await;
+        let (server_after, etcd_after) = self.cpu_seconds();
+        Measured {
+            load,
+            server_cpu: server_after - server_before,
+            etcd_cpu: etcd_after.zip(etcd_before).map(|(a, b)| a - b),
+        }
     }
 }
 
@@ -136,23 +177,24 @@ async fn push_target_image(setup: &Client) {
 }
 
 /// GETs of `path` from every client; a 200 is a success.
-async fn load_gets(server: &Server, cs: &Arc<Vec<Client>>, args: &Args, path: &str) -> Measured {
+async fn load_gets(
+    processes: Processes,
+    cs: &Arc<Vec<Client>>,
+    args: &Args,
+    path: &str,
+) -> Measured {
     let c = cs.clone();
     let path: Arc<str> = Arc::from(path);
-    let before = blackbox::process_cpu_seconds(server.pid());
-    let load = load(args.clients, args.seconds, move |i, _| {
+    let work = load(args.clients, args.seconds, move |i, _| {
         let c = c[i].clone();
         let path = path.clone();
         async move { c.get(&path).await.status == 200 }
-    })
-    .await;
-    Measured {
-        load,
-        server_cpu: blackbox::process_cpu_seconds(server.pid()) - before,
-    }
+    });
+    processes.measure(work).await
 }
 
-async fn creates(server: &Server, backend: &str, etcd: Option<&str>, seconds: u64) {
+async fn creates(server: &Server, backend: &str, etcd: Option<&EtcdProcess>, seconds: u64) {
+    let processes = Processes::of(server, etcd);
     for clients in [1usize, 64] {
         let cs = Arc::new(clients_for(server, clients.min(16)));
         // Namespace names are DNS labels: "etcd 3.5" becomes "etcd-3-5".
@@ -161,8 +203,7 @@ async fn creates(server: &Server, backend: &str, etcd: Option<&str>, seconds: u6
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .collect();
         let run = format!("{slug}-{clients}");
-        let cpu_before = blackbox::process_cpu_seconds(server.pid());
-        let l = load(clients, seconds, move |i, n| {
+        let work = load(clients, seconds, move |i, n| {
             let c = cs[i % cs.len()].clone();
             let ns = format!("create-{run}");
             async move {
@@ -174,22 +215,21 @@ async fn creates(server: &Server, backend: &str, etcd: Option<&str>, seconds: u6
                 .status
                     == 201
             }
-        })
-        .await;
-        let measured = Measured {
-            server_cpu: blackbox::process_cpu_seconds(server.pid()) - cpu_before,
-            load: l,
-        };
+        });
+        let measured = processes.measure(work).await;
         println!(
             "{}",
             measured.line(&format!("create ({backend}, {clients} clients)"))
         );
         let l = &measured.load;
-        if let Some(endpoint) = etcd {
-            let raw = raw_etcd_creates(endpoint, clients, seconds).await;
+        if let Some(etcd) = etcd {
+            let etcd_before = blackbox::process_cpu_seconds(etcd.pid());
+            let raw = raw_etcd_creates(&etcd.endpoint, clients, seconds).await;
+            let etcd_cpu = blackbox::process_cpu_seconds(etcd.pid()) - etcd_before;
             println!(
-                "{}",
-                raw.line(&format!("raw etcd Txns ({clients} clients)"))
+                "{}   etcd CPU {:.3} ms/req",
+                raw.line(&format!("raw etcd Txns ({clients} clients)")),
+                etcd_cpu * 1e3 / raw.ops.max(1) as f64
             );
             println!(
                 "  API creates on etcd / raw etcd Txns: {:.0}%",
@@ -783,7 +823,7 @@ async fn main() {
     .await
     .expect("start server");
     if wants("reads") {
-        reads(&server.0, &args, "the embedded store").await;
+        reads(&server.0, None, &args, "the embedded store").await;
         let backends: [(&str, EtcdStart); 2] = [
             (
                 "etcd 3.4.23: progress untrusted, consistent reads go to etcd",
@@ -796,7 +836,7 @@ async fn main() {
         ];
         for (label, start) in backends {
             let on_etcd = etcd_server(start).await;
-            reads(&on_etcd.server, &args, label).await;
+            reads(&on_etcd.server, Some(&on_etcd.etcd), &args, label).await;
         }
     }
     if wants("creates") {
@@ -804,8 +844,7 @@ async fn main() {
         creates(&server.0, "embedded", None, args.seconds).await;
         for (backend, start) in ETCD_VERSIONS {
             let etcd = etcd_server(start).await;
-            let endpoint = etcd.etcd.endpoint.clone();
-            creates(&etcd.server, backend, Some(&endpoint), args.seconds).await;
+            creates(&etcd.server, backend, Some(&etcd.etcd), args.seconds).await;
         }
     }
     if wants("updates") {

@@ -34,6 +34,8 @@ pub struct FaultyStore {
     races: AtomicUsize,
     collisions: AtomicUsize,
     revision_calls: AtomicUsize,
+    revisions_in_flight: AtomicUsize,
+    most_revisions_in_flight: AtomicUsize,
     revision_delay_ms: std::sync::atomic::AtomicU64,
 }
 
@@ -45,11 +47,14 @@ impl FaultyStore {
             races: AtomicUsize::new(0),
             collisions: AtomicUsize::new(0),
             revision_calls: AtomicUsize::new(0),
+            revisions_in_flight: AtomicUsize::new(0),
+            most_revisions_in_flight: AtomicUsize::new(0),
             revision_delay_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
-    /// Makes every `current_revision` take `delay` (a store far away).
+    /// Makes every `current_revision` answer `delay` after reading the revision (a store far
+    /// away).
     pub fn slow_revisions(&self, delay: std::time::Duration) {
         let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         self.revision_delay_ms.store(ms, Ordering::SeqCst);
@@ -58,6 +63,11 @@ impl FaultyStore {
     /// How many times `current_revision` was asked.
     pub fn revision_calls(&self) -> usize {
         self.revision_calls.load(Ordering::SeqCst)
+    }
+
+    /// The most `current_revision` calls that were on their way at once.
+    pub fn most_revisions_in_flight(&self) -> usize {
+        self.most_revisions_in_flight.load(Ordering::SeqCst)
     }
 
     pub fn race(&self, updates: usize) {
@@ -129,12 +139,18 @@ impl Store for FaultyStore {
     }
     async fn current_revision(&self) -> Result<Revision> {
         self.revision_calls.fetch_add(1, Ordering::SeqCst);
-        // Read the revision at the end of the delay: the answer must not predate the call.
+        let in_flight = self.revisions_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_revisions_in_flight
+            .fetch_max(in_flight, Ordering::SeqCst);
+        // The revision is read when the call arrives and answered after the delay, as a reply
+        // travels back from a store far away: writes acknowledged meanwhile are not in it.
+        let revision = self.inner.current_revision().await;
         let delay = self.revision_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
         }
-        self.inner.current_revision().await
+        self.revisions_in_flight.fetch_sub(1, Ordering::SeqCst);
+        revision
     }
     async fn compact(&self, revision: Revision) -> Result<()> {
         self.inner.compact(revision).await
@@ -169,6 +185,11 @@ pub struct EtcdProcess {
 }
 
 impl EtcdProcess {
+    /// The etcd process's id, to read its CPU time.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts etcd and waits until it answers. Panics with the reason when it cannot: tests
     /// that need etcd must not silently skip.
     pub fn start() -> EtcdProcess {

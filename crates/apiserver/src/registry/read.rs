@@ -66,6 +66,15 @@ struct ListStart {
 }
 
 impl<S: Strategy> Registry<S> {
+    /// The revision of a consistent read, fetched once for several reads of one request (of
+    /// this resource or another: the revision is the whole store's).
+    pub async fn consistent_read(&self) -> Result<ReadRevision, ApiError> {
+        self.cache
+            .consistent_read()
+            .await
+            .map_err(|e| cache_error(e, &self.gr, "get"))
+    }
+
     /// One object's served form from the watch cache, as of `at`.
     pub async fn get(
         &self,

@@ -30,6 +30,9 @@ pub trait ImageStreamRegistry: Send + Sync {
     fn is_ready(&self) -> bool;
     /// The revision the streams' watch cache has reached: a controller rescans when it moves.
     fn revision(&self) -> Revision;
+    /// A consistent read's revision, for the several reads of one request (streams and images
+    /// share a store, so a view reads both at one fetch of its revision).
+    async fn consistent_read(&self) -> Result<ReadRevision, ApiError>;
     async fn get_stream(
         &self,
         namespace: &str,
@@ -90,6 +93,9 @@ impl ImageStreamRegistry for Registry<ImageStreamStrategy> {
     }
     fn revision(&self) -> Revision {
         self.cache().revision()
+    }
+    async fn consistent_read(&self) -> Result<ReadRevision, ApiError> {
+        Registry::consistent_read(self).await
     }
     async fn get_stream(
         &self,
@@ -239,16 +245,23 @@ impl Registries {
         }
     }
 
-    /// The stream a view of `resource` reads; a missing one is a 404 naming that resource (the
-    /// corrections at the top of the spec: NotFound names the requested resource).
+    /// The revision a view reads its stream and images at: fetched once, as of the request.
+    pub async fn view_read(&self) -> Result<ReadRevision, ApiError> {
+        self.streams.consistent_read().await
+    }
+
+    /// The stream a view of `resource` reads, at `at` (from [`Registries::view_read`]); a
+    /// missing one is a 404 naming that resource (the corrections at the top of the spec:
+    /// NotFound names the requested resource).
     pub async fn view_stream(
         &self,
         namespace: &str,
         name: &str,
         resource: &str,
+        at: ReadRevision,
     ) -> Result<ImageStream, ApiError> {
         self.streams
-            .get_stream(namespace, name, ReadRevision::Consistent)
+            .get_stream(namespace, name, at)
             .await?
             .ok_or_else(|| not_found(resource, name))
     }
@@ -266,11 +279,11 @@ impl Registries {
         })
     }
 
-    /// The image a tag event names, if any.
-    pub async fn image(&self, name: &str) -> Result<Option<Image>, ApiError> {
+    /// The image a tag event names, if any, at `at` (see [`Registries::view_read`]).
+    pub async fn image(&self, name: &str, at: ReadRevision) -> Result<Option<Image>, ApiError> {
         if name.is_empty() {
             return Ok(None);
         }
-        self.images.get_image(name, ReadRevision::Consistent).await
+        self.images.get_image(name, at).await
     }
 }

@@ -20,7 +20,7 @@ use apimachinery::table::ColumnDefinition;
 use apimachinery::GroupKind;
 use apiserver::body::{self, Patch};
 use apiserver::delete::DeleteOptions;
-use apiserver::registry::{UpdateStrategy, WriteContext};
+use apiserver::registry::{ReadRevision, UpdateStrategy, WriteContext};
 use apiserver::resource::{Reply, Request, Resource, Verb};
 use apiserver::strategy::to_bytes;
 use async_trait::async_trait;
@@ -153,9 +153,10 @@ impl<V: TagView> TagViews<V> {
         &self,
         stream: &ImageStream,
         tag: &str,
+        at: ReadRevision,
     ) -> Result<Option<Image>, ApiError> {
         match latest_tagged_image(stream, tag) {
-            Some(event) => self.registries.image(&event.image).await,
+            Some(event) => self.registries.image(&event.image, at).await,
             None => Ok(None),
         }
     }
@@ -170,11 +171,12 @@ impl<V: TagView> TagViews<V> {
     async fn get(&self, req: &Request, name: &str) -> Result<Reply, ApiError> {
         let (stream_name, tag) = parse_stream_tag(name).ok_or_else(|| self.bad_name())?;
         let ns = req.namespace.as_deref().unwrap_or("");
+        let at = self.registries.view_read().await?;
         let stream = self
             .registries
-            .view_stream(ns, stream_name, self.resource())
+            .view_stream(ns, stream_name, self.resource(), at)
             .await?;
-        let image = self.current_image(&stream, tag).await?;
+        let image = self.current_image(&stream, tag, at).await?;
         Self::reply(&V::get_view(&stream, tag, name, image)?, 200)
     }
 
@@ -253,7 +255,9 @@ impl<V: TagView> TagViews<V> {
             .add_spec_tag(&ctx, stream_name, tag, spec, exists)
             .await
             .map_err(|e| self.view_error(e, "create"))?;
-        let image = self.current_image(&stream, tag).await?;
+        let image = self
+            .current_image(&stream, tag, ReadRevision::Consistent)
+            .await?;
         Self::reply(&V::view_or_empty(&stream, tag, &name, image), 201)
     }
 
@@ -287,7 +291,9 @@ impl<V: TagView> TagViews<V> {
                     .ok_or_else(|| not_found("imagestreams", stream_name))?,
             },
         };
-        let image = self.current_image(&written, tag).await?;
+        let image = self
+            .current_image(&written, tag, ReadRevision::Consistent)
+            .await?;
         let view = V::view_or_empty(&written, tag, name, image);
         Self::reply(&view, if created { 201 } else { 200 })
     }

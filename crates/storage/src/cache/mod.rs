@@ -74,6 +74,9 @@ pub enum ReadRevision {
     NotOlderThan(Revision),
     /// Exactly this revision (resourceVersionMatch=Exact, or continue tokens).
     Exact(Revision),
+    /// The latest state, like `Consistent`, given the store's revision fetched after the
+    /// request began ([`WatchCache::consistent_read`]): the reads of one request share a fetch.
+    ConsistentWith(Revision),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -287,6 +290,14 @@ impl<C: Codec> WatchCache<C> {
                 return self.is_ready();
             }
         }
+    }
+
+    /// A consistent read's revision, fetched once for several reads of one request, in this
+    /// cache or in another over the same store (its revision is the whole store's).
+    pub async fn consistent_read(&self) -> CacheResult<ReadRevision> {
+        Ok(ReadRevision::ConsistentWith(
+            self.inner.consistent_revision().await?,
+        ))
     }
 
     /// Reads one object.
@@ -556,25 +567,10 @@ impl<C: Codec> Inner<C> {
                 Ok(Freshness::Store(None))
             }
             ReadRevision::Consistent => {
-                let current = if self.store.local_revision() {
-                    self.store.current_revision().await?
-                } else {
-                    self.current.get(&self.store).await?
-                };
-                // Without trustworthy progress the cache cannot prove it is current unless it
-                // already is; waiting would only add latency before reading the store.
-                let bound = if self.reliable_progress() {
-                    self.config.consistent_read_timeout
-                } else {
-                    Duration::ZERO
-                };
-                if self.wait_fresh(current, bound).await {
-                    Ok(Freshness::Cache)
-                } else {
-                    tracing::debug!(prefix = %self.prefix, current, "cache behind; reading the store");
-                    Ok(Freshness::Store(None))
-                }
+                let current = self.consistent_revision().await?;
+                Ok(self.consistent_freshness(current).await)
             }
+            ReadRevision::ConsistentWith(current) => Ok(self.consistent_freshness(current).await),
             ReadRevision::Exact(r) => {
                 let state = self.read_state();
                 if state.ready && state.revision == r {
@@ -583,6 +579,33 @@ impl<C: Codec> Inner<C> {
                     Ok(Freshness::Store(Some(r)))
                 }
             }
+        }
+    }
+
+    /// A revision the store reached after this call began.
+    async fn consistent_revision(&self) -> CacheResult<Revision> {
+        let current = if self.store.local_revision() {
+            self.store.current_revision().await?
+        } else {
+            self.current.get(&self.store).await?
+        };
+        Ok(current)
+    }
+
+    /// Where a consistent read at the store's `current` revision is served from.
+    async fn consistent_freshness(&self, current: Revision) -> Freshness {
+        // Without trustworthy progress the cache cannot prove it is current unless it already
+        // is; waiting would only add latency before reading the store.
+        let bound = if self.reliable_progress() {
+            self.config.consistent_read_timeout
+        } else {
+            Duration::ZERO
+        };
+        if self.wait_fresh(current, bound).await {
+            Freshness::Cache
+        } else {
+            tracing::debug!(prefix = %self.prefix, current, "cache behind; reading the store");
+            Freshness::Store(None)
         }
     }
 
@@ -828,6 +851,53 @@ mod tests {
             "cache never loaded"
         );
         (store, cache)
+    }
+
+    /// Two resources over one store far away (its revision is fetched, not known in memory):
+    /// one fetch serves a request's reads of both, and they see what was written before it.
+    #[tokio::test]
+    async fn the_reads_of_one_request_share_a_fetch_of_the_revision() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let embedded = Arc::new(EmbeddedStore::open(dir.path(), Options::default()).expect("open"));
+        let faulty = Arc::new(crate::testing::FaultyStore::new(embedded));
+        let store: Arc<dyn Store> = faulty.clone();
+        let things = WatchCache::new(store.clone(), "/things/", JsonCodec, CacheConfig::default());
+        let others = WatchCache::new(store.clone(), "/others/", JsonCodec, CacheConfig::default());
+        for cache in [&things, &others] {
+            assert!(
+                cache.wait_ready(Duration::from_secs(10)).await,
+                "never loaded"
+            );
+        }
+        let value = Bytes::from_static(br#"{"metadata":{"name":"x"}}"#);
+        store
+            .create("/things/x", value.clone())
+            .await
+            .expect("create");
+        let written = store.create("/others/x", value).await.expect("create");
+        let fetches_before = faulty.revision_calls();
+
+        let at = things.consistent_read().await.expect("revision");
+        let ReadRevision::ConsistentWith(revision) = at else {
+            panic!("a consistent read's revision is {at:?}");
+        };
+        assert!(
+            revision >= written,
+            "fetched {revision} before the write {written}"
+        );
+        for (cache, key) in [(&things, "/things/x"), (&others, "/others/x")] {
+            let (found, served_at, _) = cache.get(key, at).await.expect("get");
+            assert!(found.is_some(), "{key} written before the read is missing");
+            assert!(
+                served_at >= revision,
+                "{key} served at {served_at} < {revision}"
+            );
+        }
+        assert_eq!(
+            faulty.revision_calls() - fetches_before,
+            1,
+            "two reads of one request fetched the revision more than once"
+        );
     }
 
     #[tokio::test]

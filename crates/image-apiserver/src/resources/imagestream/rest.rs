@@ -59,9 +59,10 @@ impl ImageStreams {
     async fn layers(&self, req: &Request, name: &str) -> Result<Reply, ApiError> {
         self.registries.require_images_loaded()?;
         let ns = req.namespace.as_deref().unwrap_or("");
+        let at = self.registries.view_read().await?;
         let stream = self
             .registries
-            .view_stream(ns, name, "imagestreams")
+            .view_stream(ns, name, "imagestreams", at)
             .await?;
         let layers = stream_layers(&self.registries, &stream).await?;
         Ok(Reply::Object {

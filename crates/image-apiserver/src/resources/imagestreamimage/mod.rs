@@ -7,7 +7,6 @@ use apimachinery::discovery::ResourceInfo;
 use apimachinery::errors::ApiError;
 use apimachinery::object::ApiObject;
 use apimachinery::table::ColumnDefinition;
-use apiserver::registry::ReadRevision;
 use apiserver::resource::{Reply, Request, Resource, Verb};
 use apiserver::strategy::to_bytes;
 use async_trait::async_trait;
@@ -59,9 +58,10 @@ impl ImageStreamImages {
         };
         self.registries.require_images_loaded()?;
         let ns = req.namespace.as_deref().unwrap_or("");
+        let at = self.registries.view_read().await?;
         let stream = self
             .registries
-            .view_stream(ns, stream_name, "imagestreamimages")
+            .view_stream(ns, stream_name, "imagestreamimages", at)
             .await?;
         let layers = stream_layers(&self.registries, &stream).await?;
         let matches: Vec<&String> = layers
@@ -95,7 +95,7 @@ impl ImageStreamImages {
         let image = self
             .registries
             .images
-            .get_image(&image_name, ReadRevision::Consistent)
+            .get_image(&image_name, at)
             .await?
             .ok_or_else(|| not_found("images", &image_name))?;
         let mut isi = ImageStreamImage::default();
