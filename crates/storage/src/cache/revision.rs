@@ -129,15 +129,21 @@ mod tests {
         most_at_once: usize,
     }
 
-    /// 64 readers, arriving `stagger` apart, one in eight of them after a write of its own, each
-    /// checking that the revision it got covers every write acknowledged before it began; the
-    /// fetches they needed, against a store 20 ms away.
-    async fn readers_after_writes(stagger: Duration) -> Fetches {
+    /// A store whose revision takes 20 ms to come back, with the temporary directory it lives in.
+    fn store_far_away() -> (tempfile::TempDir, Arc<FaultyStore>, Arc<dyn Store>) {
         let dir = tempfile::tempdir().expect("dir");
         let embedded = EmbeddedStore::open(dir.path(), Options::default()).expect("open");
         let faulty = Arc::new(FaultyStore::new(Arc::new(embedded)));
         faulty.slow_revisions(Duration::from_millis(20));
         let store: Arc<dyn Store> = faulty.clone();
+        (dir, faulty, store)
+    }
+
+    /// 64 readers, arriving `stagger` apart, one in eight of them after a write of its own, each
+    /// checking that the revision it got covers every write acknowledged before it began; the
+    /// fetches they needed, against a store 20 ms away.
+    async fn readers_after_writes(stagger: Duration) -> Fetches {
+        let (_dir, faulty, store) = store_far_away();
         let current = Arc::new(CurrentRevision::default());
         let written = Arc::new(AtomicI64::new(0));
         let mut readers = Vec::new();
@@ -211,11 +217,7 @@ mod tests {
     /// A reader that goes away while waiting takes nobody's fetch with it.
     #[tokio::test]
     async fn a_reader_that_goes_away_leaves_the_fetch_to_the_others() {
-        let dir = tempfile::tempdir().expect("dir");
-        let embedded = EmbeddedStore::open(dir.path(), Options::default()).expect("open");
-        let faulty = Arc::new(FaultyStore::new(Arc::new(embedded)));
-        faulty.slow_revisions(Duration::from_millis(20));
-        let store: Arc<dyn Store> = faulty.clone();
+        let (_dir, faulty, store) = store_far_away();
         let current = Arc::new(CurrentRevision::default());
         let impatient = tokio::time::timeout(Duration::from_millis(1), current.get(&store)).await;
         assert!(impatient.is_err(), "the first reader should have given up");
