@@ -31,7 +31,7 @@ pub use self::state::{
     CachedEvent, CachedObject, Changed, EventType, Filter, Selection, View, WatchItem,
 };
 use self::state::{StartError, State, WatcherSlot};
-use crate::{ProgressRequester, RangeRequest, Revision, StorageError, Store};
+use crate::{KeyValue, ProgressRequester, RangeRequest, Revision, StorageError, Store};
 
 /// Tuning for one watch cache.
 #[derive(Clone, Debug)]
@@ -317,10 +317,13 @@ impl<C: Codec> WatchCache<C> {
             }
             Freshness::Store(_) => {
                 let got = self.inner.store.get(key).await?;
-                let object = got
-                    .kv
-                    .map(|kv| self.inner.decode(&kv.key, &kv.value, kv.mod_revision))
-                    .transpose()?;
+                let object = match got.kv {
+                    Some(kv) => Some(
+                        self.inner
+                            .stored_object(&kv, self.inner.cached_write(&kv))?,
+                    ),
+                    None => None,
+                };
                 Ok((object, got.revision, Source::Store))
             }
         }
@@ -490,6 +493,59 @@ impl<C: Codec> Inner<C> {
             json: decoded.json,
             attrs: decoded.attrs,
         }))
+    }
+
+    /// The cache's objects that are the very writes `kvs` hold: a key's mod revision names one
+    /// write, so a store read (every consistent read where watch progress is untrusted) need
+    /// not decode what the cache already holds. Looked up under one short read lock; the
+    /// misses are decoded after it, with [`Inner::stored_object`].
+    fn cached_writes(&self, kvs: &[KeyValue]) -> Vec<Option<Arc<CachedObject<C::Attrs>>>> {
+        let state = self.read_state();
+        kvs.iter().map(|kv| same_write(&state, kv)).collect()
+    }
+
+    fn cached_write(&self, kv: &KeyValue) -> Option<Arc<CachedObject<C::Attrs>>> {
+        same_write(&self.read_state(), kv)
+    }
+
+    /// A stored object: the cache's when it holds that write, decoded otherwise.
+    fn stored_object(
+        &self,
+        kv: &KeyValue,
+        cached: Option<Arc<CachedObject<C::Attrs>>>,
+    ) -> CacheResult<Arc<CachedObject<C::Attrs>>> {
+        match cached {
+            Some(object) => {
+                #[cfg(debug_assertions)]
+                self.check_cached(kv, &object);
+                Ok(object)
+            }
+            None => self.decode(&kv.key, &kv.value, kv.mod_revision),
+        }
+    }
+
+    /// Debug builds (every test) decode the value anyway: the cache's object for a write must
+    /// be what decoding that write gives.
+    #[cfg(debug_assertions)]
+    fn check_cached(&self, kv: &KeyValue, object: &CachedObject<C::Attrs>) {
+        let decoded = self
+            .decode(&kv.key, &kv.value, kv.mod_revision)
+            .and_then(|decoded| Ok(self.codec.wire(&kv.key, &decoded.json)?));
+        let cached = self.codec.wire(&kv.key, &object.json);
+        match (decoded, cached) {
+            (Ok(decoded), Ok(cached)) => assert!(
+                decoded == cached,
+                "{}: the cached object differs from the stored write at {}",
+                kv.key,
+                kv.mod_revision
+            ),
+            (decoded, cached) => panic!(
+                "{}: a cached write does not decode: {:?} / {:?}",
+                kv.key,
+                decoded.err(),
+                cached.err()
+            ),
+        }
     }
 
     fn expected(&self) -> std::sync::MutexGuard<'_, HashMap<String, Expected<C::Attrs>>> {
@@ -762,8 +818,9 @@ impl<C: Codec> Inner<C> {
             .await?;
         let mut items = Vec::new();
         let mut more = resp.more;
-        for kv in resp.kvs {
-            let object = self.decode(&kv.key, &kv.value, kv.mod_revision)?;
+        let cached = self.cached_writes(&resp.kvs);
+        for (kv, cached) in resp.kvs.into_iter().zip(cached) {
+            let object = self.stored_object(&kv, cached)?;
             if !req.selection.matches(&kv.key, &object.attrs) {
                 continue;
             }
@@ -828,6 +885,12 @@ impl<C: Codec> Drop for CacheWatcher<C> {
     fn drop(&mut self) {
         self.cache.inner.remove_watcher(self.id);
     }
+}
+
+/// The cache's object for `kv`'s key when it is that very write.
+fn same_write<A>(state: &State<A>, kv: &KeyValue) -> Option<Arc<CachedObject<A>>> {
+    let cached = state.objects.get(&kv.key)?;
+    (cached.revision == kv.mod_revision).then(|| cached.clone())
 }
 
 #[cfg(test)]
@@ -898,6 +961,54 @@ mod tests {
             1,
             "two reads of one request fetched the revision more than once"
         );
+    }
+
+    /// A list read from the store at an older revision: the object unchanged since is the
+    /// cache's own (no decode), the one written since is decoded from the older write.
+    #[tokio::test]
+    async fn store_reads_take_the_cached_object_only_for_the_same_write() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, cache) = cache_over_embedded(dir.path()).await;
+        let old_b = Bytes::from_static(br#"{"metadata":{"name":"b"},"v":1}"#);
+        let at = store.create("/things/b", old_b).await.expect("create");
+        let new_b = Bytes::from_static(br#"{"metadata":{"name":"b"},"v":2}"#);
+        let now = store.update("/things/b", new_b, at).await.expect("update");
+        cache
+            .get("/things/b", ReadRevision::NotOlderThan(now))
+            .await
+            .expect("caught up");
+        let cached = |key: &str| cache.inner.read_state().objects.get(key).cloned();
+        let (cached_a, cached_b) = (
+            cached("/things/a").expect("a"),
+            cached("/things/b").expect("b"),
+        );
+
+        let listed = cache
+            .list(ListRequest {
+                selection: Selection::prefix("/things/"),
+                start: None,
+                limit: 0,
+                revision: ReadRevision::Exact(at),
+            })
+            .await
+            .expect("list");
+        assert_eq!(listed.source, Source::Store);
+        let [(key_a, a), (key_b, b)] = &listed.items[..] else {
+            panic!("listed {} objects at {at}", listed.items.len());
+        };
+        assert_eq!((key_a.as_str(), key_b.as_str()), ("/things/a", "/things/b"));
+        assert!(
+            Arc::ptr_eq(a, &cached_a),
+            "the unchanged object was decoded again"
+        );
+        assert!(
+            !Arc::ptr_eq(b, &cached_b),
+            "a later write was served for an older one"
+        );
+        assert_eq!(b.revision, at);
+        let served = cache.codec().wire("/things/b", &b.json).expect("wire");
+        let expected = format!(r#"{{"metadata":{{"name":"b","resourceVersion":"{at}"}},"v":1}}"#);
+        assert_eq!(String::from_utf8_lossy(&served), expected);
     }
 
     #[tokio::test]
