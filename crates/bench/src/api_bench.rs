@@ -7,7 +7,10 @@
 //! - read-modify-write updates with conflicts (16 clients on 20 streams), and of streams that
 //!   grow to 100 tags, embedded and etcd, with server CPU per successful update;
 //! - watch fan-out to 1,000 watchers, embedded and etcd;
-//! - resident memory per cached image stream and per idle watch.
+//! - server CPU per GET, label-only PUT, merge PATCH and apply of streams of 10 to 1,000 tags;
+//! - resident memory per cached image stream and per idle watch;
+//! - and last, issue 11's table: each workload per backend, with the issue's targets checked
+//!   against figures of this run ([`api_summary`]).
 //!
 //! It prints numbers; it asserts nothing.
 
@@ -15,6 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod api_summary;
+
+use api_summary::{clients as clients_label, rate_cell, thousands, Summary};
 use bench::{load, percentile, Load};
 use blackbox::api::{stream, streams, Client, Watch};
 use blackbox::{EtcdProcess, Server};
@@ -60,9 +66,10 @@ fn clients_for(server: &Server, n: usize) -> Vec<Client> {
     (0..n).map(|_| server.client()).collect()
 }
 
-async fn reads(server: &Server, etcd: Option<&EtcdProcess>, args: &Args, backend: &str) {
+async fn reads(on: Backend<'_>, args: &Args, how: &str, summary: &mut Summary) {
+    let (server, etcd) = (on.server, on.etcd);
     println!(
-        "## reads ({} clients, {} s each; server on {backend})",
+        "## reads ({} clients, {} s each; server on {how})",
         args.clients, args.seconds
     );
     let setup = server.client();
@@ -94,6 +101,33 @@ async fn reads(server: &Server, etcd: Option<&EtcdProcess>, args: &Args, backend
         "GET throughput / trivial handler (mean of both runs): {:.0}%",
         gets.load.rate() / baseline * 100.0
     );
+    let c = args.clients;
+    summary.put(
+        &format!("trivial handler, {c} clients (the baseline of reads)"),
+        on.name,
+        rate_cell(baseline, trivial.server_ms(), None),
+    );
+    summary.put(&format!("GET, {c} clients"), on.name, gets.cell());
+    summary.put(
+        &format!("LIST of {}, {c} clients", args.list_size),
+        on.name,
+        lists.cell(),
+    );
+    summary.put(&format!("istag GET, {c} clients"), on.name, istags.cell());
+    summary.put(
+        "GET per server CPU second",
+        on.name,
+        thousands(gets.successes() / gets.server_cpu.max(1e-9)),
+    );
+    summary.record_gets(on.name, gets.load.rate());
+}
+
+/// A server under test, the etcd it runs on if any, and its column in the summary.
+#[derive(Clone, Copy)]
+struct Backend<'a> {
+    name: &'a str,
+    server: &'a Server,
+    etcd: Option<&'a EtcdProcess>,
 }
 
 /// A load, with the CPU it took the server, and its etcd when it has one.
@@ -104,17 +138,33 @@ struct Measured {
 }
 
 impl Measured {
+    fn successes(&self) -> f64 {
+        self.load.ops.saturating_sub(self.load.errors).max(1) as f64
+    }
+
+    fn server_ms(&self) -> f64 {
+        self.server_cpu * 1e3 / self.successes()
+    }
+
+    fn etcd_ms(&self) -> Option<f64> {
+        self.etcd_cpu.map(|cpu| cpu * 1e3 / self.successes())
+    }
+
     fn line(&self, label: &str) -> String {
-        let ok = self.load.ops.saturating_sub(self.load.errors).max(1) as f64;
         let etcd = self
-            .etcd_cpu
-            .map(|cpu| format!("   etcd CPU {:.3} ms/req", cpu * 1e3 / ok))
+            .etcd_ms()
+            .map(|ms| format!("   etcd CPU {ms:.3} ms/req"))
             .unwrap_or_default();
         format!(
             "{}   server CPU {:.3} ms/req{etcd}",
             self.load.line(label),
-            self.server_cpu * 1e3 / ok
+            self.server_ms()
         )
+    }
+
+    /// This load's cell in the summary.
+    fn cell(&self) -> String {
+        rate_cell(self.load.rate(), self.server_ms(), self.etcd_ms())
     }
 }
 
@@ -193,7 +243,8 @@ async fn load_gets(
     processes.measure(work).await
 }
 
-async fn creates(server: &Server, backend: &str, etcd: Option<&EtcdProcess>, seconds: u64) {
+async fn creates(on: Backend<'_>, seconds: u64, summary: &mut Summary) {
+    let (server, backend, etcd) = (on.server, on.name, on.etcd);
     let processes = Processes::of(server, etcd);
     for clients in [1usize, 64] {
         let cs = Arc::new(clients_for(server, clients.min(16)));
@@ -222,6 +273,11 @@ async fn creates(server: &Server, backend: &str, etcd: Option<&EtcdProcess>, sec
             measured.line(&format!("create ({backend}, {clients} clients)"))
         );
         let l = &measured.load;
+        summary.put(
+            &format!("create, {}", clients_label(clients)),
+            backend,
+            measured.cell(),
+        );
         if let Some(etcd) = etcd {
             let etcd_before = blackbox::process_cpu_seconds(etcd.pid());
             let raw = raw_etcd_creates(&etcd.endpoint, clients, seconds).await;
@@ -233,10 +289,23 @@ async fn creates(server: &Server, backend: &str, etcd: Option<&EtcdProcess>, sec
             );
             println!(
                 "  API creates on etcd / raw etcd Txns: {:.0}%",
-                100.0 * l.ops as f64
-                    / l.elapsed.as_secs_f64()
-                    / (raw.ops as f64 / raw.elapsed.as_secs_f64()).max(1e-9)
+                100.0 * l.rate() / raw.rate().max(1e-9)
             );
+            summary.put(
+                &format!(
+                    "raw etcd Txns, {} (the baseline of creates)",
+                    clients_label(clients)
+                ),
+                backend,
+                format!(
+                    "{}/s (etcd {:.3} ms)",
+                    thousands(raw.rate()),
+                    etcd_cpu * 1e3 / raw.ops.max(1) as f64
+                ),
+            );
+            if clients == 64 {
+                summary.record_creates_64(backend, l.rate(), raw.rate());
+            }
         }
     }
 }
@@ -306,7 +375,7 @@ async fn updates(server: &Server, seconds: u64) {
 /// Streams grown by read-modify-write, as users grow release streams: 16 clients append one
 /// spec tag per update to 20 streams until each holds `GROWN_TAGS` tags (conflicting appends
 /// re-read and retry). Successful updates/s, conflicts, and server CPU per successful update.
-async fn growing_updates(server: &Server, backend: &str) {
+async fn growing_updates(server: &Server, backend: &str, summary: &mut Summary) {
     const STREAMS: usize = 20;
     const GROWN_TAGS: usize = 100;
     let setup = server.client();
@@ -358,6 +427,17 @@ async fn growing_updates(server: &Server, backend: &str) {
         cpu * 1e3 / ok,
         ok / cpu.max(1e-9)
     );
+    summary.put(
+        &format!("update of growing streams, 16 clients on {STREAMS} streams to {GROWN_TAGS} tags (successful)"),
+        backend,
+        rate_cell(ok / elapsed, cpu * 1e3 / ok, None),
+    );
+    summary.put(
+        "successful update per server CPU second",
+        backend,
+        format!("{:.1}", ok / cpu.max(1e-9)),
+    );
+    summary.record_updates_per_cpu(backend, ok / cpu.max(1e-9));
 }
 
 enum Append {
@@ -386,8 +466,9 @@ async fn append_tag(c: &Client, path: &str, max_tags: usize) -> Append {
     }
 }
 
-/// Server CPU per GET and per label-only PUT of one stream of `n` reference tags, sequential:
-/// how an update's cost grows with the object (issue 11: it should stay linear, a few GETs).
+/// Server CPU per GET and per label-only write of one stream of `n` reference tags, sequential,
+/// by each way of writing: PUT, JSON merge PATCH and server-side apply (issue 11: an update's
+/// cost should grow linearly with the object, and stay within a few GETs).
 async fn update_cost(server: &Server, seconds: u64) {
     let c = server.client();
     for n in [10usize, 100, 1000] {
@@ -412,34 +493,93 @@ async fn update_cost(server: &Server, seconds: u64) {
             }
         })
         .await;
-        let last = Arc::new(tokio::sync::Mutex::new(c.get(&path).await.json()));
-        let put = cpu_per_op(server, seconds, {
-            let (c, path) = (c.clone(), path.clone());
-            move || {
-                let (c, path, last) = (c.clone(), path.clone(), last.clone());
-                async move {
-                    let mut obj = last.lock().await;
-                    obj["metadata"]["labels"] = json!({"n": next_label().to_string()});
-                    let r = c.put(&path, &obj).await;
-                    let ok = r.status == 200;
-                    if ok {
-                        *obj = r.json();
-                    }
-                    ok
-                }
-            }
-        })
-        .await;
+        let put = label_puts(server, seconds, &c, &path).await;
+        let patch = label_patches(server, seconds, &c, &path, LabelPatch::Merge).await;
+        let apply = label_patches(server, seconds, &c, &path, LabelPatch::Apply(&name)).await;
+        let vs_get = |(cpu, rate): (f64, f64)| {
+            format!(
+                "{:>7.3} ms CPU ({rate:>4.0}/s, {:>4.1}x)",
+                cpu * 1e3,
+                cpu / get.0.max(1e-9)
+            )
+        };
         println!(
-            "{n:>5} tags ({:>4} KB): GET {:>7.3} ms CPU ({:>6.0}/s)   label-only PUT {:>7.3} ms CPU ({:>5.0}/s)   PUT/GET {:>5.1}x",
+            "{n:>5} tags ({:>4} KB): GET {:>6.3} ms CPU ({:>5.0}/s)   label-only PUT {}   merge PATCH {}   apply {}",
             size / 1000,
             get.0 * 1e3,
             get.1,
-            put.0 * 1e3,
-            put.1,
-            put.0 / get.0.max(1e-9)
+            vs_get(put),
+            vs_get(patch),
+            vs_get(apply),
         );
     }
+}
+
+/// Label-only PUTs of the object at `path`, each sent with the previous one's result.
+async fn label_puts(server: &Server, seconds: u64, c: &Client, path: &str) -> (f64, f64) {
+    let last = Arc::new(tokio::sync::Mutex::new(c.get(path).await.json()));
+    let (c, path) = (c.clone(), path.to_string());
+    cpu_per_op(server, seconds, move || {
+        let (c, path, last) = (c.clone(), path.clone(), last.clone());
+        async move {
+            let mut obj = last.lock().await;
+            obj["metadata"]["labels"] = json!({"n": next_label().to_string()});
+            let r = c.put(&path, &obj).await;
+            let ok = r.status == 200;
+            if ok {
+                *obj = r.json();
+            }
+            ok
+        }
+    })
+    .await
+}
+
+/// How a label-only patch is sent.
+#[derive(Clone, Copy)]
+enum LabelPatch<'a> {
+    /// A JSON merge patch.
+    Merge,
+    /// Server-side apply of the named stream, by a manager of its own that owns the label.
+    Apply(&'a str),
+}
+
+/// Label-only patches of the object at `path`: a small body, the whole object's work.
+async fn label_patches(
+    server: &Server,
+    seconds: u64,
+    c: &Client,
+    path: &str,
+    how: LabelPatch<'_>,
+) -> (f64, f64) {
+    let (content_type, url) = match how {
+        LabelPatch::Merge => ("application/merge-patch+json", path.to_string()),
+        LabelPatch::Apply(_) => (
+            "application/apply-patch+yaml",
+            format!("{path}?fieldManager=bench-apply&force=true"),
+        ),
+    };
+    let name = match how {
+        LabelPatch::Merge => None,
+        LabelPatch::Apply(name) => Some(name.to_string()),
+    };
+    let c = c.clone();
+    cpu_per_op(server, seconds, move || {
+        let (c, url, name) = (c.clone(), url.clone(), name.clone());
+        async move {
+            let labels = json!({"applied": next_label().to_string()});
+            let body = match name {
+                None => json!({"metadata": {"labels": labels}}),
+                Some(name) => json!({
+                    "apiVersion": "image.openshift.io/v1",
+                    "kind": "ImageStream",
+                    "metadata": {"name": name, "labels": labels},
+                }),
+            };
+            c.patch(&url, content_type, &body.to_string()).await.status == 200
+        }
+    })
+    .await
 }
 
 /// A label value that differs on every call, so each PUT changes the object.
@@ -464,7 +604,7 @@ where
 /// Watch fan-out: `watchers` watches of one namespace, and one stream in it patched 100 times,
 /// first back to back (the most the machine delivers: deliveries/s, and the latency of a
 /// saturated server), then at a fixed pace of 50 writes/s (the latency of a server with room).
-async fn fanout(server: &Server, watchers: usize, backend: &str) {
+async fn fanout(server: &Server, watchers: usize, backend: &str, summary: &mut Summary) {
     let setup = server.client();
     setup
         .post(&streams("fan"), &json!({"metadata": {"name": "hot"}}))
@@ -482,6 +622,23 @@ async fn fanout(server: &Server, watchers: usize, backend: &str) {
             Some(p) => format!("one write every {} ms", p.as_millis()),
         };
         println!("watch fan-out on {backend}, {watchers} watchers x 100 writes, {how}: {round}");
+        let (p50, p99) = (
+            percentile(&round.latency, 0.5),
+            percentile(&round.latency, 0.99),
+        );
+        summary.put(
+            &format!(
+                "watch, {watchers} watchers, {how}: p50 / p99 after the write's response (ms)"
+            ),
+            backend,
+            format!(
+                "{p50:.2} / {p99:.2} (server {:.2} us per delivery)",
+                round.server_cpu * 1e6 / round.delivered.max(1) as f64
+            ),
+        );
+        if pace.is_some() {
+            summary.record_watch_p99(backend, watchers, p99);
+        }
     }
 }
 
@@ -660,7 +817,7 @@ fn rss_kib(pid: u32) -> u64 {
 /// Fills etcd with `n` streams through one server, then starts a fresh server on the same etcd:
 /// its resident memory once its caches are loaded, minus that of an empty server, is what the
 /// cached streams cost (no request buffers or allocator churn in the figure).
-async fn memory(n: usize) {
+async fn memory(n: usize, summary: &mut Summary) {
     let etcd = tokio::task::spawn_blocking(EtcdProcess::start)
         .await
         .expect("etcd");
@@ -735,7 +892,11 @@ async fn memory(n: usize) {
     );
     drop(fresh);
     let watched = start("watched").await.expect("server for watches");
-    idle_watches(&watched.0).await;
+    let per_watch = idle_watches(&watched.0).await;
+    summary.note(format!(
+        "memory (server on etcd 3.4.23): {:.2} KB resident per cached stream of {one} bytes of JSON, {per_watch:.2} KB per idle watch; empty server {baseline} KiB",
+        per / 1000.0
+    ));
     drop(watched);
     drop(etcd);
 }
@@ -746,7 +907,7 @@ type EtcdStart = fn() -> EtcdProcess;
 /// What an idle watch costs the server: `WATCHES` watches of a quiet namespace over 8 HTTP/2
 /// connections on a server of its own, resident memory after minus before, per watch (the
 /// connections included).
-async fn idle_watches(server: &Server) {
+async fn idle_watches(server: &Server) -> f64 {
     const WATCHES: usize = 5000;
     let rv = server.client().get(&streams("idle")).await.json()["metadata"]["resourceVersion"]
         .as_str()
@@ -757,11 +918,12 @@ async fn idle_watches(server: &Server) {
     let watches = open_watches(server, WATCHES, "idle", &rv).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let watching = rss_kib(server.pid());
+    let per_watch = watching.saturating_sub(before) as f64 * 1024.0 / WATCHES as f64 / 1000.0;
     println!(
-        "memory: {} idle watches over 8 HTTP/2 connections: server {before} KiB before, {watching} KiB after; {:.2} KB resident per watch",
+        "memory: {} idle watches over 8 HTTP/2 connections: server {before} KiB before, {watching} KiB after; {per_watch:.2} KB resident per watch",
         watches.len(),
-        watching.saturating_sub(before) as f64 * 1024.0 / WATCHES as f64 / 1000.0
     );
+    per_watch
 }
 
 /// A server on an etcd of its own. Fields drop in order: the server stops before its etcd.
@@ -769,6 +931,17 @@ struct OnEtcd {
     server: Server,
     etcd: EtcdProcess,
     _dir: tempfile::TempDir,
+}
+
+impl OnEtcd {
+    /// This server as the summary's column `name`.
+    fn backend<'a>(&'a self, name: &'a str) -> Backend<'a> {
+        Backend {
+            name,
+            server: &self.server,
+            etcd: Some(&self.etcd),
+        }
+    }
 }
 
 /// A server on a fresh etcd of its own (`start` picks the etcd version).
@@ -822,39 +995,47 @@ async fn main() {
     })
     .await
     .expect("start server");
+    let mut summary = Summary::default();
+    let embedded = Backend {
+        name: "embedded",
+        server: &server.0,
+        etcd: None,
+    };
     if wants("reads") {
-        reads(&server.0, None, &args, "the embedded store").await;
-        let backends: [(&str, EtcdStart); 2] = [
+        reads(embedded, &args, "the embedded store", &mut summary).await;
+        let backends: [(&str, &str, EtcdStart); 2] = [
             (
+                "etcd 3.4.23",
                 "etcd 3.4.23: progress untrusted, consistent reads go to etcd",
                 EtcdProcess::start,
             ),
             (
+                "etcd 3.5",
                 "etcd 3.5: progress trusted, consistent reads from the cache",
                 EtcdProcess::start_v35,
             ),
         ];
-        for (label, start) in backends {
+        for (name, how, start) in backends {
             let on_etcd = etcd_server(start).await;
-            reads(&on_etcd.server, Some(&on_etcd.etcd), &args, label).await;
+            reads(on_etcd.backend(name), &args, how, &mut summary).await;
         }
     }
     if wants("creates") {
         println!("## creates ({} s each)", args.seconds);
-        creates(&server.0, "embedded", None, args.seconds).await;
+        creates(embedded, args.seconds, &mut summary).await;
         for (backend, start) in ETCD_VERSIONS {
             let etcd = etcd_server(start).await;
-            creates(&etcd.server, backend, Some(&etcd.etcd), args.seconds).await;
+            creates(etcd.backend(backend), args.seconds, &mut summary).await;
         }
     }
     if wants("updates") {
         println!("## conflicting updates ({} s)", args.seconds);
         updates(&server.0, args.seconds).await;
         println!("## updates of growing streams");
-        growing_updates(&server.0, "embedded").await;
+        growing_updates(&server.0, "embedded", &mut summary).await;
         for (backend, start) in ETCD_VERSIONS {
             let etcd = etcd_server(start).await;
-            growing_updates(&etcd.server, backend).await;
+            growing_updates(&etcd.server, backend, &mut summary).await;
         }
     }
     if wants("update-cost") {
@@ -863,18 +1044,17 @@ async fn main() {
     }
     if wants("fanout") {
         println!("## watch fan-out");
-        fanout(&server.0, args.watchers, "embedded").await;
-        let etcd = etcd_server(EtcdProcess::start).await;
-        fanout(&etcd.server, args.watchers, "etcd 3.4.23").await;
-        drop(etcd);
-        let etcd = etcd_server(EtcdProcess::start_v35).await;
-        fanout(&etcd.server, args.watchers, "etcd 3.5").await;
-        drop(etcd);
+        fanout(&server.0, args.watchers, "embedded", &mut summary).await;
+        for (backend, start) in ETCD_VERSIONS {
+            let etcd = etcd_server(start).await;
+            fanout(&etcd.server, args.watchers, backend, &mut summary).await;
+        }
     }
     if wants("memory") {
         // On etcd, so that the server's resident memory is the cache and not the embedded
         // store's page cache.
         println!("## memory (etcd backend: the server holds only the watch cache)");
-        memory(args.memory_streams).await;
+        memory(args.memory_streams, &mut summary).await;
     }
+    summary.print();
 }
