@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::limits::{MAX_FIELD_PATH_BYTES, MAX_REPORTED_FIELDS};
 use crate::managed::{self, FieldTree, Lookups};
-use crate::registry::{now, Registry, UpdateStrategy, WriteContext};
+use crate::registry::{now, Registry, UpdateStrategy, WriteContext, Written};
 use crate::resource::Request;
 use crate::strategy::{ApiObject, Strategy};
 
@@ -483,31 +483,31 @@ fn parse_group_version(api_version: &str) -> Option<(&str, &str)> {
 
 /// Server-side apply of `req`'s body to object `name`: creates it when it is missing (not on
 /// `/status`), else merges it into the live object through the update loop. Returns the HTTP
-/// code (201 or 200) and the served object.
+/// code (201 or 200) and the written object.
 pub(crate) async fn apply<S: Strategy>(
     registry: &Registry<S>,
     req: &Request,
     opts: &WriteOptions,
     name: &str,
     strategy: UpdateStrategy,
-) -> Result<(u16, S::Object), ApiError> {
+) -> Result<(u16, Written<S::Object>), ApiError> {
     let manager = required_field_manager(opts)?;
     let info = registry.info().clone();
     let applied = applied_configuration(&req.body, &info)?;
     let gv = info.group_version();
     let ctx = WriteContext::new(req, opts).applied();
-    let existing = registry.get_current(req.namespace.as_deref(), name).await?;
+    let exists = registry.exists(req.namespace.as_deref(), name).await?;
     let who = Applier::new(&manager, &gv, registry.strategy().list_merge_keys());
-    if existing.is_none() && strategy == UpdateStrategy::Main {
+    if !exists && strategy == UpdateStrategy::Main {
         let obj = applied_new_object(registry, req, opts, name, &applied, &who)?;
-        return Ok((201, registry.create(&ctx, obj).await?));
+        return Ok((201, registry.create_written(&ctx, obj).await?));
     }
     let who = Applier {
         force: opts.force.unwrap_or(false),
         ..who.on((strategy == UpdateStrategy::Status).then_some("status"))
     };
     let updated = registry
-        .update(&ctx, name, strategy, |old| {
+        .update_written(&ctx, name, strategy, |old| {
             let live = serde_json::to_value(old).map_err(|e| ApiError::Internal(e.to_string()))?;
             let out = apply_to(&live, &applied, &who).map_err(|c| conflict_error(&c))?;
             crate::limits::check_patched_size(&out)?;

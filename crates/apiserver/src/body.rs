@@ -127,13 +127,8 @@ impl<'a> Patch<'a> {
             PatchType::Apply => doc = self.applied_as_sole_owner(doc)?,
         }
         decode::check_type_meta(&doc, self.info)?;
-        decode::typed(
-            doc.clone(),
-            self.info,
-            self.opts.field_validation,
-            self.warnings,
-        )
-        .map_err(|e| patched_invalid(self.info, name, &doc, e))
+        decode::typed_borrowed(&doc, self.info, self.opts.field_validation, self.warnings)
+            .map_err(|e| patched_invalid(self.info, name, &doc, e))
     }
 
     fn applied_as_sole_owner(&self, mut live: Value) -> Result<Value, ApiError> {

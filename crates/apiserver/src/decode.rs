@@ -347,8 +347,33 @@ pub fn typed_checked<T: DeserializeOwned>(
     validation: FieldValidation,
     warnings: &Warnings,
 ) -> Result<T, DecodeError> {
+    typed_from(value, duplicates, info, validation, warnings)
+}
+
+/// [`typed`] from a value the caller keeps (a patched document, quoted when it does not
+/// decode). Cheaper than decoding a clone: only the strings are copied.
+pub fn typed_borrowed<T: DeserializeOwned>(
+    value: &Value,
+    info: &ResourceInfo,
+    validation: FieldValidation,
+    warnings: &Warnings,
+) -> Result<T, DecodeError> {
+    typed_from(value, &[], info, validation, warnings)
+}
+
+fn typed_from<'de, D, T>(
+    de: D,
+    duplicates: &[String],
+    info: &ResourceInfo,
+    validation: FieldValidation,
+    warnings: &Warnings,
+) -> Result<T, DecodeError>
+where
+    D: serde::Deserializer<'de, Error = serde_json::Error>,
+    T: DeserializeOwned,
+{
     let mut unknown = FieldReports::default();
-    let obj: T = serde_ignored::deserialize(value, |path| {
+    let obj: T = serde_ignored::deserialize(de, |path| {
         unknown.record(|| field_path(&path));
     })
     .map_err(|e| DecodeError::Malformed(cannot_handle(info, e)))?;

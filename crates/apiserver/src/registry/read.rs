@@ -119,6 +119,11 @@ impl<S: Strategy> Registry<S> {
         Ok(Some((self.decode_stored(&kv)?, kv.mod_revision)))
     }
 
+    /// Whether the store holds the object (read as `get_current` reads, without decoding it).
+    pub async fn exists(&self, namespace: Option<&str>, name: &str) -> Result<bool, ApiError> {
+        Ok(self.read_stored(namespace, name).await?.is_some())
+    }
+
     /// What the store holds for the object, undecoded.
     pub(super) async fn read_stored(
         &self,

@@ -171,7 +171,7 @@ impl<S: Strategy> Registry<S> {
         let mut attempt = 1;
         loop {
             match crate::apply::apply(self, req, opts, name, strategy).await {
-                Ok((code, obj)) => return object_reply(code, &obj),
+                Ok((code, written)) => return self.written_reply(code, written),
                 Err(e) if attempt < APPLY_ATTEMPTS && lost_existence_race(&e, strategy) => {
                     attempt += 1;
                 }
