@@ -417,12 +417,9 @@ pub fn apply_to(live: &Value, applied: &Value, who: &Applier) -> Result<Value, C
         o.remove("kind");
     }
     merge_applied(&mut out, &applied_body, Some(""), who.keys);
-    let changed = managed::changed_fields(
-        &FieldTree::of_object(live, who.keys, ignored),
-        &FieldTree::of_object(&out, who.keys, ignored),
-        live,
-        &out,
-    );
+    // One walk of both that passes over what the apply left alone, instead of the two whole
+    // field sets it equals (`field_changes_agree_with_whole_field_sets`).
+    let changed = managed::FieldChanges::between(live, &out, who.keys, ignored).changed;
     let mut entries = owners.remaining(&applied_set, &changed, &taken);
     if !applied_set.is_empty() {
         entries.push(apply_entry(who, &applied_set));
