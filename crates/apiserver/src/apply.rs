@@ -300,18 +300,18 @@ impl<'a> Applier<'a> {
 }
 
 /// The live object's managedFields split into this applier's previous apply and everybody
-/// else's entries, each with its field set.
-struct Owners {
+/// else's entries (borrowed from the live object), each with its field set.
+struct Owners<'a> {
     previous: FieldTree,
-    others: Vec<(Value, FieldTree)>,
+    others: Vec<(&'a Value, FieldTree)>,
 }
 
-impl Owners {
-    fn of(live: &Value, who: &Applier) -> Self {
+impl<'a> Owners<'a> {
+    fn of(live: &'a Value, who: &Applier) -> Self {
         let entries = live
             .pointer("/metadata/managedFields")
             .and_then(Value::as_array)
-            .cloned()
+            .map(Vec::as_slice)
             .unwrap_or_default();
         let mut owners = Owners {
             previous: FieldTree::default(),
@@ -322,7 +322,7 @@ impl Owners {
                 .get("fieldsV1")
                 .map(FieldTree::from_fields_v1)
                 .unwrap_or_default();
-            if entry_is(&e, who.manager, "Apply", who.subresource) {
+            if entry_is(e, who.manager, "Apply", who.subresource) {
                 owners.previous = set;
             } else {
                 owners.others.push((e, set));
@@ -362,15 +362,19 @@ impl Owners {
     /// Removes what this manager applied before and applies no more, unless someone else
     /// owns it.
     fn drop_unapplied(&self, out: &mut Value, applied_set: &FieldTree) {
+        let unapplied = self
+            .previous
+            .select([applied_set], |[in_applied]| !in_applied);
+        // The usual apply repeats the last one: then nothing is dropped, and the others' sets
+        // (as large as the object) need not be gathered.
+        if unapplied.is_empty() {
+            return;
+        }
         let mut owned_by_others = FieldTree::default();
         for (_, set) in &self.others {
             owned_by_others.absorb(set.clone());
         }
-        let dropped = self
-            .previous
-            .select([applied_set, &owned_by_others], |[in_applied, in_others]| {
-                !in_applied && !in_others
-            });
+        let dropped = unapplied.select([&owned_by_others], |[in_others]| !in_others);
         managed::remove_fields(out, &dropped);
     }
 
@@ -382,22 +386,45 @@ impl Owners {
         changed: &FieldTree,
         taken: &FieldTree,
     ) -> Vec<Value> {
+        // What an entry loses: fields the apply set to a new value, and fields it took.
+        let contested = applied_set.select([changed], |[in_changed]| in_changed);
         let mut entries = Vec::new();
-        for (mut e, set) in self.others {
-            let kept = set.select(
-                [applied_set, changed, taken],
-                |[in_applied, in_changed, in_taken]| (!in_applied || !in_changed) && !in_taken,
-            );
+        for (e, set) in self.others {
+            let loses = set.shares_any(&contested) || set.shares_any(taken);
+            let kept = if loses {
+                set.select([&contested, taken], |[in_contested, in_taken]| {
+                    !in_contested && !in_taken
+                })
+            } else {
+                set
+            };
             if kept.is_empty() {
                 continue;
             }
-            if let Some(o) = e.as_object_mut() {
-                o.insert("fieldsV1".into(), kept.to_fields_v1());
-            }
-            entries.push(e);
+            entries.push(with_fields_v1(e, kept.to_fields_v1()));
         }
         entries
     }
+}
+
+/// A copy of the managedFields entry `e` with `fields` for its fieldsV1 (in its place), without
+/// copying the old fieldsV1 first.
+fn with_fields_v1(e: &Value, fields: Value) -> Value {
+    let Some(o) = e.as_object() else {
+        return e.clone();
+    };
+    let mut fields = Some(fields);
+    let mut out: Map<String, Value> = o
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "fieldsV1" => (k.clone(), fields.take().unwrap_or_default()),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    if let Some(fields) = fields {
+        out.insert("fieldsV1".into(), fields);
+    }
+    Value::Object(out)
 }
 
 /// Applies `applied` to `live` for `who`; returns the new object JSON or the conflicts.

@@ -189,6 +189,17 @@ impl FieldTree {
         out
     }
 
+    /// Whether some path is in both sets. Walks `other` (the small one, where it matters) and
+    /// looks each of its elements up here.
+    pub fn shares_any(&self, other: &FieldTree) -> bool {
+        (self.member && other.member)
+            || other.children.iter().any(|(element, theirs)| {
+                self.children
+                    .get(element)
+                    .is_some_and(|mine| mine.shares_any(theirs))
+            })
+    }
+
     /// The paths this set shares with `other` that `keep` accepts. `keep` sees each shared
     /// path in order, with the values at it in `x` and `y`.
     pub fn shared_where<'v>(
@@ -1782,5 +1793,18 @@ mod tests {
         assert_eq!(both.len(), 4);
         assert!(both.contains(&path(&["f:w"])) && both.contains(&path(&["f:x"])));
         assert!(!both.contains(&path(&["f:x", "f:q"])));
+        // Sharing a path means sharing a member, not just a way through.
+        assert!(a.shares_any(&set(&[&["f:x"]])));
+        assert!(a.shares_any(&both));
+        assert!(!a.shares_any(&set(&[&["f:w"]])));
+        assert!(!set(&[&["f:x", "f:y"]]).shares_any(&set(&[&["f:x"]])));
+        assert!(!set(&[&["f:x"]]).shares_any(&set(&[&["f:x", "f:q"]])));
+        assert!(!a.shares_any(&FieldTree::default()));
+        for other in [set(&[&["f:z"]]), set(&[&["f:w"]]), set(&[&["f:x", "f:y"]])] {
+            assert_eq!(
+                a.shares_any(&other),
+                !a.select([&other], |[in_other]| in_other).is_empty()
+            );
+        }
     }
 }

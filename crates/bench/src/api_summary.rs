@@ -60,6 +60,13 @@ fn column(backend: &str) -> Option<usize> {
     BACKENDS.iter().position(|b| *b == backend)
 }
 
+/// Puts `value` in `backend`'s place of a per-backend figure (an unknown backend has none).
+fn set<T>(figures: &mut [Option<T>; 3], backend: &str, value: T) {
+    if let Some(col) = column(backend) {
+        figures[col] = Some(value);
+    }
+}
+
 impl Summary {
     /// Puts `cell` in the row `label` (made on first use, in order) under `backend`.
     pub fn put(&mut self, label: &str, backend: &str, cell: String) {
@@ -86,29 +93,21 @@ impl Summary {
 
     /// GETs of one stream per second, for the etcd-against-embedded target.
     pub fn record_gets(&mut self, backend: &str, rate: f64) {
-        if let Some(col) = column(backend) {
-            self.gets[col] = Some(rate);
-        }
+        set(&mut self.gets, backend, rate);
     }
 
     /// Creates per second at 64 clients, API and raw etcd Txns of the same run.
     pub fn record_creates_64(&mut self, backend: &str, api: f64, raw: f64) {
-        if let Some(col) = column(backend) {
-            self.creates_64[col] = Some((api, raw));
-        }
+        set(&mut self.creates_64, backend, (api, raw));
     }
 
     pub fn record_updates_per_cpu(&mut self, backend: &str, per_cpu_second: f64) {
-        if let Some(col) = column(backend) {
-            self.updates_per_cpu[col] = Some(per_cpu_second);
-        }
+        set(&mut self.updates_per_cpu, backend, per_cpu_second);
     }
 
     /// The p99 latency of watch events at `watchers` watchers and a pace with room to spare.
     pub fn record_watch_p99(&mut self, backend: &str, watchers: usize, p99_ms: f64) {
-        if let Some(col) = column(backend) {
-            self.watch_p99_paced[col] = Some((watchers, p99_ms));
-        }
+        set(&mut self.watch_p99_paced, backend, (watchers, p99_ms));
     }
 
     /// The table, then each target of the issue with this run's figures.
@@ -138,33 +137,23 @@ impl Summary {
     fn targets(&self) -> Vec<String> {
         let mut lines = Vec::new();
         if let Some(embedded) = self.gets[0] {
-            let ratios: Vec<String> = (1..3)
-                .filter_map(|i| {
-                    let etcd = self.gets[i]?;
-                    Some(format!("{} {:.2}x", BACKENDS[i], embedded / etcd.max(1e-9)))
-                })
-                .collect();
             lines.push(target_line(
                 "embedded GETs per second / etcd GETs per second (target: at most 1.5x)",
-                &ratios,
+                &per_backend(1..3, |i| {
+                    Some(format!("{:.2}x", embedded / self.gets[i]?.max(1e-9)))
+                }),
             ));
         }
-        let creates: Vec<String> = (1..3)
-            .filter_map(|i| {
-                let (api, raw) = self.creates_64[i]?;
-                Some(format!(
-                    "{} {:.0}%",
-                    BACKENDS[i],
-                    100.0 * api / raw.max(1e-9)
-                ))
-            })
-            .collect();
         lines.push(target_line(
             "creates at 64 clients on etcd / raw etcd Txns (target: at least 50%)",
-            &creates,
+            &per_backend(1..3, |i| {
+                let (api, raw) = self.creates_64[i]?;
+                Some(format!("{:.0}%", 100.0 * api / raw.max(1e-9)))
+            }),
         ));
-        let updates: Vec<String> = (0..3)
-            .filter_map(|i| {
+        lines.push(target_line(
+            "successful updates of growing streams per server CPU second (target: 5x the issue's)",
+            &per_backend(0..3, |i| {
                 let per_cpu = self.updates_per_cpu[i]?;
                 let issue = if i == 0 {
                     ISSUE_UPDATES_PER_CPU_EMBEDDED
@@ -172,33 +161,33 @@ impl Summary {
                     ISSUE_UPDATES_PER_CPU_ETCD
                 };
                 Some(format!(
-                    "{} {:.0} = {:.1}x the issue's {issue}",
-                    BACKENDS[i],
-                    per_cpu,
+                    "{per_cpu:.0} = {:.1}x the issue's {issue}",
                     per_cpu / issue
                 ))
-            })
-            .collect();
-        lines.push(target_line(
-            "successful updates of growing streams per server CPU second (target: 5x the issue's)",
-            &updates,
+            }),
         ));
-        let watch: Vec<String> = (0..3)
-            .filter_map(|i| {
-                let (watchers, p99) = self.watch_p99_paced[i]?;
-                Some(format!(
-                    "{} {p99:.2} ms at {} watchers",
-                    BACKENDS[i],
-                    thousands(watchers as f64)
-                ))
-            })
-            .collect();
         lines.push(target_line(
             "watch p99 after the write's response at 50 writes/s (target: at most 10 ms at 1,000 watchers)",
-            &watch,
+            &per_backend(0..3, |i| {
+                let (watchers, p99) = self.watch_p99_paced[i]?;
+                Some(format!(
+                    "{p99:.2} ms at {} watchers",
+                    thousands(watchers as f64)
+                ))
+            }),
         ));
         lines
     }
+}
+
+/// "backend figure" for each backend of `columns` that has a figure.
+fn per_backend(
+    columns: std::ops::Range<usize>,
+    figure: impl Fn(usize) -> Option<String>,
+) -> Vec<String> {
+    columns
+        .filter_map(|i| Some(format!("{} {}", BACKENDS[i], figure(i)?)))
+        .collect()
 }
 
 fn target_line(what: &str, figures: &[String]) -> String {
