@@ -19,12 +19,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod api_summary;
+mod etcd_requests;
 
 use api_summary::{clients as clients_label, rate_cell, thousands, Summary};
 use bench::{load, percentile, Load};
 use blackbox::api::{stream, streams, Client, Watch};
 use blackbox::{EtcdProcess, Server};
 use clap::Parser;
+use etcd_requests::EtcdRequests;
 use serde_json::{json, Value};
 
 #[derive(Parser, Debug)]
@@ -130,11 +132,13 @@ struct Backend<'a> {
     etcd: Option<&'a EtcdProcess>,
 }
 
-/// A load, with the CPU it took the server, and its etcd when it has one.
+/// A load, with the CPU it took the server, and its etcd when it has one, and the requests
+/// etcd answered meanwhile.
 struct Measured {
     load: Load,
     server_cpu: f64,
     etcd_cpu: Option<f64>,
+    etcd_requests: Option<EtcdRequests>,
 }
 
 impl Measured {
@@ -151,10 +155,13 @@ impl Measured {
     }
 
     fn line(&self, label: &str) -> String {
-        let etcd = self
+        let mut etcd = self
             .etcd_ms()
             .map(|ms| format!("   etcd CPU {ms:.3} ms/req"))
             .unwrap_or_default();
+        if let Some(requests) = self.etcd_requests {
+            etcd = format!("{etcd}   {}", requests.per_op(self.successes()));
+        }
         format!(
             "{}   server CPU {:.3} ms/req{etcd}",
             self.load.line(label),
@@ -170,35 +177,45 @@ impl Measured {
 
 /// The processes whose CPU a measurement reads: the server, and its etcd when it has one.
 #[derive(Clone, Copy)]
-struct Processes {
+struct Processes<'a> {
     server: u32,
-    etcd: Option<u32>,
+    etcd: Option<&'a EtcdProcess>,
 }
 
-impl Processes {
-    fn of(server: &Server, etcd: Option<&EtcdProcess>) -> Self {
+impl<'a> Processes<'a> {
+    fn of(server: &Server, etcd: Option<&'a EtcdProcess>) -> Self {
         Processes {
             server: server.pid(),
-            etcd: etcd.map(EtcdProcess::pid),
+            etcd,
         }
     }
 
     fn cpu_seconds(&self) -> (f64, Option<f64>) {
         (
             blackbox::process_cpu_seconds(self.server),
-            self.etcd.map(blackbox::process_cpu_seconds),
+            self.etcd.map(|e| blackbox::process_cpu_seconds(e.pid())),
         )
     }
 
-    /// Runs `work`, and returns its load with the CPU each process spent meanwhile.
+    async fn etcd_requests(&self) -> Option<EtcdRequests> {
+        EtcdRequests::read(&self.etcd?.endpoint).await
+    }
+
+    /// Runs `work`, and returns its load with the CPU each process spent meanwhile and the
+    /// requests etcd answered.
     async fn measure(&self, work: impl std::future::Future<Output = Load>) -> Measured {
+        let requests_before = self.etcd_requests().await;
         let (server_before, etcd_before) = self.cpu_seconds();
         let load = work.await;
         let (server_after, etcd_after) = self.cpu_seconds();
+        let requests_after = self.etcd_requests().await;
         Measured {
             load,
             server_cpu: server_after - server_before,
             etcd_cpu: etcd_after.zip(etcd_before).map(|(a, b)| a - b),
+            etcd_requests: requests_after
+                .zip(requests_before)
+                .map(|(after, before)| after.since(before)),
         }
     }
 }
@@ -228,7 +245,7 @@ async fn push_target_image(setup: &Client) {
 
 /// GETs of `path` from every client; a 200 is a success.
 async fn load_gets(
-    processes: Processes,
+    processes: Processes<'_>,
     cs: &Arc<Vec<Client>>,
     args: &Args,
     path: &str,
@@ -375,7 +392,8 @@ async fn updates(server: &Server, seconds: u64) {
 /// Streams grown by read-modify-write, as users grow release streams: 16 clients append one
 /// spec tag per update to 20 streams until each holds `GROWN_TAGS` tags (conflicting appends
 /// re-read and retry). Successful updates/s, conflicts, and server CPU per successful update.
-async fn growing_updates(server: &Server, backend: &str, summary: &mut Summary) {
+async fn growing_updates(on: Backend<'_>, summary: &mut Summary) {
+    let (server, backend) = (on.server, on.name);
     const STREAMS: usize = 20;
     const GROWN_TAGS: usize = 100;
     let setup = server.client();
@@ -391,6 +409,8 @@ async fn growing_updates(server: &Server, backend: &str, summary: &mut Summary) 
     let done = Arc::new(AtomicU64::new(0));
     let conflicts = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let processes = Processes::of(server, on.etcd);
+    let requests_before = processes.etcd_requests().await;
     let cpu_before = blackbox::process_cpu_seconds(server.pid());
     let start = Instant::now();
     let tasks: Vec<_> = clients_for(server, 16)
@@ -419,8 +439,15 @@ async fn growing_updates(server: &Server, backend: &str, summary: &mut Summary) 
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = blackbox::process_cpu_seconds(server.pid()) - cpu_before;
     let ok = done.load(Ordering::Relaxed).max(1) as f64;
+    let requests = match (processes.etcd_requests().await, requests_before) {
+        (Some(after), Some(before)) => format!(
+            "; per successful update (and its share of conflicts) {}",
+            after.since(before).per_op(ok)
+        ),
+        _ => String::new(),
+    };
     println!(
-        "{backend}: {STREAMS} streams grown to {GROWN_TAGS} tags by 16 clients: {:.0} successful updates/s, {} conflicts retried, {} errors; server CPU {:.2} ms per successful update = {:.1} successful updates per CPU second",
+        "{backend}: {STREAMS} streams grown to {GROWN_TAGS} tags by 16 clients: {:.0} successful updates/s, {} conflicts retried, {} errors; server CPU {:.2} ms per successful update = {:.1} successful updates per CPU second{requests}",
         ok / elapsed,
         conflicts.load(Ordering::Relaxed),
         errors.load(Ordering::Relaxed),
@@ -979,6 +1006,8 @@ const ETCD_VERSIONS: [(&str, EtcdStart); 2] = [
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    // The plain-HTTP client that reads etcd's metrics still wants a TLS provider chosen.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let wants = |s: &str| args.only.iter().any(|o| o == s);
     println!("# image-apiserver API benchmark (release build, this machine; client and server share its cores)");
     let server = tokio::task::spawn_blocking(|| {
@@ -1032,10 +1061,10 @@ async fn main() {
         println!("## conflicting updates ({} s)", args.seconds);
         updates(&server.0, args.seconds).await;
         println!("## updates of growing streams");
-        growing_updates(&server.0, "embedded", &mut summary).await;
+        growing_updates(embedded, &mut summary).await;
         for (backend, start) in ETCD_VERSIONS {
             let etcd = etcd_server(start).await;
-            growing_updates(&etcd.server, backend, &mut summary).await;
+            growing_updates(etcd.backend(backend), &mut summary).await;
         }
     }
     if wants("update-cost") {
