@@ -5,9 +5,15 @@
 //! answered, gathering every reader that arrives meanwhile. An idle store is asked at once (one
 //! round trip per read); a busy one is asked about once per round trip however many readers
 //! there are (kube-apiserver sends one request per read). On etcd every fetch is a
-//! linearizable read through raft, about 0.3 ms of etcd's CPU, which on a small machine is CPU
-//! the readers need. Stores that answer from memory are asked directly
-//! ([`crate::Store::local_revision`]).
+//! linearizable read through raft, about 0.5 ms of etcd 3.5's CPU when they come one at a
+//! time, which on a small machine is CPU the readers need. Stores that answer from memory are
+//! asked directly ([`crate::Store::local_revision`]).
+//!
+//! Measured (`hack/bench api`, 16 readers, etcd 3.5 on the same 2 cores): about 6 readers
+//! share each fetch (0.16 etcd Range per GET). Spacing fetches at least 1 ms apart to gather
+//! more readers cut fetches by a third but not the CPU per read, and closed-loop throughput
+//! stayed the same: the readers waited longer instead. Yielding to the scheduler before each
+//! fetch did worse.
 
 use std::sync::Arc;
 use std::sync::Mutex;
