@@ -93,15 +93,16 @@ pub fn validate_stream_spec_and_status(stream: &ImageStream) -> Vec<FieldError> 
     }
     let tags_path = FieldPath::new("spec").child("tags");
     for tag in &stream.spec.tags {
-        let path = tags_path.key(&tag.name);
+        // Paths are formatted only for errors: a stream has hundreds of valid tags.
+        let path = || tags_path.key(&tag.name);
         if !is_valid_tag_name(&tag.name) {
             errs.push(FieldError::invalid(
-                &path.child("name"),
+                &path().child("name"),
                 tag.name.as_str(),
                 "a tag name must be 1 to 128 letters, digits, '_', '.' or '-', and must not start with '.' or '-'",
             ));
         }
-        errs.extend(validate_tag_reference(tag, &path));
+        errs.extend(tag_reference_errors(tag, &path));
     }
     errs.extend(validate_status_tags(stream));
     errs
@@ -109,19 +110,24 @@ pub fn validate_stream_spec_and_status(stream: &ImageStream) -> Vec<FieldError> 
 
 /// `ValidateImageStreamTagReference` (spec §5.2).
 pub fn validate_tag_reference(tag: &TagReference, path: &FieldPath) -> Vec<FieldError> {
+    tag_reference_errors(tag, &|| path.clone())
+}
+
+/// [`validate_tag_reference`] with the tag's path made only when there is an error to report.
+fn tag_reference_errors(tag: &TagReference, path: &dyn Fn() -> FieldPath) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if let Some(from) = &tag.from {
-        let from_path = path.child("from");
+        let from_path = || path().child("from");
         let name = from.name.as_deref().unwrap_or("");
         if name.is_empty() {
-            errs.push(FieldError::required(&from_path.child("name"), ""));
+            errs.push(FieldError::required(&from_path().child("name"), ""));
         }
         match from.kind.as_deref().unwrap_or("") {
             "DockerImage" => {
                 if !name.is_empty() {
                     if let Err(e) = DockerImageReference::parse(name) {
                         errs.push(FieldError::invalid(
-                            &from_path.child("name"),
+                            &from_path().child("name"),
                             name,
                             e.to_string(),
                         ));
@@ -131,14 +137,14 @@ pub fn validate_tag_reference(tag: &TagReference, path: &FieldPath) -> Vec<Field
             "ImageStreamTag" | "ImageStreamImage" => {
                 if tag.import_policy.scheduled {
                     errs.push(FieldError::invalid(
-                        &path.child("importPolicy").child("scheduled"),
+                        &path().child("importPolicy").child("scheduled"),
                         true,
                         "only tags pointing to Docker repositories may be scheduled for background import",
                     ));
                 }
             }
             _ => errs.push(FieldError::required(
-                &from_path.child("kind"),
+                &from_path().child("kind"),
                 "valid values are 'DockerImage', 'ImageStreamImage', 'ImageStreamTag'",
             )),
         }
@@ -146,15 +152,15 @@ pub fn validate_tag_reference(tag: &TagReference, path: &FieldPath) -> Vec<Field
     let policy = tag.reference_policy.type_.as_str();
     if policy != REFERENCE_POLICY_SOURCE && policy != REFERENCE_POLICY_LOCAL {
         errs.push(FieldError::invalid(
-            &path.child("referencePolicy").child("type"),
+            &path().child("referencePolicy").child("type"),
             policy,
             "valid values are \"Source\", \"Local\"",
         ));
     }
-    errs.extend(validate_import_mode(
-        &tag.import_policy.import_mode,
-        &path.child("importPolicy"),
-    ));
+    let mode = &tag.import_policy.import_mode;
+    if !is_valid_import_mode(mode) {
+        errs.extend(validate_import_mode(mode, &path().child("importPolicy")));
+    }
     errs
 }
 
@@ -163,12 +169,12 @@ fn validate_status_tags(stream: &ImageStream) -> Vec<FieldError> {
     let status_path = FieldPath::new("status").child("tags");
     for list in &stream.status.tags {
         for (i, item) in list.items.iter().flatten().enumerate() {
-            let path = status_path
-                .key(&list.tag)
-                .child("items")
-                .index(i)
-                .child("dockerImageReference");
             if let Err(e) = DockerImageReference::parse(&item.docker_image_reference) {
+                let path = status_path
+                    .key(&list.tag)
+                    .child("items")
+                    .index(i)
+                    .child("dockerImageReference");
                 errs.push(FieldError::invalid(
                     &path,
                     item.docker_image_reference.as_str(),
@@ -495,8 +501,12 @@ fn validate_repository_import(
     errs
 }
 
+fn is_valid_import_mode(mode: &str) -> bool {
+    mode.is_empty() || mode == IMPORT_MODE_LEGACY || mode == IMPORT_MODE_PRESERVE_ORIGINAL
+}
+
 fn validate_import_mode(mode: &str, path: &FieldPath) -> Vec<FieldError> {
-    if mode.is_empty() || mode == IMPORT_MODE_LEGACY || mode == IMPORT_MODE_PRESERVE_ORIGINAL {
+    if is_valid_import_mode(mode) {
         return Vec::new();
     }
     vec![FieldError::invalid(

@@ -103,21 +103,28 @@ impl ImageStreamStrategy {
         let mut errs = Vec::new();
         let namespace = stream.metadata.namespace.clone().unwrap_or_default();
         let name = stream.metadata.name.clone().unwrap_or_default();
-        let tags: Vec<TagReference> = stream.spec.tags.clone();
         let old_tags = old.map(spec_tags_by_name).unwrap_or_default();
+        // Only new and changed tags are copied out of the stream (resolving one writes its
+        // events into the stream): in a large stream most tags are neither.
+        let tags: Vec<TagReference> = stream
+            .spec
+            .tags
+            .iter()
+            .filter(|tag| tag.from.is_some())
+            .filter(|tag| {
+                // A tag whose generation moved (set to 0 by the client, then to the new stream
+                // generation) is re-resolved too (spec §6.3).
+                !old_tags.get(tag.name.as_str()).is_some_and(|o| {
+                    !tag_ref_changed(o, tag, &namespace) && o.generation == tag.generation
+                })
+            })
+            .cloned()
+            .collect();
         let mut changed_tags = Vec::new();
         for tag in tags {
             let Some(from) = tag.from.clone() else {
                 continue;
             };
-            let old_tag = old_tags.get(tag.name.as_str()).copied();
-            // A tag whose generation moved (set to 0 by the client, then to the new stream
-            // generation) is re-resolved too (spec §6.3).
-            if old_tag.is_some_and(|o| {
-                !tag_ref_changed(o, &tag, &namespace) && o.generation == tag.generation
-            }) {
-                continue;
-            }
             let path = FieldPath::new("spec")
                 .child("tags")
                 .key(&tag.name)
