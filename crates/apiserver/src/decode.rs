@@ -607,16 +607,22 @@ impl<'de> serde::Deserialize<'de> for KeyHash {
     }
 }
 
-/// The key hashes of one object seen so far: a short list, then a set once the object is
-/// large.
+/// The key hashes of one object seen so far: a few kept inline (most objects are small, and
+/// a body has thousands of them), then a set once the object is large.
 enum SeenHashes {
-    Few(Vec<u64>),
+    Few {
+        hashes: [u64; SeenHashes::FEW],
+        len: usize,
+    },
     Many(HashSet<u64>),
 }
 
 impl Default for SeenHashes {
     fn default() -> Self {
-        SeenHashes::Few(Vec::new())
+        SeenHashes::Few {
+            hashes: [0; Self::FEW],
+            len: 0,
+        }
     }
 }
 
@@ -626,13 +632,16 @@ impl SeenHashes {
     /// Adds `hash`; false when it was there already.
     fn insert(&mut self, hash: u64) -> bool {
         match self {
-            SeenHashes::Few(hashes) if hashes.contains(&hash) => false,
-            SeenHashes::Few(hashes) if hashes.len() < Self::FEW => {
-                hashes.push(hash);
-                true
-            }
-            SeenHashes::Few(hashes) => {
-                let mut set: HashSet<u64> = hashes.drain(..).collect();
+            SeenHashes::Few { hashes, len } => {
+                if hashes[..*len].contains(&hash) {
+                    return false;
+                }
+                if *len < Self::FEW {
+                    hashes[*len] = hash;
+                    *len += 1;
+                    return true;
+                }
+                let mut set: HashSet<u64> = hashes.iter().copied().collect();
                 set.insert(hash);
                 *self = SeenHashes::Many(set);
                 true
@@ -883,6 +892,46 @@ mod tests {
         assert_eq!(err.to_string(), "Thing in version \"v1\" cannot be handled as a Thing: strict decoding error: unknown field \"spec.foo\", unknown field \"spec.tags[0].bar\", unknown field \"x\"");
         let _: Thing = typed(v, &info(), FieldValidation::Ignore, &w).expect("ignore");
         assert!(w.take().is_empty());
+    }
+
+    /// An object of `n` distinct keys, `repeat` of them given again at the end.
+    fn object_with_keys(n: usize, repeat: &[usize]) -> String {
+        let keys = (0..n).chain(repeat.iter().copied());
+        let fields: Vec<String> = keys.map(|k| format!("\"k{k}\":{{}}")).collect();
+        format!("{{{}}}", fields.join(","))
+    }
+
+    #[test]
+    fn glance_declines_repeated_keys_in_small_and_large_objects_at_any_depth() {
+        for n in [1, 2, 15, 16, 17, 40] {
+            let distinct = object_with_keys(n, &[]);
+            assert!(
+                Glance::of(distinct.as_bytes()).is_some(),
+                "{n} distinct keys"
+            );
+            let nested = format!(r#"{{"a":[{distinct}],"b":{distinct}}}"#);
+            assert!(Glance::of(nested.as_bytes()).is_some(), "{n} nested");
+            // The first key and the last one again: seen inline, or after the set took over.
+            for repeat in [0, n - 1] {
+                let repeated = object_with_keys(n, &[repeat]);
+                assert!(
+                    Glance::of(repeated.as_bytes()).is_none(),
+                    "{n} keys, k{repeat} twice"
+                );
+                let nested = format!(r#"{{"a":{{"b":[{repeated}]}}}}"#);
+                assert!(Glance::of(nested.as_bytes()).is_none(), "{n} nested");
+            }
+        }
+    }
+
+    #[test]
+    fn glance_keeps_the_top_level_type_strings_only() {
+        let body = br#"{"kind":"ImageStream","spec":{"kind":"Other","apiVersion":"x/v9"},"apiVersion":"image.openshift.io/v1"}"#;
+        let glance = Glance::of(body).expect("distinct keys");
+        assert_eq!(glance.kind.as_deref(), Some("ImageStream"));
+        assert_eq!(glance.api_version.as_deref(), Some("image.openshift.io/v1"));
+        assert!(Glance::of(b"[1,2]").is_none(), "not an object");
+        assert!(Glance::of(b"{} {}").is_none(), "trailing text");
     }
 
     #[test]
