@@ -157,10 +157,9 @@ fn tag_reference_errors(tag: &TagReference, path: &dyn Fn() -> FieldPath) -> Vec
             "valid values are \"Source\", \"Local\"",
         ));
     }
-    let mode = &tag.import_policy.import_mode;
-    if !is_valid_import_mode(mode) {
-        errs.extend(validate_import_mode(mode, &path().child("importPolicy")));
-    }
+    errs.extend(validate_import_mode(&tag.import_policy.import_mode, || {
+        path().child("importPolicy")
+    }));
     errs
 }
 
@@ -459,7 +458,7 @@ fn validate_image_import(image: &crate::ImageImportSpec, path: &FieldPath) -> Ve
     }
     errs.extend(validate_import_mode(
         &image.import_policy.import_mode,
-        &path.child("importPolicy"),
+        || path.child("importPolicy"),
     ));
     errs
 }
@@ -496,21 +495,18 @@ fn validate_repository_import(
     }
     errs.extend(validate_import_mode(
         &repository.import_policy.import_mode,
-        &path.child("importPolicy"),
+        || path.child("importPolicy"),
     ));
     errs
 }
 
-fn is_valid_import_mode(mode: &str) -> bool {
-    mode.is_empty() || mode == IMPORT_MODE_LEGACY || mode == IMPORT_MODE_PRESERVE_ORIGINAL
-}
-
-fn validate_import_mode(mode: &str, path: &FieldPath) -> Vec<FieldError> {
-    if is_valid_import_mode(mode) {
+/// The import mode's error, if any; the policy's path (`path`) is made only for it.
+fn validate_import_mode(mode: &str, path: impl FnOnce() -> FieldPath) -> Vec<FieldError> {
+    if mode.is_empty() || mode == IMPORT_MODE_LEGACY || mode == IMPORT_MODE_PRESERVE_ORIGINAL {
         return Vec::new();
     }
     vec![FieldError::invalid(
-        &path.child("importMode"),
+        &path().child("importMode"),
         mode,
         "invalid import mode, valid modes are '', 'Legacy', 'PreserveOriginal'",
     )]
