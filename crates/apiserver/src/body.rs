@@ -25,7 +25,7 @@ pub fn decode_object<T: DeserializeOwned>(
 ) -> Result<T, ApiError> {
     let json = matches!(req.content_type.as_deref(), None | Some("application/json"));
     if json {
-        let fast = decode::typed_json(&req.body, info, opts.field_validation, &req.warnings);
+        let fast = decode::typed_json(&req.body, info);
         if let Some(obj) = fast.map_err(|e| e.for_body(info))? {
             return Ok(obj);
         }

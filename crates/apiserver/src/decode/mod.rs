@@ -16,6 +16,8 @@ use serde_json::{Map, Number, Value};
 use crate::limits::{self, LimitExceeded, JSON_MAX_DEPTH, MAX_REPORTED_FIELDS, YAML_MAX_DEPTH};
 use crate::resource::Warnings;
 
+mod single_pass;
+
 pub const UNSUPPORTED_BODY: &str = "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml";
 
 /// The media types a body may have (POST, PUT, DeleteOptions).
@@ -381,31 +383,31 @@ where
 }
 
 /// The common case of [`body_value`], [`check_type_meta`] and [`typed_checked`] for a JSON
-/// body, in two passes over its bytes instead of through a [`Value`]: a scan for duplicate
-/// keys and the type, then the typed decoding straight from the bytes. A large object is
-/// decoded several times faster this way. `None` sends the body the long way: a body with
-/// duplicate keys, or one the scan or the typed decoding refuses, which then fails there with
-/// its usual message.
+/// body, in one pass over its bytes instead of through a [`Value`]: the typed decoding straight
+/// from the bytes, watched for repeated keys, passed-over fields and the type strings
+/// ([`single_pass`]). A large object is decoded several times faster this way. `None` sends
+/// the body the long way: a body with repeated keys or unknown fields (the long way words
+/// them), or one the decoding refuses, which then fails there with its usual message.
 pub fn typed_json<T: DeserializeOwned>(
     body: &[u8],
     info: &ResourceInfo,
-    validation: FieldValidation,
-    warnings: &Warnings,
 ) -> Result<Option<T>, DecodeError> {
-    let Some(glance) = Glance::of(body) else {
+    let findings = single_pass::Findings::default();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let decoded: Result<T, _> = single_pass::decode(&mut de, &findings);
+    let Ok(obj) = decoded.and_then(|obj| de.end().map(|()| obj)) else {
         return Ok(None);
     };
-    check_type_strings(glance.api_version.as_deref(), glance.kind.as_deref(), info)
-        .map_err(DecodeError::Malformed)?;
-    let mut unknown = FieldReports::default();
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let decoded: Result<T, _> = serde_ignored::deserialize(&mut de, |path| {
-        unknown.record(|| field_path(&path));
-    });
-    match decoded.and_then(|obj| de.end().map(|()| obj)) {
-        Ok(obj) => validate_fields(obj, &[], unknown, validation, warnings).map(Some),
-        Err(_) => Ok(None),
+    if findings.passed_over.get() || !findings.object.get() {
+        return Ok(None);
     }
+    check_type_strings(
+        findings.api_version.borrow().as_deref(),
+        findings.kind.borrow().as_deref(),
+        info,
+    )
+    .map_err(DecodeError::Malformed)?;
+    Ok(Some(obj))
 }
 
 /// `fieldValidation` applied to what decoding found: nothing, warnings, or the strict error.
@@ -467,188 +469,6 @@ pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
     }
     .deserialize(&mut de);
     found.listed
-}
-
-/// What the fast path of [`typed_json`] needs from a first pass over a JSON body, found
-/// without building or copying anything: that it is one object whose objects all have
-/// distinct keys, and its top level's `apiVersion` and `kind`. Keys are compared by hash; a
-/// repeated hash (a duplicate, or the rare collision) declines the fast path, and the long
-/// way finds and words the real duplicates.
-struct Glance {
-    api_version: Option<String>,
-    kind: Option<String>,
-}
-
-impl Glance {
-    fn of(body: &[u8]) -> Option<Glance> {
-        let mut glance = Glance {
-            api_version: None,
-            kind: None,
-        };
-        let mut de = serde_json::Deserializer::from_slice(body);
-        let top = TopLevel {
-            api_version: &mut glance.api_version,
-            kind: &mut glance.kind,
-        };
-        let object = Distinct::Top(top).deserialize(&mut de).ok()?;
-        de.end().ok()?;
-        object.then_some(glance)
-    }
-}
-
-/// Where the top level's `apiVersion` and `kind` go.
-struct TopLevel<'f> {
-    api_version: &'f mut Option<String>,
-    kind: &'f mut Option<String>,
-}
-
-/// [`Glance`]'s walk: the top level (whose type strings it keeps), a string it keeps, or any
-/// other value. Yields whether the value is an object; fails at the first repeated key.
-enum Distinct<'f> {
-    Top(TopLevel<'f>),
-    Capture(&'f mut Option<String>),
-    Other,
-}
-
-impl<'de> DeserializeSeed<'de> for Distinct<'_> {
-    type Value = bool;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Distinct<'_> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        let mut top = match self {
-            Distinct::Top(top) => Some(top),
-            _ => None,
-        };
-        let mut seen = SeenHashes::default();
-        while let Some(key) = map.next_key::<KeyHash>()? {
-            if !seen.insert(key.hash) {
-                return Err(serde::de::Error::custom("a repeated key"));
-            }
-            let next = match (top.as_mut(), key.type_key) {
-                (Some(top), Some(TypeKey::ApiVersion)) => Distinct::Capture(&mut *top.api_version),
-                (Some(top), Some(TypeKey::Kind)) => Distinct::Capture(&mut *top.kind),
-                _ => Distinct::Other,
-            };
-            map.next_value_seed(next)?;
-        }
-        Ok(true)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        while seq.next_element_seed(Distinct::Other)?.is_some() {}
-        Ok(false)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
-        if let Distinct::Capture(slot) = self {
-            *slot = Some(v.to_string());
-        }
-        Ok(false)
-    }
-    fn visit_unit<E>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-}
-
-enum TypeKey {
-    ApiVersion,
-    Kind,
-}
-
-/// A key by its hash (FNV-1a of its unescaped text), and whether it names the type.
-struct KeyHash {
-    hash: u64,
-    type_key: Option<TypeKey>,
-}
-
-impl<'de> serde::Deserialize<'de> for KeyHash {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct HashVisitor;
-        impl Visitor<'_> for HashVisitor {
-            type Value = KeyHash;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_str<E>(self, v: &str) -> Result<KeyHash, E> {
-                let hash = v.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-                });
-                let type_key = match v {
-                    "apiVersion" => Some(TypeKey::ApiVersion),
-                    "kind" => Some(TypeKey::Kind),
-                    _ => None,
-                };
-                Ok(KeyHash { hash, type_key })
-            }
-        }
-        d.deserialize_str(HashVisitor)
-    }
-}
-
-/// The key hashes of one object seen so far: a few kept inline (most objects are small, and
-/// a body has thousands of them), then a set once the object is large.
-enum SeenHashes {
-    Few {
-        hashes: [u64; SeenHashes::FEW],
-        len: usize,
-    },
-    Many(HashSet<u64>),
-}
-
-impl Default for SeenHashes {
-    fn default() -> Self {
-        SeenHashes::Few {
-            hashes: [0; Self::FEW],
-            len: 0,
-        }
-    }
-}
-
-impl SeenHashes {
-    const FEW: usize = 16;
-
-    /// Adds `hash`; false when it was there already.
-    fn insert(&mut self, hash: u64) -> bool {
-        match self {
-            SeenHashes::Few { hashes, len } => {
-                if hashes[..*len].contains(&hash) {
-                    return false;
-                }
-                if *len < Self::FEW {
-                    hashes[*len] = hash;
-                    *len += 1;
-                    return true;
-                }
-                let mut set: HashSet<u64> = hashes.iter().copied().collect();
-                set.insert(hash);
-                *self = SeenHashes::Many(set);
-                true
-            }
-            SeenHashes::Many(set) => set.insert(hash),
-        }
-    }
 }
 
 /// A key as the body spells it: borrowed unless it holds escapes.
@@ -892,46 +712,6 @@ mod tests {
         assert_eq!(err.to_string(), "Thing in version \"v1\" cannot be handled as a Thing: strict decoding error: unknown field \"spec.foo\", unknown field \"spec.tags[0].bar\", unknown field \"x\"");
         let _: Thing = typed(v, &info(), FieldValidation::Ignore, &w).expect("ignore");
         assert!(w.take().is_empty());
-    }
-
-    /// An object of `n` distinct keys, `repeat` of them given again at the end.
-    fn object_with_keys(n: usize, repeat: &[usize]) -> String {
-        let keys = (0..n).chain(repeat.iter().copied());
-        let fields: Vec<String> = keys.map(|k| format!("\"k{k}\":{{}}")).collect();
-        format!("{{{}}}", fields.join(","))
-    }
-
-    #[test]
-    fn glance_declines_repeated_keys_in_small_and_large_objects_at_any_depth() {
-        for n in [1, 2, 15, 16, 17, 40] {
-            let distinct = object_with_keys(n, &[]);
-            assert!(
-                Glance::of(distinct.as_bytes()).is_some(),
-                "{n} distinct keys"
-            );
-            let nested = format!(r#"{{"a":[{distinct}],"b":{distinct}}}"#);
-            assert!(Glance::of(nested.as_bytes()).is_some(), "{n} nested");
-            // The first key and the last one again: seen inline, or after the set took over.
-            for repeat in [0, n - 1] {
-                let repeated = object_with_keys(n, &[repeat]);
-                assert!(
-                    Glance::of(repeated.as_bytes()).is_none(),
-                    "{n} keys, k{repeat} twice"
-                );
-                let nested = format!(r#"{{"a":{{"b":[{repeated}]}}}}"#);
-                assert!(Glance::of(nested.as_bytes()).is_none(), "{n} nested");
-            }
-        }
-    }
-
-    #[test]
-    fn glance_keeps_the_top_level_type_strings_only() {
-        let body = br#"{"kind":"ImageStream","spec":{"kind":"Other","apiVersion":"x/v9"},"apiVersion":"image.openshift.io/v1"}"#;
-        let glance = Glance::of(body).expect("distinct keys");
-        assert_eq!(glance.kind.as_deref(), Some("ImageStream"));
-        assert_eq!(glance.api_version.as_deref(), Some("image.openshift.io/v1"));
-        assert!(Glance::of(b"[1,2]").is_none(), "not an object");
-        assert!(Glance::of(b"{} {}").is_none(), "trailing text");
     }
 
     #[test]
