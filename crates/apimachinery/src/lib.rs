@@ -9,6 +9,7 @@
 //! - [`labels`], [`fields`]: label and field selectors with Go's grammar and messages.
 //! - [`options`]: query parameters (Go's booleans, list options, write options).
 //! - [`validation`]: names, labels, annotations and object metadata.
+//! - [`meta`]: `ObjectMeta`, with managedFields' fieldsV1 kept as JSON text.
 //! - [`negotiate`]: `Accept` headers, Table and PartialObjectMetadata targets.
 //! - [`discovery`], [`table`]: discovery documents and server-side printing.
 //! - [`request`]: request info from the URL path.
@@ -20,6 +21,7 @@ pub mod errors;
 pub mod field;
 pub mod fields;
 pub mod labels;
+pub mod meta;
 pub mod negotiate;
 pub mod object;
 pub mod options;

@@ -1,6 +1,6 @@
 //! What every API object has: standard metadata and type meta.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use crate::meta::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

@@ -15,6 +15,7 @@ use apimachinery::errors::ApiError;
 use apimachinery::field::{aggregate_message, go_quote, FieldError, FieldPath};
 use apimachinery::fields::{self, FieldSelector};
 use apimachinery::labels::{self, LabelSelector, Operator, Requirement};
+use apimachinery::meta::ObjectMeta;
 use apimachinery::negotiate::{
     negotiate, wants_aggregated_discovery, Encoding, IncludeObject, Shape,
 };
@@ -26,7 +27,6 @@ use apimachinery::validation::{
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 

@@ -581,7 +581,7 @@ fn applied_new_object<S: Strategy>(
     let mut obj: S::Object = crate::decode::typed(body, info, opts.field_validation, &req.warnings)
         .map_err(|e| e.for_body(info))?;
     registry.strategy().default(&mut obj);
-    let entry: k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry =
+    let entry: apimachinery::meta::ManagedFieldsEntry =
         serde_json::from_value(apply_entry(who, &set))
             .map_err(|e| ApiError::Internal(e.to_string()))?;
     obj.metadata_mut().managed_fields = (!set.is_empty()).then(|| vec![entry]);

@@ -15,7 +15,9 @@
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, Time};
+use std::borrow::Cow;
+
+use apimachinery::meta::{FieldsV1, ManagedFieldsEntry, Time};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -1325,35 +1327,176 @@ fn record_changes(
             mine = Some(entry);
             continue;
         }
-        let Some(FieldsV1(fields)) = entry.fields_v1.as_mut() else {
+        let Some(fields) = entry.fields_v1.as_mut() else {
             continue;
         };
-        if let Some(map) = fields.as_object_mut() {
-            unmark_fields_v1(map, &changes.changed);
-            unmark_fields_v1(map, &changes.removed);
+        let untouched = RawNode::of(fields.raw()).is_some_and(|node| {
+            !node.edited_by_unmark(&changes.changed) && !node.edited_by_unmark(&changes.removed)
+        });
+        if !untouched {
+            let mut value = fields.to_value();
+            if let Some(map) = value.as_object_mut() {
+                unmark_fields_v1(map, &changes.changed);
+                unmark_fields_v1(map, &changes.removed);
+            }
+            *fields = FieldsV1::from_value(&value);
         }
-        if holds_field(fields) {
+        if RawNode::of(fields.raw()).is_some_and(|node| node.holds_field()) {
             out.push(entry);
         }
     }
     if refresh {
-        let mut fields = match mine.and_then(|e| e.fields_v1) {
-            Some(FieldsV1(Value::Object(map))) => map,
-            _ => Map::new(),
+        let fields = mine.and_then(|e| e.fields_v1);
+        let unchanged = fields
+            .as_ref()
+            .and_then(|f| RawNode::of(f.raw()))
+            .is_some_and(|node| {
+                !node.edited_by_unmark(&changes.removed) && !node.edited_by_mark(&changes.changed)
+            });
+        let fields = match fields {
+            Some(fields) if unchanged => fields,
+            other => {
+                let mut map = match other.map(|f| f.to_value()) {
+                    Some(Value::Object(map)) => map,
+                    _ => Map::new(),
+                };
+                unmark_fields_v1(&mut map, &changes.removed);
+                mark_fields_v1(&mut map, &changes.changed);
+                FieldsV1::from_value(&Value::Object(map))
+            }
         };
-        unmark_fields_v1(&mut fields, &changes.removed);
-        mark_fields_v1(&mut fields, &changes.changed);
         out.push(ManagedFieldsEntry {
             manager: Some(rec.manager.to_string()),
             operation: Some("Update".to_string()),
             api_version: Some(rec.api_version.to_string()),
             time: Some(rec.time.clone()),
             fields_type: Some("FieldsV1".to_string()),
-            fields_v1: Some(FieldsV1(Value::Object(fields))),
+            fields_v1: Some(fields),
             subresource: rec.subresource.map(str::to_string),
         });
     }
     out
+}
+
+/// One level of a fieldsV1 object read from its text: each element with its value's text,
+/// nothing below parsed. Most writes leave most entries as they are, and finding that out
+/// this way costs a scan of the text, where parsing it costs a map and a string per node.
+struct RawNode<'j> {
+    elements: Vec<(Cow<'j, str>, &'j RawValue)>,
+}
+
+impl<'j> RawNode<'j> {
+    /// The node of `raw`; None when it is not an object.
+    fn of(raw: &'j RawValue) -> Option<RawNode<'j>> {
+        if !raw.get().starts_with('{') {
+            return None;
+        }
+        let elements: RawElements<'j> = serde_json::from_str(raw.get()).ok()?;
+        Some(RawNode {
+            elements: elements.0,
+        })
+    }
+
+    /// The value of `element` (the last, if it repeats, as a parse into a map keeps).
+    fn get(&self, element: &str) -> Option<&'j RawValue> {
+        self.elements
+            .iter()
+            .rev()
+            .find(|(e, _)| e == element)
+            .map(|(_, v)| *v)
+    }
+
+    /// [`is_member`].
+    fn is_member(&self) -> bool {
+        self.elements.is_empty() || self.get(".").is_some()
+    }
+
+    /// `{".":{}}`: a member written the long way, which an edit passing by rewrites as `{}`.
+    fn is_unsettled(&self) -> bool {
+        !self.elements.is_empty() && self.elements.iter().all(|(e, _)| e == ".")
+    }
+
+    /// [`holds_field`].
+    fn holds_field(&self) -> bool {
+        fn below(node: &RawNode<'_>) -> bool {
+            node.elements.iter().any(|(element, v)| {
+                element != "." && RawNode::of(v).is_some_and(|n| n.is_member() || below(&n))
+            })
+        }
+        self.get(".").is_some() || below(self)
+    }
+
+    /// Whether [`unmark_fields_v1`] of `set` would change this node: a member of `set` is a
+    /// member here, or a node it passes is unsettled.
+    fn edited_by_unmark(&self, set: &FieldTree) -> bool {
+        set.children.iter().any(|(element, below)| {
+            let Some(node) = self.get(element).and_then(RawNode::of) else {
+                return false;
+            };
+            (below.member && node.is_member())
+                || node.is_unsettled()
+                || node.edited_by_unmark(below)
+        })
+    }
+
+    /// Whether [`mark_fields_v1`] of `set` would change this node: a member of `set` is not a
+    /// member here (or not there at all), or a node it passes is unsettled.
+    fn edited_by_mark(&self, set: &FieldTree) -> bool {
+        set.children.iter().any(|(element, below)| {
+            let Some(node) = self.get(element).and_then(RawNode::of) else {
+                return true;
+            };
+            (below.member && !node.is_member()) || node.is_unsettled() || node.edited_by_mark(below)
+        })
+    }
+}
+
+/// The elements of one fieldsV1 level, as [`RawNode`] holds them.
+struct RawElements<'j>(Vec<(Cow<'j, str>, &'j RawValue)>);
+
+impl<'de: 'j, 'j> serde::Deserialize<'de> for RawElements<'j> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Elements;
+        impl<'de> serde::de::Visitor<'de> for Elements {
+            type Value = RawElements<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawElements<'de>, A::Error> {
+                let mut elements = Vec::new();
+                while let Some(element) = map.next_key::<ElementName<'de>>()? {
+                    elements.push((element.0, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(RawElements(elements))
+            }
+        }
+        d.deserialize_map(Elements)
+    }
+}
+
+/// An element's name, borrowed from the text unless it holds escapes (`k:{\"name\":...}`).
+struct ElementName<'j>(Cow<'j, str>);
+
+impl<'de: 'j, 'j> serde::Deserialize<'de> for ElementName<'j> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl<'de> serde::de::Visitor<'de> for Name {
+            type Value = ElementName<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an element")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<ElementName<'de>, E> {
+                Ok(ElementName(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<ElementName<'de>, E> {
+                Ok(ElementName(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(Name)
+    }
 }
 
 /// The manager name of a request: `fieldManager`, else the User-Agent up to the first `/`,
@@ -1805,6 +1948,129 @@ mod tests {
                 a.shares_any(&other),
                 !a.select([&other], |[in_other]| in_other).is_empty()
             );
+        }
+    }
+
+    /// The entries as [`record_changes`] made them before entries were kept as text: every
+    /// entry parsed, edited and rendered again.
+    fn record_changes_by_values(
+        changes: &FieldChanges,
+        entries: Vec<ManagedFieldsEntry>,
+        rec: &UpdateRecord<'_>,
+    ) -> Vec<ManagedFieldsEntry> {
+        let refresh = !changes.changed.is_empty();
+        let mut out = Vec::new();
+        let mut mine = None;
+        for mut entry in entries {
+            if refresh && rec.is_writers(&entry) {
+                mine = Some(entry);
+                continue;
+            }
+            let Some(fields) = entry.fields_v1.as_ref().map(FieldsV1::to_value) else {
+                continue;
+            };
+            let mut fields = fields;
+            if let Some(map) = fields.as_object_mut() {
+                unmark_fields_v1(map, &changes.changed);
+                unmark_fields_v1(map, &changes.removed);
+            }
+            if holds_field(&fields) {
+                entry.fields_v1 = Some(FieldsV1::from_value(&fields));
+                out.push(entry);
+            }
+        }
+        if refresh {
+            let mut map = match mine.and_then(|e| e.fields_v1).map(|f| f.to_value()) {
+                Some(Value::Object(map)) => map,
+                _ => Map::new(),
+            };
+            unmark_fields_v1(&mut map, &changes.removed);
+            mark_fields_v1(&mut map, &changes.changed);
+            out.push(ManagedFieldsEntry {
+                manager: Some(rec.manager.to_string()),
+                operation: Some("Update".to_string()),
+                api_version: Some(rec.api_version.to_string()),
+                time: Some(rec.time.clone()),
+                fields_type: Some("FieldsV1".to_string()),
+                fields_v1: Some(FieldsV1::from_value(&Value::Object(map))),
+                subresource: None,
+            });
+        }
+        out
+    }
+
+    mod raw_entries {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const ELEMENTS: &[&str] = &["f:a", "f:b", "f:c", "k:{\"name\":\"x\"}"];
+
+        fn fields_v1() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                6 => Just(json!({})),
+                1 => Just(json!({".": {}})),
+                1 => Just(json!(1)),
+                1 => Just(Value::Null),
+            ];
+            leaf.prop_recursive(4, 40, 4, |inner| {
+                let element = prop::sample::select(
+                    ELEMENTS
+                        .iter()
+                        .chain(["."].iter())
+                        .copied()
+                        .collect::<Vec<_>>(),
+                );
+                prop::collection::vec((element, inner), 0..4).prop_map(|pairs| {
+                    let map: Map<String, Value> =
+                        pairs.into_iter().map(|(e, v)| (e.to_string(), v)).collect();
+                    Value::Object(map)
+                })
+            })
+        }
+
+        fn field_tree() -> impl Strategy<Value = FieldTree> {
+            let path = prop::collection::vec(prop::sample::select(ELEMENTS.to_vec()), 1..4);
+            prop::collection::btree_set(path, 0..5).prop_map(|paths| {
+                let set: FieldSet = paths
+                    .into_iter()
+                    .map(|p| p.into_iter().map(str::to_string).collect())
+                    .collect();
+                FieldTree::from_paths(&set)
+            })
+        }
+
+        fn entry(manager: &str, fields: Option<Value>) -> ManagedFieldsEntry {
+            ManagedFieldsEntry {
+                manager: Some(manager.to_string()),
+                operation: Some("Update".to_string()),
+                api_version: Some("g/v1".to_string()),
+                time: Some(AT.clone()),
+                fields_type: Some("FieldsV1".to_string()),
+                fields_v1: fields.map(|f| FieldsV1::from_value(&f)),
+                subresource: None,
+            }
+        }
+
+        proptest! {
+            /// Entries kept as text and edited only where a change reaches them come out as
+            /// entries parsed, edited and rendered every time.
+            #[test]
+            fn untouched_entries_are_kept_as_the_edits_would_leave_them(
+                entries in prop::collection::vec(
+                    (prop::sample::select(vec!["me", "other", "third"]), prop::option::of(fields_v1())),
+                    0..4,
+                ),
+                changed in field_tree(),
+                removed in field_tree(),
+            ) {
+                let entries: Vec<ManagedFieldsEntry> =
+                    entries.into_iter().map(|(m, f)| entry(m, f)).collect();
+                let changes = FieldChanges { changed, removed };
+                let expected = record_changes_by_values(&changes, entries.clone(), &rec("me"));
+                let got = record_changes(changes, entries, &rec("me"));
+                prop_assert_eq!(got, expected);
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 
 use apimachinery::discovery::ResourceInfo;
 use apimachinery::errors::ApiError;
+use apimachinery::meta::{ObjectMeta, Time};
 use apimachinery::options::{FieldValidation, Query, WriteOptions};
 use apiserver::apply::{self, Applier};
 use apiserver::auth::Attributes;
@@ -19,7 +20,6 @@ use apiserver::managed::{self, FieldChanges, FieldSet, FieldTree, UpdateRecord};
 use apiserver::patch::{self, PatchType};
 use apiserver::resource::{Request, UserInfo, Verb, Warnings};
 use bytes::Bytes;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde::{Deserialize, Serialize};
@@ -427,6 +427,9 @@ proptest! {
                 r#""status":null"#, r#""spec":{}"#, r#""zz":[1,{"q":2}]"#,
                 r#""spec":{"tags":[{"name":"a","from":{"kind":"Other","apiVersion":"v9"}}]}"#,
                 r#""status":{"kind":"Thing","kind":"Other"}"#, r#""apiVersion":null"#,
+                r#""metadata":{"managedFields":[{"manager":"m","fieldsV1":{"f:a":{},"f:b":{".":{},"f:c":{}}}}]}"#,
+                r#""metadata":{"managedFields":[{"manager":"m","fieldsV1":{"f:a":{"f:b":{}},"f:a":{}}}]}"#,
+                r#""metadata":{"managedFields":[{"fieldsV1":{ "f:a" : {"k:{"name":"a b"}":{}} },"bogus":1}]}"#,
             ]), 0..6).prop_map(|fields| format!("{{{}}}", fields.join(",")).into_bytes()),
             prop::sample::select(vec!["[]", "[{}]", "null", "\"Thing\"", "{} {}", "{}x"])
                 .prop_map(|body| body.as_bytes().to_vec()),
@@ -820,7 +823,7 @@ proptest! {
             .unwrap_or_default();
         let entries = managed::record_update(Some(&old), &new, entries, &record);
         for entry in entries {
-            let fields = entry.fields_v1.expect("a recorded entry has fields").0;
+            let fields = entry.fields_v1.expect("a recorded entry has fields").to_value();
             prop_assert!(managed::holds_field(&fields));
             let _ = managed::from_fields_v1(&fields);
         }

@@ -23,12 +23,10 @@ where
 macro_rules! object {
     ($t:ty) => {
         impl apimachinery::object::ApiObject for $t {
-            fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            fn metadata(&self) -> &apimachinery::meta::ObjectMeta {
                 &self.metadata
             }
-            fn metadata_mut(
-                &mut self,
-            ) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            fn metadata_mut(&mut self) -> &mut apimachinery::meta::ObjectMeta {
                 &mut self.metadata
             }
             fn set_type_meta(&mut self, kind: &str, api_version: &str) {

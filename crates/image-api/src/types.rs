@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use apimachinery::meta::{ObjectMeta, Time};
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::{Deserialize, Serialize};
 
 use crate::serde_util::{is_empty_str, is_false, null_as_default};

@@ -620,7 +620,7 @@ mod tests {
             ]
         );
         let sig = ImageSignature {
-            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            metadata: apimachinery::meta::ObjectMeta {
                 name: Some("nosep".into()),
                 ..Default::default()
             },

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use apimachinery::meta::ObjectMeta;
 use k8s_openapi::api::core::v1::{LocalObjectReference, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta, Status};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, Status};
 use serde::{Deserialize, Serialize};
 
 use crate::{

@@ -5,6 +5,7 @@
 use apimachinery::discovery::ResourceInfo;
 use apimachinery::errors::ApiError;
 use apimachinery::field::{BadValue, FieldError, FieldPath};
+use apimachinery::meta::ObjectMeta;
 use apimachinery::object::ApiObject;
 use apimachinery::table::ColumnDefinition;
 use apimachinery::validation::path_segment_name_errors;
@@ -13,7 +14,6 @@ use image_api::validation::validate_tag_reference;
 use image_api::{
     default_tag_reference, Image, ImageStream, ImageStreamTag, TagEvent, TagReference,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{json, Value};
 
 use crate::resources::tagview::{TagView, TagViews};

@@ -5,6 +5,7 @@
 use apimachinery::discovery::ResourceInfo;
 use apimachinery::errors::ApiError;
 use apimachinery::field::{FieldError, FieldPath};
+use apimachinery::meta::ObjectMeta;
 use apimachinery::object::ApiObject;
 use apimachinery::table::{human_duration, ColumnDefinition};
 use image_api::tags::{latest_tagged_image, resolve_reference};
@@ -12,7 +13,6 @@ use image_api::validation::validate_tag_reference;
 use image_api::{
     default_tag_reference, Image, ImageStream, ImageTag, TagEventCondition, TagReference,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 use crate::resources::tagview::{TagView, TagViews};

@@ -1,0 +1,407 @@
+//! `ObjectMeta` as every object of ours carries it: k8s-openapi's fields, names and JSON, but
+//! with each managedFields entry's `fieldsV1` kept as the JSON text it is, as Go's
+//! `metav1.FieldsV1` keeps its bytes.
+//!
+//! Why not k8s-openapi's own type: it holds `fieldsV1` as a `serde_json::Value`, a tree of
+//! maps with a string per key. A stream's creator owns every tag, so its entry is as large as
+//! the spec; decoding, copying, rendering and dropping that tree was the largest part of an
+//! update of a stream with hundreds of tags, though most writes never look inside it (a
+//! 1,000-tag stream: 187 KB of fieldsV1, about 3.6 ms to decode as a tree). As text, it is
+//! copied through, and parsed only by a write that edits the entry.
+//!
+//! The OpenAPI schema is k8s-openapi's, so clients see the same type.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as k8s;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+pub use k8s::{OwnerReference, Time};
+
+/// Standard object metadata (`io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMeta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_timestamp: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_grace_period_seconds: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_timestamp: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finalizers: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_fields: Option<Vec<ManagedFieldsEntry>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_references: Option<Vec<OwnerReference>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_link: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}
+
+/// One manager's entry in `metadata.managedFields`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedFieldsEntry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields_type: Option<String>,
+    #[serde(default, rename = "fieldsV1", skip_serializing_if = "Option::is_none")]
+    pub fields_v1: Option<FieldsV1>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subresource: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+}
+
+/// A field set in its JSON form (`{"f:spec":{"f:tags":{...}}}`), held as compact JSON text.
+#[derive(Clone, Debug)]
+pub struct FieldsV1(Box<RawValue>);
+
+impl FieldsV1 {
+    /// The JSON text of `value`.
+    pub fn from_value(value: &Value) -> FieldsV1 {
+        FieldsV1(RawValue::from_string(value.to_string()).unwrap_or_else(|_| null()))
+    }
+
+    /// The set as a value, for a write that edits it.
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
+
+    pub fn raw(&self) -> &RawValue {
+        &self.0
+    }
+
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+fn null() -> Box<RawValue> {
+    RawValue::from_string("null".to_string()).unwrap_or_else(|_| unreachable!("null is JSON"))
+}
+
+impl PartialEq for FieldsV1 {
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl Serialize for FieldsV1 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldsV1 {
+    /// Text as the client wrote it, compacted when it holds whitespace, so that what is stored
+    /// and served reads as a value rendered here would. Text with a repeated key is refused:
+    /// a request body holding one is decoded again through a value, which keeps the last and
+    /// reports the repetition as kube does.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        if has_repeated_keys(raw.get()) {
+            return Err(serde::de::Error::custom("fieldsV1 repeats a key"));
+        }
+        if !raw.get().bytes().any(|b| b.is_ascii_whitespace()) {
+            return Ok(FieldsV1(raw));
+        }
+        RawValue::from_string(compact(raw.get()))
+            .map(FieldsV1)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Valid JSON `text` without the whitespace between its tokens (clients that indent, or put
+/// a space after `:` and `,` as Python's `json.dumps` does).
+fn compact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_ascii_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether some object in the JSON `text` has a key twice. Keys are compared by hash (FNV-1a of
+/// the unescaped text); a collision reads as a repetition, which only costs a decoding through
+/// a value.
+fn has_repeated_keys(text: &str) -> bool {
+    use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+    struct Walk;
+
+    impl<'de> DeserializeSeed<'de> for Walk {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            // Most objects have a few keys: their hashes stay on the stack.
+            let mut few = [0u64; 16];
+            let mut len = 0;
+            let mut many = std::collections::HashSet::new();
+            while let Some(KeyHash(hash)) = map.next_key()? {
+                let repeated = if len < few.len() {
+                    let seen = few[..len].contains(&hash);
+                    few[len] = hash;
+                    len += 1;
+                    seen
+                } else {
+                    few.contains(&hash) || !many.insert(hash)
+                };
+                if repeated {
+                    return Err(serde::de::Error::custom("a repeated key"));
+                }
+                map.next_value_seed(Walk)?;
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Walk)?.is_some() {}
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+
+    struct KeyHash(u64);
+
+    impl<'de> Deserialize<'de> for KeyHash {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Hash;
+            impl Visitor<'_> for Hash {
+                type Value = KeyHash;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a key")
+                }
+                fn visit_str<E>(self, v: &str) -> Result<KeyHash, E> {
+                    Ok(KeyHash(
+                        v.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                        }),
+                    ))
+                }
+            }
+            d.deserialize_str(Hash)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(text);
+    Walk.deserialize(&mut de).is_err()
+}
+
+impl schemars::JsonSchema for ObjectMeta {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        <k8s::ObjectMeta as schemars::JsonSchema>::schema_name()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        <k8s::ObjectMeta as schemars::JsonSchema>::schema_id()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <k8s::ObjectMeta as schemars::JsonSchema>::json_schema(generator)
+    }
+
+    fn inline_schema() -> bool {
+        <k8s::ObjectMeta as schemars::JsonSchema>::inline_schema()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn full() -> Value {
+        json!({
+            "annotations": {"a": "1"},
+            "creationTimestamp": "2026-11-30T09:00:00Z",
+            "deletionGracePeriodSeconds": 30,
+            "deletionTimestamp": "2026-11-30T09:01:00Z",
+            "finalizers": ["f"],
+            "generateName": "g-",
+            "generation": 2,
+            "labels": {"l": "v"},
+            "managedFields": [{
+                "apiVersion": "image.openshift.io/v1",
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:l": {}}}, "f:spec": {}},
+                "manager": "kubectl",
+                "operation": "Update",
+                "subresource": "status",
+                "time": "2026-11-30T09:00:00Z"
+            }],
+            "name": "n",
+            "namespace": "ns",
+            "ownerReferences": [{"apiVersion": "v1", "kind": "K", "name": "o", "uid": "u"}],
+            "resourceVersion": "7",
+            "selfLink": "/x",
+            "uid": "u-1"
+        })
+    }
+
+    #[test]
+    fn json_is_k8s_openapis_both_ways() {
+        for value in [full(), json!({}), json!({"name": "n", "managedFields": []})] {
+            let ours: ObjectMeta = serde_json::from_value(value.clone()).expect("ours");
+            let theirs: k8s::ObjectMeta = serde_json::from_value(value.clone()).expect("k8s");
+            assert_eq!(
+                serde_json::to_string(&ours).expect("render"),
+                serde_json::to_string(&theirs).expect("render"),
+            );
+            assert_eq!(serde_json::to_value(&ours).expect("value"), value);
+            let from_text: ObjectMeta =
+                serde_json::from_str(&value.to_string()).expect("from text");
+            assert_eq!(from_text, ours);
+        }
+    }
+
+    #[test]
+    fn nulls_read_as_absent() {
+        let meta: ObjectMeta =
+            serde_json::from_value(json!({"labels": null, "managedFields": [{"fieldsV1": null}]}))
+                .expect("decodes");
+        assert_eq!(meta.labels, None);
+        let entries = meta.managed_fields.expect("one entry");
+        assert_eq!(entries[0].fields_v1, None);
+    }
+
+    #[test]
+    fn fields_v1_text_is_kept_and_compacted() {
+        let text = r#"{"f:spec":{"f:tags":{"k:{\"name\":\"a b\"}":{".":{}}}}}"#;
+        let entry: ManagedFieldsEntry =
+            serde_json::from_str(&format!(r#"{{"fieldsV1":{text}}}"#)).expect("decodes");
+        assert_eq!(entry.fields_v1.as_ref().map(FieldsV1::json), Some(text));
+        let spaced = r#"{ "fieldsV1" : { "f:a" : { } ,
+            "f:b": {"." :{}} } }"#;
+        let entry: ManagedFieldsEntry = serde_json::from_str(spaced).expect("decodes");
+        assert_eq!(
+            entry.fields_v1.as_ref().map(FieldsV1::json),
+            Some(r#"{"f:a":{},"f:b":{".":{}}}"#)
+        );
+        assert_eq!(
+            entry.fields_v1.map(|f| f.to_value()),
+            Some(json!({"f:a": {}, "f:b": {".": {}}}))
+        );
+    }
+
+    #[test]
+    fn compacting_keeps_strings_whole() {
+        let text = "{ \"f:a b\" : { \"k:{\\\"n\\\": \\\"x \\\\\\\" y\\\"}\" :\n\t{ } } , \"v\" : [ 1 , \" \" ] }";
+        let value: Value = serde_json::from_str(text).expect("valid");
+        assert_eq!(compact(text), value.to_string());
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let text = "[ a\"\\\\\n\t{}:,\\u00e9]{0,6}";
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i32>().prop_map(|n| json!(n)),
+            text.prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((text, inner), 0..4)
+                    .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn compacting_undoes_pretty_printing(value in json_value()) {
+            let pretty = serde_json::to_string_pretty(&value).expect("renders");
+            proptest::prop_assert_eq!(compact(&pretty), value.to_string());
+        }
+    }
+
+    #[test]
+    fn fields_v1_with_a_repeated_key_is_refused() {
+        for text in [
+            r#"{"f:a":{},"f:a":{}}"#,
+            r#"{"f:a":{"f:b":{},"f:c":{},"f:b":{}}}"#,
+            r#"{"f:a":{},"f:\u0061":{}}"#,
+        ] {
+            let body = format!(r#"{{"fieldsV1":{text}}}"#);
+            assert!(
+                serde_json::from_str::<ManagedFieldsEntry>(&body).is_err(),
+                "{text}"
+            );
+        }
+        let body = r#"{"fieldsV1":{"f:a":{"f:b":{}},"f:b":{"f:a":{}}}}"#;
+        assert!(serde_json::from_str::<ManagedFieldsEntry>(body).is_ok());
+    }
+
+    #[test]
+    fn the_schema_is_k8s_openapis() {
+        let ours = schemars::SchemaGenerator::default().into_root_schema_for::<ObjectMeta>();
+        let theirs = schemars::SchemaGenerator::default().into_root_schema_for::<k8s::ObjectMeta>();
+        assert_eq!(ours, theirs);
+    }
+}
