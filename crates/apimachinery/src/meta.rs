@@ -86,6 +86,12 @@ impl FieldsV1 {
         FieldsV1(RawValue::from_string(value.to_string()).unwrap_or_else(|_| null()))
     }
 
+    /// JSON text rendered elsewhere (compact, as [`FieldsV1::from_value`] renders it); None
+    /// when it is not JSON.
+    pub fn from_json(text: String) -> Option<FieldsV1> {
+        RawValue::from_string(text).ok().map(FieldsV1)
+    }
+
     /// The set as a value, for a write that edits it.
     pub fn to_value(&self) -> Value {
         serde_json::from_str(self.0.get()).unwrap_or(Value::Null)

@@ -1346,25 +1346,7 @@ fn record_changes(
         }
     }
     if refresh {
-        let fields = mine.and_then(|e| e.fields_v1);
-        let unchanged = fields
-            .as_ref()
-            .and_then(|f| RawNode::of(f.raw()))
-            .is_some_and(|node| {
-                !node.edited_by_unmark(&changes.removed) && !node.edited_by_mark(&changes.changed)
-            });
-        let fields = match fields {
-            Some(fields) if unchanged => fields,
-            other => {
-                let mut map = match other.map(|f| f.to_value()) {
-                    Some(Value::Object(map)) => map,
-                    _ => Map::new(),
-                };
-                unmark_fields_v1(&mut map, &changes.removed);
-                mark_fields_v1(&mut map, &changes.changed);
-                FieldsV1::from_value(&Value::Object(map))
-            }
-        };
+        let fields = writers_fields(mine.and_then(|e| e.fields_v1), &changes);
         out.push(ManagedFieldsEntry {
             manager: Some(rec.manager.to_string()),
             operation: Some("Update".to_string()),
@@ -1376,6 +1358,89 @@ fn record_changes(
         });
     }
     out
+}
+
+/// The writer's fieldsV1 after its write. Kept as it is when it owns all the write changed
+/// already (a label edited again); marked as text when the write only adds to it (a tag
+/// appended), so only the levels the change passes through are read; parsed, edited and
+/// rendered again otherwise.
+fn writers_fields(fields: Option<FieldsV1>, changes: &FieldChanges) -> FieldsV1 {
+    enum Edit {
+        Keep,
+        Marked(FieldsV1),
+        Parse,
+    }
+    let edit = match fields.as_ref().and_then(|f| RawNode::of(f.raw())) {
+        Some(node) if !node.edited_by_unmark(&changes.removed) => {
+            if node.edited_by_mark(&changes.changed) {
+                let text = render_elements(&node.marked(&changes.changed));
+                FieldsV1::from_json(text).map_or(Edit::Parse, Edit::Marked)
+            } else {
+                Edit::Keep
+            }
+        }
+        _ => Edit::Parse,
+    };
+    match (edit, fields) {
+        (Edit::Keep, Some(fields)) => fields,
+        (Edit::Marked(marked), _) => marked,
+        (_, fields) => {
+            let mut map = match fields.map(|f| f.to_value()) {
+                Some(Value::Object(map)) => map,
+                _ => Map::new(),
+            };
+            unmark_fields_v1(&mut map, &changes.removed);
+            mark_fields_v1(&mut map, &changes.changed);
+            FieldsV1::from_value(&Value::Object(map))
+        }
+    }
+}
+
+/// A fieldsV1 element's value while a level is being marked: the text read, or text made.
+enum ElementText<'j> {
+    Read(&'j RawValue),
+    Made(String),
+}
+
+impl ElementText<'_> {
+    fn get(&self) -> &str {
+        match self {
+            ElementText::Read(raw) => raw.get(),
+            ElementText::Made(text) => text,
+        }
+    }
+}
+
+type MarkedElements<'j> = Vec<(Cow<'j, str>, ElementText<'j>)>;
+
+/// A level rendered as [`FieldTree::to_fields_v1`]'s JSON would be: keys escaped by
+/// serde_json, values as they are (compact already).
+fn render_elements(elements: &MarkedElements<'_>) -> String {
+    let mut out = String::from("{");
+    for (i, (element, text)) in elements.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&Value::from(element.as_ref()).to_string());
+        out.push(':');
+        out.push_str(text.get());
+    }
+    out.push('}');
+    out
+}
+
+/// [`settle`] on a level being marked.
+fn settle_elements(elements: &mut MarkedElements<'_>, member: bool) {
+    let has_children = elements.iter().any(|(e, _)| e != ".");
+    let has_dot = elements.iter().any(|(e, _)| e == ".");
+    match (member, has_children) {
+        (true, true) if !has_dot => {
+            elements.insert(0, (Cow::Borrowed("."), ElementText::Made("{}".to_string())));
+        }
+        (true, true) => {}
+        (true, false) => elements.clear(),
+        (false, _) => elements.retain(|(e, _)| e != "."),
+    }
 }
 
 /// One level of a fieldsV1 object read from its text: each element with its value's text,
@@ -1437,6 +1502,46 @@ impl<'j> RawNode<'j> {
                 || node.is_unsettled()
                 || node.edited_by_unmark(below)
         })
+    }
+
+    /// [`mark_fields_v1`] of `set` on this level, as text: the elements it passes through are
+    /// read and marked in turn, the others copied as they are.
+    fn marked(&self, set: &FieldTree) -> MarkedElements<'j> {
+        let mut elements: MarkedElements<'j> = self
+            .elements
+            .iter()
+            .map(|(e, v)| (e.clone(), ElementText::Read(v)))
+            .collect();
+        let mut out_of_order = false;
+        for (element, below) in &set.children {
+            let at = elements.iter().position(|(e, _)| e == element);
+            let node = match at.map(|i| &elements[i].1) {
+                Some(ElementText::Read(raw)) => RawNode::of(raw),
+                _ => None,
+            };
+            let existing = node.as_ref().map(RawNode::is_member);
+            if existing.is_none() {
+                out_of_order |= at.is_none()
+                    && elements
+                        .last()
+                        .is_some_and(|(last, _)| last.as_ref() > element.as_str());
+            }
+            let mut below_elements = node
+                .unwrap_or(RawNode {
+                    elements: Vec::new(),
+                })
+                .marked(below);
+            settle_elements(&mut below_elements, existing == Some(true) || below.member);
+            let text = ElementText::Made(render_elements(&below_elements));
+            match at {
+                Some(i) => elements[i].1 = text,
+                None => elements.push((Cow::Owned(element.clone()), text)),
+            }
+        }
+        if out_of_order {
+            elements.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        elements
     }
 
     /// Whether [`mark_fields_v1`] of `set` would change this node: a member of `set` is not a
