@@ -12,10 +12,9 @@
 //! lists are found through an index of their fields ([`Lookups`]), never by scanning the list
 //! once per item.
 
+use std::borrow::Cow;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-use std::borrow::Cow;
 
 use apimachinery::meta::{FieldsV1, ManagedFieldsEntry, Time};
 use serde_json::value::RawValue;
@@ -834,8 +833,8 @@ fn differing_items<'m, K: Eq + std::hash::Hash, V: Copy>(
 
 /// The fields of a JSON document as unparsed text; None when it is valid JSON but no object.
 fn raw_object(json: &[u8]) -> Result<Option<RawFields<'_>>, serde_json::Error> {
-    match serde_json::from_slice(json) {
-        Ok(fields) => Ok(Some(fields)),
+    match serde_json::from_slice::<RawElements>(json) {
+        Ok(fields) => Ok(Some(fields.by_name())),
         Err(e) => match serde_json::from_slice::<&RawValue>(json) {
             Ok(_) => Ok(None),
             Err(_) => Err(e),
@@ -848,7 +847,7 @@ fn raw_fields(raw: &RawValue) -> Result<Option<RawFields<'_>>, serde_json::Error
     if !raw.get().starts_with('{') {
         return Ok(None);
     }
-    serde_json::from_str(raw.get()).map(Some)
+    serde_json::from_str::<RawElements>(raw.get()).map(|fields| Some(fields.by_name()))
 }
 
 /// The items of a raw JSON value; None when it is no list.
@@ -860,12 +859,11 @@ fn raw_items(raw: &RawValue) -> Result<Option<Vec<&RawValue>>, serde_json::Error
 }
 
 /// The items of a raw list by their key, under the rule of [`items_by_key`]; None when an
-/// item has no usable key of its own (or a field name with escapes, which the scan does not
-/// read: such lists are compared as values).
+/// item has no usable key of its own.
 fn raw_items_by_key<'j>(items: &[&'j RawValue], key: &str) -> Option<HashMap<Value, &'j RawValue>> {
     let mut by_key = HashMap::with_capacity(items.len());
     for item in items {
-        let id = serde_json::from_str::<FieldOf>(item.get())
+        let id = serde_json::from_str::<RawElements>(item.get())
             .ok()?
             .value(key)?;
         let scalar = matches!(id, Value::String(_) | Value::Number(_) | Value::Bool(_));
@@ -876,41 +874,9 @@ fn raw_items_by_key<'j>(items: &[&'j RawValue], key: &str) -> Option<HashMap<Val
     Some(by_key)
 }
 
-/// One field of a JSON object, read without parsing the others.
-struct FieldOf<'j>(Vec<(&'j str, &'j RawValue)>);
-
-impl FieldOf<'_> {
-    /// The value of field `name` (the last, if it repeats, as a parse into a map keeps).
-    fn value(&self, name: &str) -> Option<Value> {
-        let raw = self.0.iter().rev().find(|(k, _)| *k == name)?.1;
-        serde_json::from_str(raw.get()).ok()
-    }
-}
-
-impl<'de: 'j, 'j> serde::Deserialize<'de> for FieldOf<'j> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Fields;
-        impl<'de> serde::de::Visitor<'de> for Fields {
-            type Value = FieldOf<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<FieldOf<'de>, A::Error> {
-                let mut fields = Vec::new();
-                while let Some(name) = map.next_key::<&'de str>()? {
-                    fields.push((name, map.next_value::<&'de RawValue>()?));
-                }
-                Ok(FieldOf(fields))
-            }
-        }
-        d.deserialize_map(Fields)
-    }
-}
-
-type RawFields<'j> = BTreeMap<String, &'j RawValue>;
+/// An object's fields by name, each value as text; names are borrowed from the text unless
+/// they hold escapes.
+type RawFields<'j> = BTreeMap<Cow<'j, str>, &'j RawValue>;
 
 /// The fields of two raw objects by name whose text differs, each side's text when present.
 fn union_raw<'m, 'j>(
@@ -919,7 +885,7 @@ fn union_raw<'m, 'j>(
 ) -> impl Iterator<Item = (&'m str, Option<&'j RawValue>, Option<&'j RawValue>)> {
     let from_old = old.into_iter().flatten().map(move |(name, v)| {
         (
-            name.as_str(),
+            name.as_ref(),
             Some(*v),
             new.and_then(|n| n.get(name).copied()),
         )
@@ -927,8 +893,8 @@ fn union_raw<'m, 'j>(
     let only_new = new
         .into_iter()
         .flatten()
-        .filter(move |(name, _)| !old.is_some_and(|o| o.contains_key(name.as_str())))
-        .map(|(name, v)| (name.as_str(), None, Some(*v)));
+        .filter(move |(name, _)| !old.is_some_and(|o| o.contains_key(name.as_ref())))
+        .map(|(name, v)| (name.as_ref(), None, Some(*v)));
     from_old
         .chain(only_new)
         .filter(|(_, o, n)| o.map(RawValue::get) != n.map(RawValue::get))
@@ -1462,13 +1428,8 @@ impl<'j> RawNode<'j> {
         })
     }
 
-    /// The value of `element` (the last, if it repeats, as a parse into a map keeps).
     fn get(&self, element: &str) -> Option<&'j RawValue> {
-        self.elements
-            .iter()
-            .rev()
-            .find(|(e, _)| e == element)
-            .map(|(_, v)| *v)
+        RawElements::raw(&self.elements, element)
     }
 
     /// [`is_member`].
@@ -1556,8 +1517,31 @@ impl<'j> RawNode<'j> {
     }
 }
 
-/// The elements of one fieldsV1 level, as [`RawNode`] holds them.
+/// The fields of one JSON object, each with its value's text, nothing below parsed: the
+/// elements of one fieldsV1 level, or the fields of a list item read for its key.
 struct RawElements<'j>(Vec<(Cow<'j, str>, &'j RawValue)>);
+
+impl<'j> RawElements<'j> {
+    /// The text of field `name` in `fields` (the last, if it repeats, as a parse into a map
+    /// keeps).
+    fn raw(fields: &[(Cow<'j, str>, &'j RawValue)], name: &str) -> Option<&'j RawValue> {
+        fields
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// The value of field `name`.
+    fn value(&self, name: &str) -> Option<Value> {
+        serde_json::from_str(Self::raw(&self.0, name)?.get()).ok()
+    }
+
+    /// The fields by name (the last of a repeated one, as a parse into a map keeps).
+    fn by_name(self) -> RawFields<'j> {
+        self.0.into_iter().collect()
+    }
+}
 
 impl<'de: 'j, 'j> serde::Deserialize<'de> for RawElements<'j> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -1582,7 +1566,7 @@ impl<'de: 'j, 'j> serde::Deserialize<'de> for RawElements<'j> {
     }
 }
 
-/// An element's name, borrowed from the text unless it holds escapes (`k:{\"name\":...}`).
+/// A field's (or an element's) name, borrowed from the text unless it holds escapes (`k:{\"name\":...}`).
 struct ElementName<'j>(Cow<'j, str>);
 
 impl<'de: 'j, 'j> serde::Deserialize<'de> for ElementName<'j> {

@@ -745,7 +745,8 @@ fn stream_like() -> impl Strategy<Value = Value> {
     )
         .prop_map(|(name, from, x)| {
             let mut tag = serde_json::Map::new();
-            for (k, v) in [("name", name), ("from", from), ("x", x)] {
+            // A field name with an escape (`"x\"q"`), which a raw reader must unescape.
+            for (k, v) in [("name", name), ("from", from), ("x\"q", x)] {
                 if let Some(v) = v {
                     tag.insert(k.into(), v);
                 }
