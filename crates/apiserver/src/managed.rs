@@ -1296,18 +1296,23 @@ fn record_changes(
         let Some(fields) = entry.fields_v1.as_mut() else {
             continue;
         };
-        let untouched = RawNode::of(fields.raw()).is_some_and(|node| {
+        // An entry the change does not reach is read once, to see that it still holds a field.
+        let untouched = RawNode::of(fields.raw()).filter(|node| {
             !node.edited_by_unmark(&changes.changed) && !node.edited_by_unmark(&changes.removed)
         });
-        if !untouched {
-            let mut value = fields.to_value();
-            if let Some(map) = value.as_object_mut() {
-                unmark_fields_v1(map, &changes.changed);
-                unmark_fields_v1(map, &changes.removed);
+        let holds_field = match untouched {
+            Some(node) => node.holds_field(),
+            None => {
+                let mut value = fields.to_value();
+                if let Some(map) = value.as_object_mut() {
+                    unmark_fields_v1(map, &changes.changed);
+                    unmark_fields_v1(map, &changes.removed);
+                }
+                *fields = FieldsV1::from_value(&value);
+                holds_field(&value)
             }
-            *fields = FieldsV1::from_value(&value);
-        }
-        if RawNode::of(fields.raw()).is_some_and(|node| node.holds_field()) {
+        };
+        if holds_field {
             out.push(entry);
         }
     }

@@ -173,7 +173,29 @@ impl<'f, V> Watched<'f, V> {
     }
 }
 
+/// The `visit_*` methods of scalars, handed to the wrapped visitor as they are.
 macro_rules! forward_visit {
+    () => {
+        forward_visit! {
+            visit_bool(bool);
+            visit_i8(i8);
+            visit_i16(i16);
+            visit_i32(i32);
+            visit_i64(i64);
+            visit_i128(i128);
+            visit_u8(u8);
+            visit_u16(u16);
+            visit_u32(u32);
+            visit_u64(u64);
+            visit_u128(u128);
+            visit_f32(f32);
+            visit_f64(f64);
+            visit_char(char);
+            visit_bytes(&[u8]);
+            visit_borrowed_bytes(&'de [u8]);
+            visit_byte_buf(Vec<u8>);
+        }
+    };
     ($($method:ident($ty:ty);)*) => {$(
         fn $method<E: serde::de::Error>(self, v: $ty) -> Result<V::Value, E> {
             self.visitor.$method(v)
@@ -188,25 +210,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Watched<'_, V> {
         self.visitor.expecting(f)
     }
 
-    forward_visit! {
-        visit_bool(bool);
-        visit_i8(i8);
-        visit_i16(i16);
-        visit_i32(i32);
-        visit_i64(i64);
-        visit_i128(i128);
-        visit_u8(u8);
-        visit_u16(u16);
-        visit_u32(u32);
-        visit_u64(u64);
-        visit_u128(u128);
-        visit_f32(f32);
-        visit_f64(f64);
-        visit_char(char);
-        visit_bytes(&[u8]);
-        visit_borrowed_bytes(&'de [u8]);
-        visit_byte_buf(Vec<u8>);
-    }
+    forward_visit!();
 
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<V::Value, E> {
         self.keep_type_string(v);
@@ -529,25 +533,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for KeyVisitor<'_, V> {
     }
 
     // Keys arrive as strings from serde_json; anything else is handed on unhashed.
-    forward_visit! {
-        visit_bool(bool);
-        visit_i8(i8);
-        visit_i16(i16);
-        visit_i32(i32);
-        visit_i64(i64);
-        visit_i128(i128);
-        visit_u8(u8);
-        visit_u16(u16);
-        visit_u32(u32);
-        visit_u64(u64);
-        visit_u128(u128);
-        visit_f32(f32);
-        visit_f64(f64);
-        visit_char(char);
-        visit_bytes(&[u8]);
-        visit_borrowed_bytes(&'de [u8]);
-        visit_byte_buf(Vec<u8>);
-    }
+    forward_visit!();
 
     fn visit_none<E: serde::de::Error>(self) -> Result<V::Value, E> {
         self.visitor.visit_none()
