@@ -33,6 +33,7 @@ pub struct FaultyStore {
     conflicts: AtomicUsize,
     races: AtomicUsize,
     collisions: AtomicUsize,
+    gets: AtomicUsize,
     revision_calls: AtomicUsize,
     revisions_in_flight: AtomicUsize,
     most_revisions_in_flight: AtomicUsize,
@@ -46,6 +47,7 @@ impl FaultyStore {
             conflicts: AtomicUsize::new(0),
             races: AtomicUsize::new(0),
             collisions: AtomicUsize::new(0),
+            gets: AtomicUsize::new(0),
             revision_calls: AtomicUsize::new(0),
             revisions_in_flight: AtomicUsize::new(0),
             most_revisions_in_flight: AtomicUsize::new(0),
@@ -58,6 +60,11 @@ impl FaultyStore {
     pub fn slow_revisions(&self, delay: std::time::Duration) {
         let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         self.revision_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// How many times `get` was asked.
+    pub fn gets(&self) -> usize {
+        self.gets.load(Ordering::SeqCst)
     }
 
     /// How many times `current_revision` was asked.
@@ -105,6 +112,7 @@ fn take_one(counter: &AtomicUsize) -> bool {
 #[async_trait::async_trait]
 impl Store for FaultyStore {
     async fn get(&self, key: &str) -> Result<GetResponse> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
         self.inner.get(key).await
     }
     async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {

@@ -63,7 +63,7 @@ impl<S: Strategy> Registry<S> {
                 obj = unannounced.unwrap_or(obj);
             }
             match result {
-                Ok(rev) => return Ok(self.written(&key, obj, json, rev)),
+                Ok(rev) => return Ok(self.written(&key, obj, value, json, rev)),
                 Err(StorageError::AlreadyExists { .. }) => match &generate {
                     Some(prefix) if attempt < GENERATE_NAME_ATTEMPTS => {
                         obj.metadata_mut().name = Some(generated_name(prefix));

@@ -60,7 +60,10 @@ impl<S: Strategy> Registry<S> {
                 return Ok(Deleted::Gone(obj));
             }
             match self.store.delete(&key, Some(rev)).await {
-                Ok(_) => return Ok(Deleted::Gone(obj)),
+                Ok(_) => {
+                    self.recent().forget(&key);
+                    return Ok(Deleted::Gone(obj));
+                }
                 Err(StorageError::Conflict { .. }) => continue,
                 Err(StorageError::NotFound { .. }) => return Err(self.not_found(name)),
                 Err(e) => return Err(storage_error(e, &self.gr, "delete")),

@@ -86,10 +86,11 @@ pub struct Written<O> {
     stored: Option<Stored>,
 }
 
-/// Where a written object went, and its wire JSON.
+/// Where a written object went, the bytes stored, and its wire JSON.
 struct Stored {
     key: String,
     revision: Revision,
+    value: Bytes,
     json: Bytes,
 }
 
@@ -294,12 +295,13 @@ impl<S: Strategy> Registry<S> {
         Some(json)
     }
 
-    /// The result of a write of `obj` under `key` (announced as `json`, in served form) given
-    /// `revision`.
+    /// The result of a write of `obj` as `value` under `key` (announced as `json`, in served
+    /// form) given `revision`.
     fn written(
         &self,
         key: &str,
         mut obj: S::Object,
+        value: Bytes,
         json: Option<Unversioned>,
         revision: Revision,
     ) -> Written<S::Object> {
@@ -309,6 +311,7 @@ impl<S: Strategy> Registry<S> {
             stored: json.map(|json| Stored {
                 key: key.to_string(),
                 revision,
+                value,
                 json: json.at(revision),
             }),
         }
@@ -319,13 +322,17 @@ impl<S: Strategy> Registry<S> {
     pub fn written_json(&self, written: Written<S::Object>) -> Result<Bytes, ApiError> {
         match written.stored {
             Some(stored) => {
+                let json = stored.json.clone();
                 self.recent().keep(
                     &stored.key,
-                    stored.revision,
-                    stored.json.clone(),
-                    written.object,
+                    recent::Kept {
+                        revision: stored.revision,
+                        stored: stored.value,
+                        json: stored.json,
+                        object: written.object,
+                    },
                 );
-                Ok(stored.json)
+                Ok(json)
             }
             None => render(&written.object),
         }

@@ -1,11 +1,13 @@
-//! The objects a registry wrote last, kept typed for the next update of each: a
-//! read-modify-write that finds the stored revision it reads here starts from this object
-//! instead of decoding the stored bytes (kube's `GuaranteedUpdate` starts from the watch
-//! cache's decoded object for the same reason; our cache keeps compressed JSON). Decoding a
-//! stream of a hundred tags costs more than the rest of an update's bookkeeping.
+//! The objects a registry wrote last, kept typed for the next update of each. An update
+//! starts from the one kept here, assumed current, without reading the store; its
+//! compare-and-swap proves the assumption (kube's `GuaranteedUpdate` starts from the watch
+//! cache's decoded object for the same reason). A read that finds the stored revision kept
+//! here also starts from this object instead of decoding the stored bytes. Decoding a stream
+//! of a hundred tags costs more than the rest of an update's bookkeeping, and on etcd the
+//! read is a round trip carrying the whole object.
 //!
-//! Bounded by count and by the size of the objects' JSON, so hot objects stay and the memory
-//! stays small; an object is taken out when used, so concurrent writers of one object decode.
+//! Bounded by count and by the size of the objects' bytes, so hot objects stay and the memory
+//! stays small; an object is taken out when used, so concurrent writers of one object read.
 
 use std::collections::HashMap;
 
@@ -14,22 +16,44 @@ use storage::Revision;
 
 /// At most this many objects are kept.
 const MAX_OBJECTS: usize = 64;
-/// An object whose JSON is larger than this is not kept.
-const MAX_OBJECT_BYTES: usize = 1 << 20;
-/// The JSON of all kept objects stays under this.
-const MAX_TOTAL_BYTES: usize = 8 << 20;
+/// An object whose stored bytes and JSON come to more than this is not kept (a stream of a
+/// thousand tags is about half a megabyte of each).
+const MAX_OBJECT_BYTES: usize = 2 << 20;
+/// The bytes of all kept objects stay under this.
+const MAX_TOTAL_BYTES: usize = 16 << 20;
 
 pub(super) struct Recent<O> {
     objects: HashMap<String, Kept<O>>,
-    /// The JSON size of the kept objects.
+    /// The size of the kept objects' bytes.
     bytes: usize,
 }
 
-struct Kept<O> {
-    revision: Revision,
+/// One written object.
+pub(super) struct Kept<O> {
+    pub revision: Revision,
+    /// The bytes stored (shared with the write that stored them).
+    pub stored: Bytes,
     /// The object's wire JSON (shared with the reply that carried it).
-    json: Bytes,
-    object: O,
+    pub json: Bytes,
+    pub object: O,
+}
+
+impl<O> Kept<O> {
+    fn size(&self) -> usize {
+        self.stored.len() + self.json.len()
+    }
+
+    /// What the store holds under `key` if this is still current (debug builds check a kept
+    /// object against its stored bytes decoded).
+    #[cfg(debug_assertions)]
+    pub fn as_stored(&self, key: &str) -> storage::KeyValue {
+        storage::KeyValue {
+            key: key.to_string(),
+            value: self.stored.clone(),
+            create_revision: 0,
+            mod_revision: self.revision,
+        }
+    }
 }
 
 impl<O> Default for Recent<O> {
@@ -45,18 +69,38 @@ impl<O> Recent<O> {
     /// The object kept under `key` and its JSON, if it is the one stored at `revision`; it is
     /// taken out either way (one at another revision is out of date).
     pub(super) fn take(&mut self, key: &str, revision: Revision) -> Option<(O, Bytes)> {
-        let kept = self.objects.remove(key)?;
-        self.bytes -= kept.json.len();
+        let kept = self.take_latest(key, None)?;
         (kept.revision == revision).then_some((kept.object, kept.json))
     }
 
-    /// Keeps `object`, stored under `key` at `revision`, with its wire JSON, making room by
-    /// dropping others (in no particular order) when the bounds require.
-    pub(super) fn keep(&mut self, key: &str, revision: Revision, json: Bytes, object: O) {
-        if let Some(old) = self.objects.remove(key) {
-            self.bytes -= old.json.len();
+    /// The object kept under `key`, taken out, unless `wanted` is given and is not its
+    /// revision: a write held to another revision is most likely stale and answered 409 after
+    /// a read, so it leaves the object to the next writer instead of using it up.
+    pub(super) fn take_latest(&mut self, key: &str, wanted: Option<Revision>) -> Option<Kept<O>> {
+        let revision = self.objects.get(key)?.revision;
+        if wanted.is_some_and(|w| w != revision) {
+            return None;
         }
-        let bytes = json.len();
+        let kept = self.objects.remove(key)?;
+        self.bytes -= kept.size();
+        Some(kept)
+    }
+
+    /// Keeps `kept`, stored under `key`, making room by dropping others (in no particular
+    /// order) when the bounds require. An object kept at a later revision stays: writes of
+    /// one object may finish their replies out of order.
+    pub(super) fn keep(&mut self, key: &str, kept: Kept<O>) {
+        if self
+            .objects
+            .get(key)
+            .is_some_and(|k| k.revision > kept.revision)
+        {
+            return;
+        }
+        if let Some(old) = self.objects.remove(key) {
+            self.bytes -= old.size();
+        }
+        let bytes = kept.size();
         if bytes > MAX_OBJECT_BYTES {
             return;
         }
@@ -65,18 +109,18 @@ impl<O> Recent<O> {
                 break;
             };
             if let Some(gone) = self.objects.remove(&victim) {
-                self.bytes -= gone.json.len();
+                self.bytes -= gone.size();
             }
         }
         self.bytes += bytes;
-        self.objects.insert(
-            key.to_string(),
-            Kept {
-                revision,
-                json,
-                object,
-            },
-        );
+        self.objects.insert(key.to_string(), kept);
+    }
+
+    /// Drops what is kept under `key` (the object is gone).
+    pub(super) fn forget(&mut self, key: &str) {
+        if let Some(gone) = self.objects.remove(key) {
+            self.bytes -= gone.size();
+        }
     }
 
     #[cfg(test)]
@@ -89,17 +133,27 @@ impl<O> Recent<O> {
 mod tests {
     use super::*;
 
-    fn json(len: usize) -> Bytes {
+    fn bytes(len: usize) -> Bytes {
         Bytes::from(vec![b' '; len])
+    }
+
+    /// `object` at `revision`, its stored bytes and JSON `len` bytes each.
+    fn kept<O>(revision: Revision, len: usize, object: O) -> Kept<O> {
+        Kept {
+            revision,
+            stored: bytes(len),
+            json: bytes(len),
+            object,
+        }
     }
 
     #[test]
     fn an_object_is_taken_once_and_only_at_its_revision() {
         let mut recent = Recent::default();
-        recent.keep("/s/a", 5, json(10), "a@5");
+        recent.keep("/s/a", kept(5, 10, "a@5"));
         assert_eq!(recent.take("/s/a", 5).map(|(o, _)| o), Some("a@5"));
         assert!(recent.take("/s/a", 5).is_none(), "taken out when used");
-        recent.keep("/s/a", 6, json(10), "a@6");
+        recent.keep("/s/a", kept(6, 10, "a@6"));
         assert_eq!(
             recent.take("/s/a", 7),
             None,
@@ -110,12 +164,34 @@ mod tests {
     }
 
     #[test]
-    fn a_newer_write_replaces_the_kept_object() {
+    fn the_latest_is_taken_whatever_its_revision() {
         let mut recent = Recent::default();
-        recent.keep("/s/a", 5, json(10), "a@5");
-        recent.keep("/s/a", 8, json(30), "a@8");
+        recent.keep("/s/a", kept(5, 10, "a@5"));
+        assert!(
+            recent.take_latest("/s/a", Some(4)).is_none(),
+            "not for a write held to another revision"
+        );
+        let latest = recent.take_latest("/s/a", Some(5)).expect("kept");
+        assert_eq!((latest.revision, latest.object), (5, "a@5"));
+        assert!(
+            recent.take_latest("/s/a", None).is_none(),
+            "taken out when used"
+        );
+        recent.keep("/s/a", kept(6, 10, "a@6"));
+        let latest = recent.take_latest("/s/a", None).expect("kept");
+        assert_eq!((latest.revision, latest.object), (6, "a@6"));
+        assert_eq!(recent.bytes, 0);
+    }
+
+    #[test]
+    fn a_newer_write_replaces_the_kept_object_and_an_older_one_does_not() {
+        let mut recent = Recent::default();
+        recent.keep("/s/a", kept(5, 10, "a@5"));
+        recent.keep("/s/a", kept(8, 30, "a@8"));
         assert_eq!(recent.len(), 1);
-        assert_eq!(recent.bytes, 30);
+        assert_eq!(recent.bytes, 60);
+        recent.keep("/s/a", kept(7, 20, "a@7"));
+        assert_eq!(recent.bytes, 60, "a reply that finished late keeps nothing");
         assert_eq!(
             recent.take("/s/a", 8).map(|(o, j)| (o, j.len())),
             Some(("a@8", 30))
@@ -123,22 +199,33 @@ mod tests {
     }
 
     #[test]
+    fn a_forgotten_object_is_gone() {
+        let mut recent = Recent::default();
+        recent.keep("/s/a", kept(5, 10, "a@5"));
+        recent.keep("/s/b", kept(6, 10, "b@6"));
+        recent.forget("/s/a");
+        assert!(recent.take_latest("/s/a", None).is_none());
+        assert_eq!((recent.len(), recent.bytes), (1, 20));
+    }
+
+    #[test]
     fn the_bounds_hold() {
         let mut recent = Recent::default();
         for i in 0..MAX_OBJECTS * 2 {
-            recent.keep(&format!("/s/{i}"), 1, json(10), i);
+            recent.keep(&format!("/s/{i}"), kept(1, 10, i));
         }
         assert_eq!(recent.len(), MAX_OBJECTS);
-        assert_eq!(recent.bytes, MAX_OBJECTS * 10);
+        assert_eq!(recent.bytes, MAX_OBJECTS * 20);
 
         let mut recent = Recent::default();
+        let half = MAX_OBJECT_BYTES / 2;
         for i in 0..20 {
-            recent.keep(&format!("/s/{i}"), 1, json(MAX_OBJECT_BYTES), i);
+            recent.keep(&format!("/s/{i}"), kept(1, half, i));
             assert!(recent.bytes <= MAX_TOTAL_BYTES);
         }
         assert_eq!(recent.len(), MAX_TOTAL_BYTES / MAX_OBJECT_BYTES);
 
-        recent.keep("/s/huge", 1, json(MAX_OBJECT_BYTES + 1), 99);
+        recent.keep("/s/huge", kept(1, half + 1, 99));
         assert!(recent.take("/s/huge", 1).is_none(), "too large to keep");
     }
 }

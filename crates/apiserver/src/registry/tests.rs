@@ -519,6 +519,215 @@ async fn a_written_object_is_kept_for_the_next_update_of_it() {
     );
 }
 
+/// Widget `a` kept by the registry after a PATCH to `size`, then rewritten in the store behind
+/// its back, as another apiserver would, to `moved_to`; the revision the other write made.
+async fn kept_then_moved_on(h: &Harness, size: i64, moved_to: i64) -> Revision {
+    h.create(widget("a", 1)).await.expect("create");
+    let patch = format!(r#"{{"spec":{{"size":{size}}}}}"#);
+    h.send(patch_request(MERGE, &patch, ""))
+        .await
+        .expect("patch");
+    assert_eq!(h.registry.recent().len(), 1, "the patch's result is kept");
+    let key = h.registry.key(Some("ns"), "a");
+    let kv = h.store.get(&key).await.expect("read").kv.expect("a");
+    let mut stored: Value = serde_json::from_slice(&kv.value).expect("stored JSON");
+    stored["spec"]["size"] = json!(moved_to);
+    let value = Bytes::from(serde_json::to_vec(&stored).expect("JSON"));
+    h.store
+        .update(&key, value, kv.mod_revision)
+        .await
+        .expect("the other writer's write")
+}
+
+/// A change that adds one to the current size, noting each size it was made from.
+fn grow(seen: &mut Vec<i64>) -> impl FnMut(&Widget) -> Result<Widget, ApiError> + Send + '_ {
+    move |current| {
+        seen.push(current.spec.size);
+        resize(current.spec.size + 1)(current)
+    }
+}
+
+#[tokio::test]
+async fn an_update_starts_from_the_kept_object_without_reading_the_store() {
+    let h = harness();
+    h.create(widget("a", 1)).await.expect("create");
+    h.send(patch_request(MERGE, r#"{"spec":{"size":2}}"#, ""))
+        .await
+        .expect("patch");
+    let reads = h.store.gets();
+    let mut seen = Vec::new();
+    let updated = h
+        .update("a", UpdateStrategy::Main, grow(&mut seen))
+        .await
+        .expect("update");
+    assert_eq!((updated.spec.size, seen), (3, vec![2]));
+    assert_eq!(h.store.gets(), reads, "its compare-and-swap was the check");
+    assert_eq!(h.stored().await.spec.size, 3);
+}
+
+#[tokio::test]
+async fn a_kept_object_another_writer_moved_on_from_loses_its_swap_and_the_update_is_redone() {
+    let h = harness();
+    kept_then_moved_on(&h, 2, 5).await;
+    let reads = h.store.gets();
+    let mut seen = Vec::new();
+    let updated = h
+        .update("a", UpdateStrategy::Main, grow(&mut seen))
+        .await
+        .expect("update");
+    assert_eq!(
+        seen,
+        vec![2, 5],
+        "made again from what the lost swap returned"
+    );
+    assert_eq!(
+        h.store.gets(),
+        reads,
+        "the lost swap said what the store holds"
+    );
+    assert_eq!(updated.spec.size, 6);
+    assert_eq!(h.stored().await.spec.size, 6);
+}
+
+#[tokio::test]
+async fn what_a_stale_kept_object_answers_short_of_a_write_is_checked_against_the_store() {
+    // An error the stale object caused.
+    let h = harness();
+    kept_then_moved_on(&h, 2, 5).await;
+    let mut seen = Vec::new();
+    let updated = h
+        .update("a", UpdateStrategy::Main, |current| {
+            seen.push(current.spec.size);
+            match current.spec.size {
+                2 => Err(ApiError::BadRequest("made from the stale object".into())),
+                n => resize(n + 1)(current),
+            }
+        })
+        .await
+        .expect("redone from the store's object");
+    assert_eq!((updated.spec.size, seen), (6, vec![2, 5]));
+
+    // A version named by the produced object: the other writer's, which the kept one is not.
+    let h = harness();
+    let moved = kept_then_moved_on(&h, 2, 5).await;
+    let updated = h
+        .update("a", UpdateStrategy::Main, |current| {
+            let mut next = current.clone();
+            next.metadata.resource_version = Some(moved.to_string());
+            next.spec.size = 9;
+            Ok(next)
+        })
+        .await
+        .expect("held to the store's version, not the kept one's");
+    assert_eq!(updated.spec.size, 9);
+
+    // A no-op on the stale object.
+    let h = harness();
+    kept_then_moved_on(&h, 2, 5).await;
+    let unchanged = h
+        .update("a", UpdateStrategy::Main, |current| Ok(current.clone()))
+        .await
+        .expect("no-op");
+    assert_eq!(
+        unchanged.spec.size, 5,
+        "the store's object, not the kept one"
+    );
+    assert_eq!(
+        unchanged.metadata.resource_version.as_deref(),
+        Some(
+            h.stored()
+                .await
+                .metadata
+                .resource_version
+                .as_deref()
+                .unwrap_or("?")
+        )
+    );
+}
+
+#[tokio::test]
+async fn what_a_current_kept_object_answers_stands_after_one_read() {
+    let h = harness();
+    h.create(widget("a", 1)).await.expect("create");
+    h.send(patch_request(MERGE, r#"{"spec":{"size":2}}"#, ""))
+        .await
+        .expect("patch");
+    let reads = h.store.gets();
+    let mut calls = 0;
+    let err = h
+        .update("a", UpdateStrategy::Main, |current| {
+            calls += 1;
+            resize(-1)(current)
+        })
+        .await
+        .expect_err("invalid");
+    assert!(matches!(err, ApiError::Invalid { .. }), "{err:?}");
+    assert_eq!(
+        calls, 1,
+        "not made again: the store holds the kept revision"
+    );
+    assert_eq!(h.store.gets(), reads + 1);
+    assert_eq!(h.stored().await.spec.size, 2, "nothing written");
+}
+
+#[tokio::test]
+async fn a_kept_object_deleted_behind_the_registrys_back_answers_not_found() {
+    let h = harness();
+    h.create(widget("a", 1)).await.expect("create");
+    h.send(patch_request(MERGE, r#"{"spec":{"size":2}}"#, ""))
+        .await
+        .expect("patch");
+    let key = h.registry.key(Some("ns"), "a");
+    h.store.delete(&key, None).await.expect("delete");
+    let err = h
+        .update("a", UpdateStrategy::Main, resize(3))
+        .await
+        .expect_err("gone");
+    assert!(matches!(err, ApiError::NotFound { .. }), "{err:?}");
+    assert!(h.store.get(&key).await.expect("read").kv.is_none());
+}
+
+#[tokio::test]
+async fn a_put_held_to_an_older_revision_leaves_the_kept_object_to_the_next_writer() {
+    let h = harness();
+    let created = h.create(widget("a", 1)).await.expect("create");
+    h.send(patch_request(MERGE, r#"{"spec":{"size":2}}"#, ""))
+        .await
+        .expect("patch");
+    let mut stale = widget("a", 7);
+    stale.metadata.resource_version = created.metadata.resource_version;
+    let mut put = patch_request(
+        "application/json",
+        &serde_json::to_string(&stale).expect("JSON"),
+        "",
+    );
+    put.verb = Verb::Update;
+    let err = h.send(put).await.expect_err("stale");
+    assert!(matches!(err, ApiError::Conflict { .. }), "{err:?}");
+    assert_eq!(h.registry.recent().len(), 1, "left kept");
+    let reads = h.store.gets();
+    let mut seen = Vec::new();
+    h.update("a", UpdateStrategy::Main, grow(&mut seen))
+        .await
+        .expect("update");
+    assert_eq!(seen, vec![2]);
+    assert_eq!(h.store.gets(), reads, "the next writer started from it");
+}
+
+#[tokio::test]
+async fn a_delete_forgets_the_kept_object() {
+    let h = harness();
+    h.create(widget("a", 1)).await.expect("create");
+    h.send(patch_request(MERGE, r#"{"spec":{"size":2}}"#, ""))
+        .await
+        .expect("patch");
+    h.registry
+        .delete(Some("ns"), "a", &DeleteOptions::default())
+        .await
+        .expect("delete");
+    assert_eq!(h.registry.recent().len(), 0);
+}
+
 #[tokio::test]
 async fn every_patch_type_is_reapplied_to_the_fresh_object_after_lost_races() {
     let h = harness();

@@ -6,8 +6,9 @@ use apimachinery::errors::ApiError;
 use apimachinery::field::{FieldError, FieldPath};
 use apimachinery::validation::validate_object_meta_update;
 use apimachinery::GroupKind;
-use storage::{Revision, StorageError};
+use storage::{KeyValue, Revision, StorageError};
 
+use super::recent::Kept;
 use super::{
     internal, now, storage_error, ManagedFields, Registry, UpdateStrategy, WriteContext, Written,
     MAX_UPDATE_ATTEMPTS,
@@ -41,6 +42,13 @@ impl<S: Strategy> Registry<S> {
     }
 
     /// [`Self::update`], with the result's wire JSON when the write rendered it already.
+    ///
+    /// The first attempt starts from the object this registry wrote last, when it kept it
+    /// ([`super::recent`]) and the request is not held to another revision, without reading
+    /// the store, as kube's `GuaranteedUpdate` starts from its cache: the compare-and-swap
+    /// proves that start current. Any other outcome of such an
+    /// attempt (an error, a no-op, a dry run) stands only once a read of the store finds the
+    /// same revision; otherwise the update starts again from what it read.
     pub async fn update_written<F>(
         &self,
         ctx: &WriteContext<'_>,
@@ -52,48 +60,101 @@ impl<S: Strategy> Registry<S> {
         F: FnMut(&S::Object) -> Result<S::Object, ApiError> + Send,
     {
         let key = self.key(ctx.namespace, name);
+        let mut next = self
+            .recent()
+            .take_latest(&key, ctx.expected_revision)
+            .map(Start::Assumed);
         for _ in 0..MAX_UPDATE_ATTEMPTS {
-            let Some(kv) = self.read_stored(ctx.namespace, name).await? else {
-                return Err(self.not_found(name));
+            let start = match next.take() {
+                Some(start) => start,
+                None => match self.read_stored(ctx.namespace, name).await? {
+                    Some(kv) => Start::Read(kv),
+                    None => return Err(self.not_found(name)),
+                },
             };
-            let current = kv.mod_revision;
-            if ctx.expected_revision.is_some_and(|rv| rv != current) {
-                return Err(ApiError::conflict(&self.gr, name));
-            }
-            let (mut old, old_json) = self.current_object(&kv)?;
-            let stored = kv.value;
-            let mut new = produce(&old)?;
-            self.check_identity(ctx.namespace, name, &mut new)?;
-            self.check_resource_version(name, &new, current)?;
-            self.before_update(ctx, strategy, &mut new, &old).await?;
-            if ctx.managed_fields == ManagedFields::RecordUpdate {
-                let old = Some((&mut old, old_json.as_deref()));
-                self.record_managed_fields(ctx, old, &mut new, strategy.subresource())?;
-            }
-            // Recording a write that changes nothing changes no entry, so this finds no-ops.
-            let new_bytes = self.stored_bytes(&mut new)?;
-            if new_bytes == stored {
-                return Ok(self.serve(old, current).into());
-            }
-            if ctx.options.dry_run {
-                return Ok(self.serve(new, current).into());
-            }
-            if let Some(deleted) = self.finish_deletion(&key, &new, current).await? {
-                return Ok(deleted.into());
-            }
-            let json = self.announce(&key, &new_bytes, &mut new);
-            let result = self.store.update(&key, new_bytes.clone(), current).await;
-            if result.is_err() {
-                self.cache.withdraw(&key, &new_bytes);
-            }
-            match result {
-                Ok(rev) => return Ok(self.written(&key, new, json, rev)),
-                Err(StorageError::Conflict { .. }) => continue,
-                Err(StorageError::NotFound { .. }) => return Err(self.not_found(name)),
-                Err(e) => return Err(storage_error(e, &self.gr, "update")),
+            let assumed = start.assumed_revision();
+            let answer = match self
+                .attempt(ctx, &key, name, strategy, &mut produce, start)
+                .await
+            {
+                Ok(Attempt::Wrote(written)) => return Ok(written),
+                Ok(Attempt::Lost(current)) => {
+                    next = current.map(Start::Read);
+                    continue;
+                }
+                Ok(Attempt::Unwritten(written)) => Ok(written),
+                Err(e) => Err(e),
+            };
+            let Some(revision) = assumed else {
+                return answer;
+            };
+            match self.read_stored(ctx.namespace, name).await? {
+                Some(kv) if kv.mod_revision == revision => return answer,
+                Some(kv) => next = Some(Start::Read(kv)),
+                None => return Err(self.not_found(name)),
             }
         }
         Err(self.retries_exhausted("update"))
+    }
+
+    /// One read-modify-write from `start`.
+    async fn attempt<F>(
+        &self,
+        ctx: &WriteContext<'_>,
+        key: &str,
+        name: &str,
+        strategy: UpdateStrategy,
+        produce: &mut F,
+        start: Start<S::Object>,
+    ) -> Result<Attempt<S::Object>, ApiError>
+    where
+        F: FnMut(&S::Object) -> Result<S::Object, ApiError> + Send,
+    {
+        let current = start.revision();
+        if ctx.expected_revision.is_some_and(|rv| rv != current) {
+            return Err(ApiError::conflict(&self.gr, name));
+        }
+        let (mut old, old_json, stored) = match start {
+            Start::Assumed(kept) => {
+                #[cfg(debug_assertions)]
+                self.check_kept(&kept.object, &kept.json, &kept.as_stored(key));
+                (kept.object, Some(kept.json), kept.stored)
+            }
+            Start::Read(kv) => {
+                let (old, json) = self.current_object(&kv)?;
+                (old, json, kv.value)
+            }
+        };
+        let mut new = produce(&old)?;
+        self.check_identity(ctx.namespace, name, &mut new)?;
+        self.check_resource_version(name, &new, current)?;
+        self.before_update(ctx, strategy, &mut new, &old).await?;
+        if ctx.managed_fields == ManagedFields::RecordUpdate {
+            let old = Some((&mut old, old_json.as_deref()));
+            self.record_managed_fields(ctx, old, &mut new, strategy.subresource())?;
+        }
+        // Recording a write that changes nothing changes no entry, so this finds no-ops.
+        let new_bytes = self.stored_bytes(&mut new)?;
+        if new_bytes == stored {
+            return Ok(Attempt::Unwritten(self.serve(old, current).into()));
+        }
+        if ctx.options.dry_run {
+            return Ok(Attempt::Unwritten(self.serve(new, current).into()));
+        }
+        if let Some(deleted) = self.finish_deletion(key, &new, current).await? {
+            return Ok(Attempt::Wrote(deleted.into()));
+        }
+        let json = self.announce(key, &new_bytes, &mut new);
+        let result = self.store.update(key, new_bytes.clone(), current).await;
+        if result.is_err() {
+            self.cache.withdraw(key, &new_bytes);
+        }
+        match result {
+            Ok(rev) => Ok(Attempt::Wrote(self.written(key, new, new_bytes, json, rev))),
+            Err(StorageError::Conflict { current, .. }) => Ok(Attempt::Lost(current.map(|kv| *kv))),
+            Err(StorageError::NotFound { .. }) => Err(self.not_found(name)),
+            Err(e) => Err(storage_error(e, &self.gr, "update")),
+        }
     }
 
     /// The produced object must be in the request's namespace and keep the URL's name.
@@ -211,7 +272,10 @@ impl<S: Strategy> Registry<S> {
             return Ok(None);
         }
         match self.store.delete(key, Some(current)).await {
-            Ok((rev, _)) => Ok(Some(self.serve(new.clone(), rev))),
+            Ok((rev, _)) => {
+                self.recent().forget(key);
+                Ok(Some(self.serve(new.clone(), rev)))
+            }
             Err(StorageError::Conflict { .. }) => Err(ApiError::conflict(
                 &self.gr,
                 meta.name.as_deref().unwrap_or(""),
@@ -261,6 +325,40 @@ impl<S: Strategy> Registry<S> {
         new.metadata_mut().managed_fields = (!entries.is_empty()).then_some(entries);
         Ok(())
     }
+}
+
+/// Where an update attempt starts.
+enum Start<O> {
+    /// The object this registry wrote last, assumed to be the stored one.
+    Assumed(Kept<O>),
+    /// What the store holds: read, or returned by a lost compare-and-swap.
+    Read(KeyValue),
+}
+
+impl<O> Start<O> {
+    fn revision(&self) -> Revision {
+        match self {
+            Start::Assumed(kept) => kept.revision,
+            Start::Read(kv) => kv.mod_revision,
+        }
+    }
+
+    fn assumed_revision(&self) -> Option<Revision> {
+        match self {
+            Start::Assumed(kept) => Some(kept.revision),
+            Start::Read(_) => None,
+        }
+    }
+}
+
+/// How an update attempt ended, short of an error.
+enum Attempt<O> {
+    /// It wrote (or finished a deletion).
+    Wrote(Written<O>),
+    /// It wrote nothing and needs not: a no-op or a dry run.
+    Unwritten(Written<O>),
+    /// Another write came first; what the store holds now, when the store said.
+    Lost(Option<KeyValue>),
 }
 
 /// §2.4: what an update cannot change is silently taken from the stored object.
