@@ -863,9 +863,8 @@ fn raw_items(raw: &RawValue) -> Result<Option<Vec<&RawValue>>, serde_json::Error
 fn raw_items_by_key<'j>(items: &[&'j RawValue], key: &str) -> Option<HashMap<Value, &'j RawValue>> {
     let mut by_key = HashMap::with_capacity(items.len());
     for item in items {
-        let id = serde_json::from_str::<RawElements>(item.get())
-            .ok()?
-            .value(key)?;
+        let mut read = serde_json::Deserializer::from_str(item.get());
+        let id = serde::de::DeserializeSeed::deserialize(FieldValue(key), &mut read).ok()??;
         let scalar = matches!(id, Value::String(_) | Value::Number(_) | Value::Bool(_));
         if !scalar || is_empty_leaf(&id) || by_key.insert(id, *item).is_some() {
             return None;
@@ -1537,11 +1536,6 @@ impl<'j> RawElements<'j> {
             .map(|(_, v)| *v)
     }
 
-    /// The value of field `name`.
-    fn value(&self, name: &str) -> Option<Value> {
-        serde_json::from_str(Self::raw(&self.0, name)?.get()).ok()
-    }
-
     /// The fields by name (the last of a repeated one, as a parse into a map keeps).
     fn by_name(self) -> RawFields<'j> {
         self.0.into_iter().collect()
@@ -1568,6 +1562,60 @@ impl<'de: 'j, 'j> serde::Deserialize<'de> for RawElements<'j> {
             }
         }
         d.deserialize_map(Elements)
+    }
+}
+
+/// The value of one field of a JSON object (the last, if the name repeats, as a parse into a
+/// map keeps), the other fields passed over unread: a list item's merge key, without
+/// listing the item's fields. None when the object lacks the field; an error when the text
+/// is no object.
+struct FieldValue<'n>(&'n str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldValue<'_> {
+    type Value = Option<Value>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<Value>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldValue<'_> {
+    type Value = Option<Value>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<Option<Value>, A::Error> {
+        let mut found = None;
+        while let Some(wanted) = map.next_key_seed(NameIs(self.0))? {
+            if wanted {
+                found = Some(map.next_value::<Value>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Whether a field's name is the one given, read without copying it.
+struct NameIs<'n>(&'n str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for NameIs<'_> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NameIs<'_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E>(self, name: &str) -> Result<bool, E> {
+        Ok(name == self.0)
     }
 }
 
