@@ -1342,11 +1342,11 @@ fn writers_fields(fields: Option<FieldsV1>, changes: &FieldChanges) -> FieldsV1 
     }
     let edit = match fields.as_ref().and_then(|f| RawNode::of(f.raw())) {
         Some(node) if !node.edited_by_unmark(&changes.removed) => {
-            if node.edited_by_mark(&changes.changed) {
-                let text = render_elements(&node.marked(&changes.changed));
-                FieldsV1::from_json(text).map_or(Edit::Parse, Edit::Marked)
-            } else {
-                Edit::Keep
+            match node.marked(&changes.changed) {
+                Some(marked) => {
+                    FieldsV1::from_json(render_elements(&marked)).map_or(Edit::Parse, Edit::Marked)
+                }
+                None => Edit::Keep,
             }
         }
         _ => Edit::Parse,
@@ -1386,17 +1386,24 @@ type MarkedElements<'j> = Vec<(Cow<'j, str>, ElementText<'j>)>;
 /// A level rendered as [`FieldTree::to_fields_v1`]'s JSON would be: keys escaped by
 /// serde_json, values as they are (compact already).
 fn render_elements(elements: &MarkedElements<'_>) -> String {
-    let mut out = String::from("{");
+    let size: usize = elements
+        .iter()
+        .map(|(e, t)| e.len() + t.get().len() + 4)
+        .sum();
+    let mut out = Vec::with_capacity(size + 2);
+    out.push(b'{');
     for (i, (element, text)) in elements.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push_str(&Value::from(element.as_ref()).to_string());
-        out.push(':');
-        out.push_str(text.get());
+        // Escaped straight into the level's text; writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, element.as_ref());
+        out.push(b':');
+        out.extend_from_slice(text.get().as_bytes());
     }
-    out.push('}');
-    out
+    out.push(b'}');
+    // Built from strings and serde_json's escaping, so valid UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// [`settle`] on a level being marked.
@@ -1470,13 +1477,12 @@ impl<'j> RawNode<'j> {
     }
 
     /// [`mark_fields_v1`] of `set` on this level, as text: the elements it passes through are
-    /// read and marked in turn, the others copied as they are.
-    fn marked(&self, set: &FieldTree) -> MarkedElements<'j> {
-        let mut elements: MarkedElements<'j> = self
-            .elements
-            .iter()
-            .map(|(e, v)| (e.clone(), ElementText::Read(v)))
-            .collect();
+    /// read and marked in turn, the others copied as they are; None when the mark would change
+    /// nothing here (a member of `set` is a member already, and no node it passes is
+    /// unsettled), so the level's text stays as it is.
+    fn marked(&self, set: &FieldTree) -> Option<MarkedElements<'j>> {
+        let mut elements = self.read_elements();
+        let mut changed = false;
         let mut out_of_order = false;
         for (element, below) in &set.children {
             let at = elements.iter().position(|(e, _)| e == element);
@@ -1485,17 +1491,25 @@ impl<'j> RawNode<'j> {
                 _ => None,
             };
             let existing = node.as_ref().map(RawNode::is_member);
+            let settled = node
+                .as_ref()
+                .is_some_and(|n| (n.is_member() || !below.member) && !n.is_unsettled());
+            let node = node.unwrap_or(RawNode {
+                elements: Vec::new(),
+            });
+            let mut below_elements = match node.marked(below) {
+                Some(marked) => marked,
+                // Nothing to mark below, and this node is as the mark leaves it: its text stays.
+                None if settled => continue,
+                None => node.read_elements(),
+            };
+            changed = true;
             if existing.is_none() {
                 out_of_order |= at.is_none()
                     && elements
                         .last()
                         .is_some_and(|(last, _)| last.as_ref() > element.as_str());
             }
-            let mut below_elements = node
-                .unwrap_or(RawNode {
-                    elements: Vec::new(),
-                })
-                .marked(below);
             settle_elements(&mut below_elements, existing == Some(true) || below.member);
             let text = ElementText::Made(render_elements(&below_elements));
             match at {
@@ -1506,18 +1520,15 @@ impl<'j> RawNode<'j> {
         if out_of_order {
             elements.sort_by(|a, b| a.0.cmp(&b.0));
         }
-        elements
+        changed.then_some(elements)
     }
 
-    /// Whether [`mark_fields_v1`] of `set` would change this node: a member of `set` is not a
-    /// member here (or not there at all), or a node it passes is unsettled.
-    fn edited_by_mark(&self, set: &FieldTree) -> bool {
-        set.children.iter().any(|(element, below)| {
-            let Some(node) = self.get(element).and_then(RawNode::of) else {
-                return true;
-            };
-            (below.member && !node.is_member()) || node.is_unsettled() || node.edited_by_mark(below)
-        })
+    /// The elements as read, to be marked.
+    fn read_elements(&self) -> MarkedElements<'j> {
+        self.elements
+            .iter()
+            .map(|(e, v)| (e.clone(), ElementText::Read(v)))
+            .collect()
     }
 }
 
