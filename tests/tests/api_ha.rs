@@ -235,6 +235,25 @@ async fn two_replicas_on_one_etcd_serve_one_api() {
     );
     assert_eq!(read["metadata"]["labels"]["written-by"], "b", "{read}");
 
+    // A PATCH through A, which starts from the stream as A last wrote it (the create), applies
+    // to B's version: A's compare-and-swap loses, and A redoes the patch on what etcd holds.
+    let patched = ca
+        .patch(
+            &stream(NS, "one"),
+            "application/merge-patch+json",
+            r#"{"metadata":{"labels":{"patched-by":"a"}}}"#,
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    let patched = patched.json();
+    assert_eq!(
+        patched["metadata"]["labels"],
+        json!({"written-by": "b", "patched-by": "a"}),
+        "{patched}"
+    );
+    let patched_rv = patched["metadata"]["resourceVersion"].clone();
+    assert_ne!(patched_rv, updated_rv);
+
     // A's write with the stale resourceVersion loses to B's.
     let mut stale = created.clone();
     stale["metadata"]["labels"] = json!({"written-by": "a"});
@@ -246,7 +265,8 @@ async fn two_replicas_on_one_etcd_serve_one_api() {
          has been modified; please apply your changes to the latest version and try again"
     );
 
-    // A delete through A: gone on B at once, and B's watch saw the update then the delete.
+    // A delete through A: gone on B at once, and B's watch saw the update, the patch, then the
+    // delete.
     let deleted = ca.delete(&stream(NS, "one")).await;
     assert_eq!(deleted.status, 200, "{}", deleted.text());
     let gone = cb.get(&stream(NS, "one")).await;
@@ -266,6 +286,15 @@ async fn two_replicas_on_one_etcd_serve_one_api() {
     );
     assert_eq!(
         modified["object"]["metadata"]["labels"]["written-by"], "b",
+        "{modified}"
+    );
+    let modified = watch
+        .next(Duration::from_secs(5))
+        .await
+        .expect("B's watch saw no MODIFIED event for A's patch");
+    assert_eq!(modified["type"], "MODIFIED", "{modified}");
+    assert_eq!(
+        modified["object"]["metadata"]["resourceVersion"], patched_rv,
         "{modified}"
     );
     let removed = watch

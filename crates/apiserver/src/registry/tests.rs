@@ -519,15 +519,20 @@ async fn a_written_object_is_kept_for_the_next_update_of_it() {
     );
 }
 
-/// Widget `a` kept by the registry after a PATCH to `size`, then rewritten in the store behind
-/// its back, as another apiserver would, to `moved_to`; the revision the other write made.
-async fn kept_then_moved_on(h: &Harness, size: i64, moved_to: i64) -> Revision {
+/// Widget `a`, created at size 1, then kept by the registry after a PATCH to size 2.
+async fn kept_at_size_2(h: &Harness) {
     h.create(widget("a", 1)).await.expect("create");
-    let patch = format!(r#"{{"spec":{{"size":{size}}}}}"#);
-    h.send(patch_request(MERGE, &patch, ""))
+    h.send(patch_request(MERGE, r#"{"spec":{"size":2}}"#, ""))
         .await
         .expect("patch");
     assert_eq!(h.registry.recent().len(), 1, "the patch's result is kept");
+}
+
+/// Widget `a` kept at size 2 ([`kept_at_size_2`]), then rewritten in the store behind the
+/// registry's back, as another apiserver would, to `moved_to`; the revision the other write
+/// made.
+async fn kept_then_moved_on(h: &Harness, moved_to: i64) -> Revision {
+    kept_at_size_2(h).await;
     let key = h.registry.key(Some("ns"), "a");
     let kv = h.store.get(&key).await.expect("read").kv.expect("a");
     let mut stored: Value = serde_json::from_slice(&kv.value).expect("stored JSON");
@@ -550,10 +555,7 @@ fn grow(seen: &mut Vec<i64>) -> impl FnMut(&Widget) -> Result<Widget, ApiError> 
 #[tokio::test]
 async fn an_update_starts_from_the_kept_object_without_reading_the_store() {
     let h = harness();
-    h.create(widget("a", 1)).await.expect("create");
-    h.send(patch_request(MERGE, r#"{"spec":{"size":2}}"#, ""))
-        .await
-        .expect("patch");
+    kept_at_size_2(&h).await;
     let reads = h.store.gets();
     let mut seen = Vec::new();
     let updated = h
@@ -568,7 +570,7 @@ async fn an_update_starts_from_the_kept_object_without_reading_the_store() {
 #[tokio::test]
 async fn a_kept_object_another_writer_moved_on_from_loses_its_swap_and_the_update_is_redone() {
     let h = harness();
-    kept_then_moved_on(&h, 2, 5).await;
+    kept_then_moved_on(&h, 5).await;
     let reads = h.store.gets();
     let mut seen = Vec::new();
     let updated = h
@@ -593,7 +595,7 @@ async fn a_kept_object_another_writer_moved_on_from_loses_its_swap_and_the_updat
 async fn what_a_stale_kept_object_answers_short_of_a_write_is_checked_against_the_store() {
     // An error the stale object caused.
     let h = harness();
-    kept_then_moved_on(&h, 2, 5).await;
+    kept_then_moved_on(&h, 5).await;
     let mut seen = Vec::new();
     let updated = h
         .update("a", UpdateStrategy::Main, |current| {
@@ -609,7 +611,7 @@ async fn what_a_stale_kept_object_answers_short_of_a_write_is_checked_against_th
 
     // A version named by the produced object: the other writer's, which the kept one is not.
     let h = harness();
-    let moved = kept_then_moved_on(&h, 2, 5).await;
+    let moved = kept_then_moved_on(&h, 5).await;
     let updated = h
         .update("a", UpdateStrategy::Main, |current| {
             let mut next = current.clone();
@@ -623,7 +625,7 @@ async fn what_a_stale_kept_object_answers_short_of_a_write_is_checked_against_th
 
     // A no-op on the stale object.
     let h = harness();
-    kept_then_moved_on(&h, 2, 5).await;
+    kept_then_moved_on(&h, 5).await;
     let unchanged = h
         .update("a", UpdateStrategy::Main, |current| Ok(current.clone()))
         .await
@@ -648,10 +650,7 @@ async fn what_a_stale_kept_object_answers_short_of_a_write_is_checked_against_th
 #[tokio::test]
 async fn what_a_current_kept_object_answers_stands_after_one_read() {
     let h = harness();
-    h.create(widget("a", 1)).await.expect("create");
-    h.send(patch_request(MERGE, r#"{"spec":{"size":2}}"#, ""))
-        .await
-        .expect("patch");
+    kept_at_size_2(&h).await;
     let reads = h.store.gets();
     let mut calls = 0;
     let err = h
@@ -673,10 +672,7 @@ async fn what_a_current_kept_object_answers_stands_after_one_read() {
 #[tokio::test]
 async fn a_kept_object_deleted_behind_the_registrys_back_answers_not_found() {
     let h = harness();
-    h.create(widget("a", 1)).await.expect("create");
-    h.send(patch_request(MERGE, r#"{"spec":{"size":2}}"#, ""))
-        .await
-        .expect("patch");
+    kept_at_size_2(&h).await;
     let key = h.registry.key(Some("ns"), "a");
     h.store.delete(&key, None).await.expect("delete");
     let err = h
@@ -717,10 +713,7 @@ async fn a_put_held_to_an_older_revision_leaves_the_kept_object_to_the_next_writ
 #[tokio::test]
 async fn a_delete_forgets_the_kept_object() {
     let h = harness();
-    h.create(widget("a", 1)).await.expect("create");
-    h.send(patch_request(MERGE, r#"{"spec":{"size":2}}"#, ""))
-        .await
-        .expect("patch");
+    kept_at_size_2(&h).await;
     h.registry
         .delete(Some("ns"), "a", &DeleteOptions::default())
         .await
