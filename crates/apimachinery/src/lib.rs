@@ -28,6 +28,7 @@ pub mod options;
 pub mod protobuf;
 pub mod request;
 pub mod table;
+pub mod time;
 pub mod validation;
 
 /// A group and resource, e.g. `imagestreams.image.openshift.io`.

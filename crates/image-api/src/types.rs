@@ -200,7 +200,7 @@ pub struct NamedTagEventList {
 #[schemars(rename = "com.github.openshift.api.image.v1.TagEvent")]
 pub struct TagEvent {
     /// Created holds the time the TagEvent was created
-    #[serde(default)]
+    #[serde(default, serialize_with = "apimachinery::time::serialize_option")]
     #[schemars(extend("x-nullable" = true))]
     pub created: Option<Time>,
     /// DockerImageReference is the string that can be used to pull this image
@@ -226,7 +226,11 @@ pub struct TagEventCondition {
     #[serde(default, deserialize_with = "null_as_default")]
     pub status: String,
     /// lastTransitionTime is when the condition last changed status.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "apimachinery::time::serialize_option"
+    )]
     pub last_transition_time: Option<Time>,
     /// Reason is a brief machine readable explanation for the condition's last transition.
     #[serde(
@@ -449,7 +453,11 @@ pub struct ImageSignature {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_claims: Option<BTreeMap<String, String>>,
     /// If specified, it is the time of signature's creation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "apimachinery::time::serialize_option"
+    )]
     pub created: Option<Time>,
     /// issuedBy describes who issued the signing certificate or key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -469,9 +477,17 @@ pub struct SignatureCondition {
     pub type_: String,
     #[serde(default, deserialize_with = "null_as_default")]
     pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "apimachinery::time::serialize_option"
+    )]
     pub last_probe_time: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "apimachinery::time::serialize_option"
+    )]
     pub last_transition_time: Option<Time>,
     #[serde(
         default,
