@@ -17,12 +17,14 @@ use crate::managed::{self, UpdateRecord};
 use crate::strategy::{ApiObject, Strategy, StrategyContext};
 
 impl<S: Strategy> Registry<S> {
-    /// Reads the current object, lets `produce` make the new one from it, and writes that with
-    /// a compare-and-swap; returns the served result.
+    /// Takes the current object (see [`Self::update_written`] for where from), lets `produce`
+    /// make the new one from it, and writes that with a compare-and-swap; returns the served
+    /// result.
     ///
-    /// The retry rule, one for every caller: a lost compare-and-swap re-reads and runs
-    /// `produce` again. A produced object that carries a resourceVersion is held to it against
-    /// the fresh read (409 if it moved on); one without is written over the latest version
+    /// The retry rule, one for every caller: a lost compare-and-swap runs `produce` again on
+    /// the object the store returned with the loss (or read again, when the store did not
+    /// say). A produced object that carries a resourceVersion is held to it against that
+    /// fresh object (409 if it moved on); one without is written over the latest version
     /// when the strategy allows unconditional updates. So a PATCH (made from the current
     /// object, so carrying its version unless its body sets one) is re-applied to the fresh
     /// object, as kube's guaranteed update does, while a PUT or a patch that names an old
@@ -46,9 +48,9 @@ impl<S: Strategy> Registry<S> {
     /// The first attempt starts from the object this registry wrote last, when it kept it
     /// ([`super::recent`]) and the request is not held to another revision, without reading
     /// the store, as kube's `GuaranteedUpdate` starts from its cache: the compare-and-swap
-    /// proves that start current. Any other outcome of such an
-    /// attempt (an error, a no-op, a dry run) stands only once a read of the store finds the
-    /// same revision; otherwise the update starts again from what it read.
+    /// proves that start current. Any other outcome of such an attempt (an error, a no-op, a
+    /// dry run) stands only once a read of the store finds the same revision; otherwise the
+    /// update starts again from what it read.
     pub async fn update_written<F>(
         &self,
         ctx: &WriteContext<'_>,
