@@ -66,12 +66,14 @@ mod tests {
     #[derive(Serialize)]
     struct Fast(#[serde(serialize_with = "serialize_option")] Option<Time>);
 
-    /// The instant `nanosecond` nanoseconds after second `second` of the epoch.
-    fn time(second: i64, nanosecond: i32) -> Time {
-        let at = jiff::Timestamp::from_second(second)
+    /// The instant `nanosecond` nanoseconds after second `second` of the epoch, if in range.
+    fn instant(second: i64, nanosecond: i32) -> Result<jiff::Timestamp, jiff::Error> {
+        jiff::Timestamp::from_second(second)
             .and_then(|t| t.checked_add(jiff::SignedDuration::new(0, nanosecond)))
-            .expect("in range");
-        Time(at)
+    }
+
+    fn time(second: i64, nanosecond: i32) -> Time {
+        Time(instant(second, nanosecond).expect("in range"))
     }
 
     fn both_ways(time: Option<Time>) -> (String, String) {
@@ -115,8 +117,7 @@ mod tests {
             second in jiff::Timestamp::MIN.as_second()..=jiff::Timestamp::MAX.as_second(),
             nanosecond in 0..1_000_000_000i32,
         ) {
-            let at = jiff::Timestamp::from_second(second)
-                .and_then(|t| t.checked_add(jiff::SignedDuration::new(0, nanosecond)));
+            let at = instant(second, nanosecond);
             // Past the last second, a nanosecond more is out of range.
             prop_assume!(at.is_ok());
             let (fast, own) = both_ways(at.ok().map(Time));
