@@ -302,21 +302,34 @@ pub async fn watch_replays_from_past_revision(store: &dyn Store) {
     assert_eq!(live[0].kv.value, val("live"));
 }
 
-/// Update and delete events carry the previous value; creates carry none.
-pub async fn watch_prev_values(store: &dyn Store) {
+/// A put event carries the key's new value and revisions, the create revision kept across
+/// updates; a delete carries the key, the deletion revision and no value.
+pub async fn watch_event_shapes(store: &dyn Store) {
     let start = store.current_revision().await.expect("revision");
     let mut watch = store.watch("/t/", start).await.expect("watch");
     let r1 = store.create("/t/a", val("v1")).await.expect("create");
     let r2 = store.update("/t/a", val("v2"), r1).await.expect("update");
-    store.delete("/t/a", Some(r2)).await.expect("delete");
+    let (rd, _) = store.delete("/t/a", Some(r2)).await.expect("delete");
     let events = collect_events(&mut watch, 3).await;
-    assert!(events[0].prev.is_none());
-    let prev = events[1].prev.as_ref().expect("update has prev");
-    assert_eq!((prev.value.clone(), prev.mod_revision), (val("v1"), r1));
-    assert_eq!(events[1].kv.value, val("v2"));
-    let prev = events[2].prev.as_ref().expect("delete has prev");
-    assert_eq!((prev.value.clone(), prev.mod_revision), (val("v2"), r2));
-    assert_eq!(events[2].kind, EventKind::Delete);
+    let shape = |e: &Event| {
+        (
+            e.kind.clone(),
+            e.kv.key.clone(),
+            e.kv.value.clone(),
+            e.kv.create_revision,
+            e.kv.mod_revision,
+        )
+    };
+    let shapes: Vec<_> = events.iter().map(shape).collect();
+    assert_eq!(
+        shapes,
+        [
+            (EventKind::Put, "/t/a".to_string(), val("v1"), r1, r1),
+            (EventKind::Put, "/t/a".to_string(), val("v2"), r1, r2),
+            (EventKind::Delete, "/t/a".to_string(), Bytes::new(), 0, rd),
+        ]
+    );
+    assert!(events[0].is_create() && !events[1].is_create());
 }
 
 /// After compaction, ranges and watches from before the compacted revision fail with the typed
@@ -435,7 +448,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@each $make;
             revisions_strictly_increase, create_existing_fails, get_reports_revisions,
             cas_update_conflict, cas_delete_conflict, range_prefix_is_exact, range_paging,
-            range_at_old_revision, watch_replays_from_past_revision, watch_prev_values,
+            range_at_old_revision, watch_replays_from_past_revision, watch_event_shapes,
             compacted_revisions_are_gone, watch_progress);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_writers() {

@@ -4,7 +4,7 @@
 //! The trait ([`Store`]) is deliberately the subset of etcd v3 that kube-apiserver's `etcd3`
 //! storage uses (spec `k8s-apiserver-semantics.md` §9): point reads, prefix ranges at a revision
 //! with paging, create-if-absent, compare-and-swap on the key's mod revision, watch from a
-//! revision with previous values, the current revision, and compaction. Revisions are global to
+//! revision, the current revision, and compaction. Revisions are global to
 //! the store and strictly increase with every write; an object's resourceVersion is its mod
 //! revision.
 //!
@@ -66,12 +66,15 @@ pub enum EventKind {
 }
 
 /// One change to one key.
+///
+/// An event carries no previous value, unlike kube's etcd3 watcher, which asks etcd for one
+/// (`prev_kv`) to filter its uncached watches. Etcd reads that value from its history for every
+/// event and sends it along with the new one, doubling the bytes of every update's event; the
+/// watch cache, the only reader of these events, keeps each key's last state itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     pub kind: EventKind,
     pub kv: KeyValue,
-    /// The key's value before this change (absent for a create).
-    pub prev: Option<KeyValue>,
 }
 
 impl Event {
@@ -173,7 +176,7 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(Revision, KeyValue)>;
 
     /// Streams every change under `prefix` with a revision greater than `after`, in revision
-    /// order, with previous values. Fails with [`StorageError::Compacted`] if events after
+    /// order. Fails with [`StorageError::Compacted`] if events after
     /// `after` are no longer kept.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
 

@@ -495,6 +495,23 @@ impl<C: Codec> Inner<C> {
         }))
     }
 
+    /// `last`, the final state of a deleted key, as of its deletion `revision`: the JSON a
+    /// DELETED event carries.
+    fn restamped(
+        &self,
+        key: &str,
+        last: &CachedObject<C::Attrs>,
+        revision: Revision,
+    ) -> CacheResult<Arc<CachedObject<C::Attrs>>> {
+        let wire = self.codec.wire(key, &last.json)?;
+        let json = self.codec.with_revision(key, &wire, revision)?;
+        Ok(Arc::new(CachedObject {
+            revision,
+            json: self.codec.keep(json),
+            attrs: last.attrs.clone(),
+        }))
+    }
+
     /// The cache's objects that are the very writes `kvs` hold: a key's mod revision names one
     /// write, so a store read (every consistent read where watch progress is untrusted) need
     /// not decode what the cache already holds. Looked up under one short read lock; the

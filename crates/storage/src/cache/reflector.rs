@@ -122,10 +122,15 @@ struct Change<A> {
 }
 
 fn apply_events<C: Codec>(inner: &Inner<C>, events: Vec<Event>) {
-    let changes: Vec<_> = events
-        .into_iter()
-        .filter_map(|e| decode_change(inner, e))
-        .collect();
+    let mut changes: Vec<Change<C::Attrs>> = Vec::with_capacity(events.len());
+    for event in events {
+        let change = if event.kind == EventKind::Delete {
+            deleted_change(inner, &changes, event)
+        } else {
+            written_change(inner, event)
+        };
+        changes.extend(change);
+    }
     let mut state = inner.write_state();
     for change in changes {
         let prev = state.objects.get(&change.key).cloned();
@@ -140,25 +145,44 @@ fn apply_events<C: Codec>(inner: &Inner<C>, events: Vec<Event>) {
     publish(inner);
 }
 
-fn decode_change<C: Codec>(inner: &Inner<C>, event: Event) -> Option<Change<C::Attrs>> {
-    let revision = event.revision();
-    let deleted = event.kind == EventKind::Delete;
-    let value = if deleted {
-        let Some(prev) = event.prev else {
-            tracing::error!(key = %event.kv.key, "delete event without a previous value");
-            return None;
-        };
-        prev.value
-    } else {
-        event.kv.value
-    };
-    let announced = (!deleted)
-        .then(|| inner.take_expected(&event.kv.key, &value, revision))
-        .flatten();
-    match announced.map_or_else(|| inner.decode(&event.kv.key, &value, revision), Ok) {
+/// A put: the object its writer announced, or the stored value decoded.
+fn written_change<C: Codec>(inner: &Inner<C>, event: Event) -> Option<Change<C::Attrs>> {
+    let (key, value, revision) = (event.kv.key, event.kv.value, event.kv.mod_revision);
+    let announced = inner.take_expected(&key, &value, revision);
+    match announced.map_or_else(|| inner.decode(&key, &value, revision), Ok) {
         Ok(object) => Some(Change {
-            key: event.kv.key,
-            deleted,
+            key,
+            deleted: false,
+            object,
+        }),
+        Err(e) => {
+            tracing::error!(revision, error = %e, "skipping undecodable event");
+            None
+        }
+    }
+}
+
+/// A delete: the key's last state, restamped with the deletion revision. The last state is
+/// the batch's own latest change of the key, else the cache's object. Only this task writes the
+/// cache's state, so what it reads here is still there when the batch is applied.
+fn deleted_change<C: Codec>(
+    inner: &Inner<C>,
+    earlier: &[Change<C::Attrs>],
+    event: Event,
+) -> Option<Change<C::Attrs>> {
+    let (key, revision) = (event.kv.key, event.kv.mod_revision);
+    let last = match earlier.iter().rev().find(|c| c.key == key) {
+        Some(change) => (!change.deleted).then(|| change.object.clone()),
+        None => inner.read_state().objects.get(&key).cloned(),
+    };
+    let Some(last) = last else {
+        tracing::error!(%key, revision, "delete event for a key the cache does not hold");
+        return None;
+    };
+    match inner.restamped(&key, &last, revision) {
+        Ok(object) => Some(Change {
+            key,
+            deleted: true,
             object,
         }),
         Err(e) => {
@@ -171,4 +195,105 @@ fn decode_change<C: Codec>(inner: &Inner<C>, event: Event) -> Option<Change<C::A
 fn publish<C: Codec>(inner: &Inner<C>) {
     let revision = inner.read_state().revision;
     inner.applied.send_replace(revision);
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::cache::{CacheConfig, JsonCodec, Selection, WatchCache, WatchRequest};
+    use crate::embedded::{EmbeddedStore, Options};
+    use crate::{KeyValue, Store};
+
+    fn put(key: &str, value: Value, create_revision: Revision, mod_revision: Revision) -> Event {
+        Event {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key: key.to_string(),
+                value: Bytes::from(value.to_string()),
+                create_revision,
+                mod_revision,
+            },
+        }
+    }
+
+    fn delete(key: &str, mod_revision: Revision) -> Event {
+        Event {
+            kind: EventKind::Delete,
+            kv: KeyValue {
+                key: key.to_string(),
+                value: Bytes::new(),
+                create_revision: 0,
+                mod_revision,
+            },
+        }
+    }
+
+    /// Deletes carry no value: a DELETED event is the key's last state, found earlier in the
+    /// same batch or else in the cache, at the deletion revision. A delete of a key the cache
+    /// does not hold is skipped, not published with a made-up object.
+    #[tokio::test]
+    async fn deleted_objects_are_the_last_state_at_the_deletion_revision() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(dir.path(), Options::default()).expect("open store"));
+        let value = json!({"metadata": {"name": "a"}, "v": 0});
+        let r0 = store
+            .create("/things/a", Bytes::from(value.to_string()))
+            .await
+            .expect("create");
+        let cache = WatchCache::new(store, "/things/", JsonCodec, CacheConfig::default());
+        assert!(
+            cache.wait_ready(Duration::from_secs(10)).await,
+            "never loaded"
+        );
+        let mut watcher = cache
+            .watch(WatchRequest::after(Selection::prefix("/things/"), r0))
+            .await
+            .expect("watch");
+
+        let z = |v: u64| json!({"metadata": {"name": "z"}, "v": v});
+        apply_events(
+            &cache.inner,
+            vec![
+                put("/things/z", z(1), r0 + 1, r0 + 1),
+                put("/things/z", z(2), r0 + 1, r0 + 2),
+                delete("/things/z", r0 + 3),
+                delete("/things/a", r0 + 4),
+                delete("/things/never", r0 + 5),
+            ],
+        );
+
+        let mut frames = Vec::new();
+        while frames.len() < 4 {
+            let item = tokio::time::timeout(Duration::from_secs(10), watcher.next())
+                .await
+                .expect("event in time")
+                .expect("watch open");
+            if let Some(frame) = cache.frame(&item).expect("frame") {
+                frames.push(serde_json::from_slice::<Value>(&frame).expect("frame JSON"));
+            }
+        }
+        let seen: Vec<_> = frames
+            .iter()
+            .map(|f| (f["type"].clone(), f["object"].clone()))
+            .collect();
+        let at = |mut v: Value, revision: Revision| {
+            v["metadata"]["resourceVersion"] = json!(revision.to_string());
+            v
+        };
+        assert_eq!(
+            seen,
+            [
+                (json!("ADDED"), at(z(1), r0 + 1)),
+                (json!("MODIFIED"), at(z(2), r0 + 2)),
+                (json!("DELETED"), at(z(2), r0 + 3)),
+                (json!("DELETED"), at(value, r0 + 4)),
+            ]
+        );
+        let state = cache.inner.read_state();
+        assert!(state.objects.is_empty(), "left {:?}", state.objects.keys());
+    }
 }

@@ -241,30 +241,15 @@ impl Snapshot {
             let (r, v) = entry.map_err(db_err)?;
             let r = r.value();
             last = r;
-            let (key, prev_rev) = v.value();
+            let (key, _superseded) = v.value();
             if key.starts_with(prefix) {
-                events.push(self.event_at(key, r, prev_rev)?);
+                events.push(self.event_at(key, r)?);
             }
         }
         Ok((events, last))
     }
 
-    fn event_at(&self, key: &str, r: u64, prev_rev: u64) -> Result<Event, StorageError> {
-        let prev = match prev_rev {
-            0 => None,
-            p => match self.version_at(key, p)? {
-                Some(Version::Put {
-                    create_revision,
-                    value,
-                }) => Some(KeyValue {
-                    key: key.to_string(),
-                    value,
-                    create_revision: rev(create_revision),
-                    mod_revision: rev(p),
-                }),
-                _ => None,
-            },
-        };
+    fn event_at(&self, key: &str, r: u64) -> Result<Event, StorageError> {
         let missing = || StorageError::Corrupt {
             key: key.to_string(),
             reason: format!("log entry {r} has no version"),
@@ -281,7 +266,6 @@ impl Snapshot {
                     create_revision: rev(create_revision),
                     mod_revision: rev(r),
                 },
-                prev,
             }),
             Version::Tombstone => Ok(Event {
                 kind: EventKind::Delete,
@@ -291,7 +275,6 @@ impl Snapshot {
                     create_revision: 0,
                     mod_revision: rev(r),
                 },
-                prev,
             }),
         }
     }

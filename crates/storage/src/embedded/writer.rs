@@ -266,7 +266,6 @@ impl Tables<'_> {
                 create_revision: rev(create),
                 mod_revision: next,
             },
-            prev,
         };
         Ok((
             Written {
@@ -299,7 +298,6 @@ impl Tables<'_> {
                 create_revision: 0,
                 mod_revision: next,
             },
-            prev: Some(prev.clone()),
         };
         Ok((
             Written {
@@ -311,8 +309,8 @@ impl Tables<'_> {
     }
 
     /// Drops the history before `target`: log entries below it, every version they superseded,
-    /// and tombstones. The versions that ranges at `target` or later can see are kept, and so is
-    /// the previous value of the event at `target` itself.
+    /// and tombstones. The versions that ranges at `target` or later can see are kept (and the
+    /// one the write at `target` superseded, until the next compaction).
     fn compact(&mut self, target: Revision, current: Revision) -> Result<(), StorageError> {
         let compacted = self
             .meta

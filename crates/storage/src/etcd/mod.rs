@@ -390,7 +390,6 @@ impl EtcdWatch {
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(self.sent + 1)
-            .with_prev_key()
             .with_progress_notify();
         let stream = self
             .store
@@ -534,7 +533,6 @@ impl EtcdWatch {
         let Some(kv) = ev.kv() else {
             return Ok(None);
         };
-        let prev = ev.prev_kv().map(|p| self.store.kv(p)).transpose()?;
         let kind = match ev.event_type() {
             etcd_client::EventType::Put => EventKind::Put,
             etcd_client::EventType::Delete => EventKind::Delete,
@@ -544,6 +542,6 @@ impl EtcdWatch {
             kv.value = Bytes::new();
             kv.create_revision = 0;
         }
-        Ok(Some(Event { kind, kv, prev }))
+        Ok(Some(Event { kind, kv }))
     }
 }
