@@ -858,15 +858,69 @@ fn raw_items(raw: &RawValue) -> Result<Option<Vec<&RawValue>>, serde_json::Error
     serde_json::from_str(raw.get()).map(Some)
 }
 
-/// The items of a raw list by their key, under the rule of [`items_by_key`]; None when an
-/// item has no usable key of its own.
-fn raw_items_by_key<'j>(items: &[&'j RawValue], key: &str) -> Option<HashMap<Value, &'j RawValue>> {
-    let mut by_key = HashMap::with_capacity(items.len());
-    for item in items {
-        let mut read = serde_json::Deserializer::from_str(item.get());
-        let id = serde::de::DeserializeSeed::deserialize(FieldValue(key), &mut read).ok()??;
-        let scalar = matches!(id, Value::String(_) | Value::Number(_) | Value::Bool(_));
-        if !scalar || is_empty_leaf(&id) || by_key.insert(id, *item).is_some() {
+/// A raw list item's merge key, under the rule of [`items_by_key`]; None when it has no
+/// usable key of its own.
+fn raw_item_key(item: &RawValue, key: &str) -> Option<Value> {
+    let mut read = serde_json::Deserializer::from_str(item.get());
+    let id = serde::de::DeserializeSeed::deserialize(FieldValue(key), &mut read).ok()??;
+    let scalar = matches!(id, Value::String(_) | Value::Number(_) | Value::Bool(_));
+    (scalar && !is_empty_leaf(&id)).then_some(id)
+}
+
+/// The merge keys of the items of an old and a new raw list.
+struct ItemKeys {
+    new: Vec<Value>,
+    /// An old item whose text is the new list's item at the same position has that item's key
+    /// (`None` here): most items of an edited list are unchanged, and reading a key passes over
+    /// the whole item.
+    old_own: Vec<Option<Value>>,
+}
+
+impl ItemKeys {
+    /// None when an item has no usable key.
+    fn read(old: &[&RawValue], new: &[&RawValue], key: &str) -> Option<Self> {
+        let new_keys: Option<Vec<Value>> = new.iter().map(|item| raw_item_key(item, key)).collect();
+        let old_own: Option<Vec<Option<Value>>> = old
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match new.get(i) {
+                Some(same) if same.get() == item.get() => Some(None),
+                _ => raw_item_key(item, key).map(Some),
+            })
+            .collect();
+        Some(ItemKeys {
+            new: new_keys?,
+            old_own: old_own?,
+        })
+    }
+
+    /// Each list's items by key (the lists these keys were read from); None when two items of
+    /// a list share a key.
+    #[allow(clippy::type_complexity)]
+    fn by_key<'k, 'j>(
+        &'k self,
+        old: &[&'j RawValue],
+        new: &[&'j RawValue],
+    ) -> Option<(
+        HashMap<&'k Value, &'j RawValue>,
+        HashMap<&'k Value, &'j RawValue>,
+    )> {
+        let old_keys: Option<Vec<&Value>> = (self.old_own.iter().enumerate())
+            .map(|(i, own)| own.as_ref().or(self.new.get(i)))
+            .collect();
+        let old_items = by_unique_key(old_keys?.into_iter().zip(old.iter().copied()))?;
+        let new_items = by_unique_key(self.new.iter().zip(new.iter().copied()))?;
+        Some((old_items, new_items))
+    }
+}
+
+/// Items by their keys; None when two items share a key.
+fn by_unique_key<'v, 'j>(
+    pairs: impl ExactSizeIterator<Item = (&'v Value, &'j RawValue)>,
+) -> Option<HashMap<&'v Value, &'j RawValue>> {
+    let mut by_key = HashMap::with_capacity(pairs.len());
+    for (id, item) in pairs {
+        if by_key.insert(id, item).is_some() {
             return None;
         }
     }
@@ -973,9 +1027,10 @@ impl Differ<'_> {
         if old.is_empty() || new.is_empty() {
             return Ok(false);
         }
-        let (Some(old_items), Some(new_items)) =
-            (raw_items_by_key(&old, key), raw_items_by_key(&new, key))
-        else {
+        let Some(keys) = ItemKeys::read(&old, &new, key) else {
+            return Ok(false);
+        };
+        let Some((old_items, new_items)) = keys.by_key(&old, &new) else {
             return Ok(false);
         };
         let item_path = path.and_then(|p| tracked(format!("{p}[]"), self.walker.merge_keys));
