@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::state::{CachedEvent, CachedObject, EventType};
-use super::{Codec, Inner};
+use super::{CacheResult, Codec, Inner};
 use crate::{Event, EventKind, RangeRequest, Revision, StorageError, WatchMessage, WatchStream};
 
 /// Where the reflector is.
@@ -155,17 +155,8 @@ fn apply_events<C: Codec>(inner: &Inner<C>, events: Vec<Event>) {
 fn written_change<C: Codec>(inner: &Inner<C>, event: Event) -> Option<Change<C::Attrs>> {
     let (key, value, revision) = (event.kv.key, event.kv.value, event.kv.mod_revision);
     let announced = inner.take_expected(&key, &value, revision);
-    match announced.map_or_else(|| inner.decode(&key, &value, revision), Ok) {
-        Ok(object) => Some(Change {
-            key,
-            deleted: false,
-            object,
-        }),
-        Err(e) => {
-            tracing::error!(revision, error = %e, "skipping undecodable event");
-            None
-        }
-    }
+    let object = announced.map_or_else(|| inner.decode(&key, &value, revision), Ok);
+    change_or_skip(key, false, revision, object)
 }
 
 /// A delete: the key's last state, restamped with the deletion revision. The last state is
@@ -185,14 +176,25 @@ fn deleted_change<C: Codec>(
         tracing::error!(%key, revision, "delete event for a key the cache does not hold");
         return None;
     };
-    match inner.restamped(&key, &last, revision) {
+    let object = inner.restamped(&key, &last, revision);
+    change_or_skip(key, true, revision, object)
+}
+
+/// The change to `key`; an object that could not be made is logged and the event skipped.
+fn change_or_skip<A>(
+    key: String,
+    deleted: bool,
+    revision: Revision,
+    object: CacheResult<Arc<CachedObject<A>>>,
+) -> Option<Change<A>> {
+    match object {
         Ok(object) => Some(Change {
             key,
-            deleted: true,
+            deleted,
             object,
         }),
         Err(e) => {
-            tracing::error!(revision, error = %e, "skipping undecodable event");
+            tracing::error!(%key, revision, error = %e, "skipping undecodable event");
             None
         }
     }
