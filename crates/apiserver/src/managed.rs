@@ -748,7 +748,7 @@ impl FieldChanges {
                 map_members: true,
             },
         };
-        let (old, new) = (raw_object(old)?, raw_object(new)?);
+        let (old, new) = differing_fields(old, new, raw_object)?;
         let mut out = FieldChanges::default();
         for (name, old_v, new_v) in union_raw(old.as_ref(), new.as_ref()) {
             if name == "apiVersion" || name == "kind" || ignored.contains(&name) {
@@ -759,8 +759,7 @@ impl FieldChanges {
             let mut node = FieldChanges::default();
             if name == "metadata" {
                 // As in `between`: a metadata that is not an object holds no field.
-                let old_m = old_v.map(raw_fields).transpose()?.flatten();
-                let new_m = new_v.map(raw_fields).transpose()?.flatten();
+                let (old_m, new_m) = raw_field_pairs(old_v, new_v)?;
                 for (field, old_f, new_f) in union_raw(old_m.as_ref(), new_m.as_ref()) {
                     if SYSTEM_METADATA.contains(&field) {
                         continue;
@@ -831,10 +830,11 @@ fn differing_items<'m, K: Eq + std::hash::Hash, V: Copy>(
         })
 }
 
-/// The fields of a JSON document as unparsed text; None when it is valid JSON but no object.
-fn raw_object(json: &[u8]) -> Result<Option<RawFields<'_>>, serde_json::Error> {
-    match serde_json::from_slice::<RawElements>(json) {
-        Ok(fields) => Ok(Some(fields.by_name())),
+/// The leading fields of a JSON document as unparsed text (see [`leading_fields`]); None when
+/// it is valid JSON but no object.
+fn raw_object(json: &[u8], tail: usize) -> Result<Option<Leading<'_>>, serde_json::Error> {
+    match leading_fields(json, tail) {
+        Ok(leading) => Ok(Some(leading)),
         Err(e) => match serde_json::from_slice::<&RawValue>(json) {
             Ok(_) => Ok(None),
             Err(_) => Err(e),
@@ -842,12 +842,145 @@ fn raw_object(json: &[u8]) -> Result<Option<RawFields<'_>>, serde_json::Error> {
     }
 }
 
-/// The fields of a raw JSON value; None when it is no object.
-fn raw_fields(raw: &RawValue) -> Result<Option<RawFields<'_>>, serde_json::Error> {
-    if !raw.get().starts_with('{') {
+/// The leading fields of a raw JSON value (see [`leading_fields`]); None when it is no object.
+fn raw_fields(json: &[u8], tail: usize) -> Result<Option<Leading<'_>>, serde_json::Error> {
+    if json.first() != Some(&b'{') {
         return Ok(None);
     }
-    serde_json::from_str::<RawElements>(raw.get()).map(|fields| Some(fields.by_name()))
+    leading_fields(json, tail).map(Some)
+}
+
+/// [`differing_fields`] of two raw values, each side present or not.
+#[allow(clippy::type_complexity)]
+fn raw_field_pairs<'j>(
+    old: Option<&'j RawValue>,
+    new: Option<&'j RawValue>,
+) -> Result<(Option<RawFields<'j>>, Option<RawFields<'j>>), serde_json::Error> {
+    let text = |raw: Option<&'j RawValue>| raw.map(|r| r.get().as_bytes());
+    match (text(old), text(new)) {
+        (Some(old), Some(new)) => differing_fields(old, new, raw_fields),
+        (old, new) => {
+            let all = |json: Option<&'j [u8]>| -> Result<Option<RawFields<'j>>, serde_json::Error> {
+                Ok(json
+                    .map(|j| raw_fields(j, 0))
+                    .transpose()?
+                    .flatten()
+                    .map(|l| l.fields.by_name()))
+            };
+            Ok((all(old)?, all(new)?))
+        }
+    }
+}
+
+/// The fields of two objects' texts that can differ, by name, with `read` (a reader of a
+/// document's or of a value's leading fields). Both texts are rendered by one serializer,
+/// which writes no name twice in an object; so where the rest of both texts is the same
+/// after a field of each, every field after it is the same on both sides, and is not read.
+/// A label edit of a stream passes over its metadata only, not over its tags and history.
+#[allow(clippy::type_complexity)]
+fn differing_fields<'j>(
+    old: &'j [u8],
+    new: &'j [u8],
+    read: fn(&'j [u8], usize) -> Result<Option<Leading<'j>>, serde_json::Error>,
+) -> Result<(Option<RawFields<'j>>, Option<RawFields<'j>>), serde_json::Error> {
+    let tail = common_suffix_len(old, new);
+    let (old_lead, new_lead) = (read(old, tail)?, read(new, tail)?);
+    let unread = |lead: &Option<Leading<'_>>| lead.as_ref().and_then(|l| l.unread);
+    let (old_lead, new_lead) = if unread(&old_lead) == unread(&new_lead) {
+        (old_lead, new_lead)
+    } else {
+        // One stopped where the other did not: the text left is the same, but it may not hold
+        // the same fields. Two renderings of valid JSON have not been seen to come here, so
+        // this only guards the reasoning above; it reads both whole.
+        (read(old, 0)?, read(new, 0)?)
+    };
+    let by_name = |lead: Option<Leading<'j>>| lead.map(|l| l.fields.by_name());
+    Ok((by_name(old_lead), by_name(new_lead)))
+}
+
+/// How many bytes `a` and `b` end with in common, compared a block at a time.
+fn common_suffix_len(a: &[u8], b: &[u8]) -> usize {
+    const BLOCK: usize = 64;
+    let most = a.len().min(b.len());
+    // The block of `BLOCK` bytes that ends `same` bytes before the end of each.
+    let block_same = |same: usize| {
+        a[a.len() - same - BLOCK..a.len() - same] == b[b.len() - same - BLOCK..b.len() - same]
+    };
+    let mut same = 0;
+    while same + BLOCK <= most && block_same(same) {
+        same += BLOCK;
+    }
+    while same < most && a[a.len() - same - 1] == b[b.len() - same - 1] {
+        same += 1;
+    }
+    same
+}
+
+/// The fields of an object read from the start of its text.
+struct Leading<'j> {
+    fields: RawElements<'j>,
+    /// How many bytes of the text were left unread, when reading stopped after a field that
+    /// left no more than the tail it was given; None when every field was read.
+    unread: Option<usize>,
+}
+
+/// An object's fields, read from the start of `json` until a field leaves at most `tail`
+/// bytes of the text after its value (the object's close at least, so 0 reads all). The
+/// text read is valid JSON; the rest is not looked at.
+fn leading_fields(json: &[u8], tail: usize) -> Result<Leading<'_>, serde_json::Error> {
+    let mut fields = Vec::new();
+    let stopped = std::cell::Cell::new(None);
+    let reader = LeadingFields {
+        text_end: json.as_ptr() as usize + json.len(),
+        tail,
+        fields: &mut fields,
+        stopped: &stopped,
+    };
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let read = serde::Deserializer::deserialize_map(&mut de, reader);
+    if let Some(unread) = stopped.get() {
+        return Ok(Leading {
+            fields: RawElements(fields),
+            unread: Some(unread),
+        });
+    }
+    read?;
+    de.end()?;
+    Ok(Leading {
+        fields: RawElements(fields),
+        unread: None,
+    })
+}
+
+/// [`leading_fields`]' visitor: it ends the reading early with an error, marked in `stopped`.
+struct LeadingFields<'a, 'j> {
+    /// The address just past the text, which the values' texts are slices of.
+    text_end: usize,
+    tail: usize,
+    fields: &'a mut Vec<(Cow<'j, str>, &'j RawValue)>,
+    stopped: &'a std::cell::Cell<Option<usize>>,
+}
+
+impl<'de> serde::de::Visitor<'de> for LeadingFields<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(name) = map.next_key::<ElementName<'de>>()? {
+            let value = map.next_value::<&'de RawValue>()?;
+            self.fields.push((name.0, value));
+            let value_end = value.get().as_ptr() as usize + value.get().len();
+            let unread = self.text_end.saturating_sub(value_end);
+            if unread <= self.tail {
+                self.stopped.set(Some(unread));
+                return Err(serde::de::Error::custom("the rest is known to be the same"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The items of a raw JSON value; None when it is no list.
@@ -987,8 +1120,8 @@ impl Differ<'_> {
                 return Ok(());
             }
             let free_form = element.strip_prefix("f:").is_some_and(is_free_form_map);
-            if let (false, Some(old_f), Some(new_f)) =
-                (free_form, raw_fields(old)?, raw_fields(new)?)
+            if let (false, (Some(old_f), Some(new_f))) =
+                (free_form, raw_field_pairs(Some(old), Some(new))?)
             {
                 for (name, old_v, new_v) in union_raw(Some(&old_f), Some(&new_f)) {
                     let child_element = format!("f:{name}");
@@ -1756,6 +1889,72 @@ mod tests {
 
     fn path(elements: &[&str]) -> FieldPath {
         elements.iter().map(|e| e.to_string()).collect()
+    }
+
+    /// [`FieldChanges::between_json`] of two texts, held to [`FieldChanges::between`] of their
+    /// values.
+    fn changes_from_json(old: &str, new: &str) -> FieldChanges {
+        let from_json = FieldChanges::between_json(old.as_bytes(), new.as_bytes(), KEYS, &[])
+            .expect("valid JSON");
+        let value = |text: &str| serde_json::from_str::<Value>(text).expect("JSON");
+        let from_values = FieldChanges::between(&value(old), &value(new), KEYS, &[]);
+        assert_eq!(from_json, from_values, "{old} -> {new}");
+        from_json
+    }
+
+    #[test]
+    fn the_same_end_of_two_texts_is_not_read() {
+        // What follows the labels is the same on both sides, and no JSON: reading it would fail.
+        let old = r#"{"metadata":{"labels":{"a":"1"}},"spec":{"tags":[nonsense]}}"#;
+        let new = r#"{"metadata":{"labels":{"a":"2"}},"spec":{"tags":[nonsense]}}"#;
+        let changes = FieldChanges::between_json(old.as_bytes(), new.as_bytes(), KEYS, &[])
+            .expect("the end is not read");
+        assert_eq!(
+            changes.changed.paths().into_iter().collect::<Vec<_>>(),
+            vec![path(&["f:metadata", "f:labels", "f:a"])]
+        );
+        assert!(changes.removed.is_empty());
+        // A field that differs is read whole; what follows it, not.
+        let old = r#"{"spec":{"lookupPolicy":{"local":false},"tags":[]},"status":nonsense}"#;
+        let new = r#"{"spec":{"lookupPolicy":{"local":true},"tags":[]},"status":nonsense}"#;
+        let changes = FieldChanges::between_json(old.as_bytes(), new.as_bytes(), KEYS, &[])
+            .expect("the end is not read");
+        assert_eq!(
+            changes.changed.paths().into_iter().collect::<Vec<_>>(),
+            vec![path(&["f:spec", "f:lookupPolicy", "f:local"])]
+        );
+    }
+
+    #[test]
+    fn a_field_renamed_just_before_the_same_end_is_read() {
+        // The texts differ in the renamed field's first letter only, right after `a`'s value.
+        let changes = changes_from_json(r#"{"a":1,"b":2}"#, r#"{"a":1,"c":2}"#);
+        assert!(!changes.removed.is_empty());
+        changes_from_json(
+            r#"{"s":{"a":1,"b":{"x":2}}}"#,
+            r#"{"s":{"a":1,"c":{"x":2}}}"#,
+        );
+        // Fields added, removed, or moved ahead of an end both sides share.
+        changes_from_json(r#"{"a":1,"c":3}"#, r#"{"a":1,"b":3,"c":3}"#);
+        changes_from_json(r#"{"a":1,"b":2}"#, r#"{"b":2}"#);
+        changes_from_json(r#"{}"#, r#"{"a":{}}"#);
+        changes_from_json(r#"{"a":"x","b":1}"#, r#"{"a":"x\",","b":1}"#);
+        changes_from_json(r#"{"b":1,"a":1}"#, r#"{"a":1,"b":1}"#);
+    }
+
+    #[test]
+    fn common_suffixes() {
+        assert_eq!(common_suffix_len(b"", b""), 0);
+        assert_eq!(common_suffix_len(b"abc", b"abc"), 3);
+        assert_eq!(common_suffix_len(b"xbc", b"abc"), 2);
+        assert_eq!(common_suffix_len(b"bc", b"abc"), 2);
+        let long: Vec<u8> = (0..1000).map(|i| (i % 251) as u8).collect();
+        let mut other = long.clone();
+        for at in [0, 1, 63, 64, 65, 500, 935, 936, 999] {
+            other[at] ^= 0xff;
+            assert_eq!(common_suffix_len(&long, &other), 999 - at, "at {at}");
+            other[at] ^= 0xff;
+        }
     }
 
     #[test]
