@@ -1618,12 +1618,9 @@ struct RawNode<'j> {
 impl<'j> RawNode<'j> {
     /// The node of `raw`; None when it is not an object.
     fn of(raw: &'j RawValue) -> Option<RawNode<'j>> {
-        if !raw.get().starts_with('{') {
-            return None;
-        }
-        let elements: RawElements<'j> = serde_json::from_str(raw.get()).ok()?;
+        let leading = raw_fields(raw.get().as_bytes(), 0).ok()??;
         Some(RawNode {
-            elements: elements.0,
+            elements: leading.fields.0,
         })
     }
 
@@ -1738,29 +1735,6 @@ impl<'j> RawElements<'j> {
     /// The fields by name (the last of a repeated one, as a parse into a map keeps).
     fn by_name(self) -> RawFields<'j> {
         self.0.into_iter().collect()
-    }
-}
-
-impl<'de: 'j, 'j> serde::Deserialize<'de> for RawElements<'j> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Elements;
-        impl<'de> serde::de::Visitor<'de> for Elements {
-            type Value = RawElements<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<RawElements<'de>, A::Error> {
-                let mut elements = Vec::new();
-                while let Some(element) = map.next_key::<ElementName<'de>>()? {
-                    elements.push((element.0, map.next_value::<&'de RawValue>()?));
-                }
-                Ok(RawElements(elements))
-            }
-        }
-        d.deserialize_map(Elements)
     }
 }
 
