@@ -390,18 +390,22 @@ impl<'a> Owners<'a> {
         let contested = applied_set.select([changed], |[in_changed]| in_changed);
         let mut entries = Vec::new();
         for (e, set) in self.others {
-            let loses = set.shares_any(&contested) || set.shares_any(taken);
-            let kept = if loses {
-                set.select([&contested, taken], |[in_contested, in_taken]| {
-                    !in_contested && !in_taken
-                })
-            } else {
-                set
-            };
-            if kept.is_empty() {
+            if set.is_empty() {
                 continue;
             }
-            entries.push(with_fields_v1(e, kept.to_fields_v1()));
+            // An entry that loses nothing is kept as it is, as an update keeps the entries its
+            // change does not reach: a stream's creator owns every tag, so rendering its set
+            // again would cost the size of the object.
+            if !set.shares_any(&contested) && !set.shares_any(taken) {
+                entries.push(e.clone());
+                continue;
+            }
+            let kept = set.select([&contested, taken], |[in_contested, in_taken]| {
+                !in_contested && !in_taken
+            });
+            if !kept.is_empty() {
+                entries.push(with_fields_v1(e, kept.to_fields_v1()));
+            }
         }
         entries
     }
@@ -749,6 +753,37 @@ mod tests {
 
     fn item(name: &str) -> String {
         format!("k:{{\"name\":\"{name}\"}}")
+    }
+
+    /// As an update does, an apply keeps the entries it takes nothing from as they are, in
+    /// their own order, and renders again only those that lose fields.
+    #[test]
+    fn entries_that_lose_nothing_are_kept_as_they_are() {
+        let fields = r#"{"f:spec":{"f:tags":{}},"f:metadata":{"f:labels":{"f:b":{}},"f:name":{}}}"#;
+        let entry = |manager: &str| {
+            json!({"manager": manager, "operation": "Update", "apiVersion": "g/v1",
+                "fieldsType": "FieldsV1",
+                "fieldsV1": serde_json::from_str::<Value>(fields).expect("fields")})
+        };
+        let live = json!({"metadata": {"name": "a", "labels": {"b": "1"},
+            "managedFields": [entry("kept"), entry("loses")]}, "spec": {"tags": []}});
+        let applied = json!({"metadata": {"name": "a", "labels": {"c": "2"}}});
+        let out = apply_to(&live, &applied, &Applier::new("m", "g/v1", KEYS)).expect("applied");
+        let entries = out["metadata"]["managedFields"]
+            .as_array()
+            .expect("entries");
+        assert_eq!(entries[0]["fieldsV1"].to_string(), fields);
+        let applied_b = json!({"metadata": {"name": "a", "labels": {"b": "3"}}});
+        let forced =
+            apply_to(&live, &applied_b, &Applier::new("m", "g/v1", KEYS).forced()).expect("forced");
+        let entries = forced["metadata"]["managedFields"]
+            .as_array()
+            .expect("entries");
+        assert_eq!(
+            entries[0]["fieldsV1"].to_string(),
+            r#"{"f:metadata":{"f:name":{}},"f:spec":{"f:tags":{}}}"#,
+            "an entry that loses a field is rendered again"
+        );
     }
 
     #[test]

@@ -112,12 +112,41 @@ impl<'a> Patch<'a> {
     /// apply for objects that keep no managedFields of their own (the virtual resources), so
     /// there is nobody to conflict with and nothing previously applied to remove. Stored
     /// resources track ownership and take apply through `apply::apply` instead.
-    pub fn apply_to<T: Serialize + DeserializeOwned>(
-        &self,
-        old: &T,
-        name: &str,
-    ) -> Result<T, ApiError> {
-        let mut doc = serde_json::to_value(old).map_err(|e| ApiError::Internal(e.to_string()))?;
+    ///
+    /// When the patch can neither change nor read `metadata.managedFields`, the old object's
+    /// entries are set aside and put back on the result instead of going through the patched
+    /// document: they are often the largest part of a large object, and the document would
+    /// parse their fieldsV1 into values and render them again for nothing. The patched-size
+    /// limit then counts the document without them, which is what the patch made.
+    pub fn apply_to<T: ApiObject>(&self, old: &T, name: &str) -> Result<T, ApiError> {
+        let (doc, set_aside) = if patch::leaves_managed_fields_alone(self.patch_type, self.body) {
+            let mut bare = old.clone();
+            let entries = bare.metadata_mut().managed_fields.take();
+            (to_value(&bare)?, Some(entries))
+        } else {
+            (to_value(old)?, None)
+        };
+        let doc = self.patched(doc)?;
+        decode::check_type_meta(&doc, self.info)?;
+        let decoded: Result<T, _> =
+            decode::typed_borrowed(&doc, self.info, self.opts.field_validation, self.warnings);
+        match (decoded, set_aside) {
+            (Ok(mut obj), Some(entries)) => {
+                obj.metadata_mut().managed_fields = entries;
+                Ok(obj)
+            }
+            (Ok(obj), None) => Ok(obj),
+            (Err(e), None) => Err(patched_invalid(self.info, name, &doc, e)),
+            // The message quotes the whole patched object, as it would have been.
+            (Err(e), Some(_)) => {
+                let whole = self.patched(to_value(old)?)?;
+                Err(patched_invalid(self.info, name, &whole, e))
+            }
+        }
+    }
+
+    /// `doc` with this patch applied.
+    fn patched(&self, mut doc: Value) -> Result<Value, ApiError> {
         match self.patch_type {
             PatchType::Json => patch::apply_json_patch(&mut doc, self.body)?,
             PatchType::Merge => patch::apply_merge_patch(&mut doc, self.body)?,
@@ -126,9 +155,7 @@ impl<'a> Patch<'a> {
             }
             PatchType::Apply => doc = self.applied_as_sole_owner(doc)?,
         }
-        decode::check_type_meta(&doc, self.info)?;
-        decode::typed_borrowed(&doc, self.info, self.opts.field_validation, self.warnings)
-            .map_err(|e| patched_invalid(self.info, name, &doc, e))
+        Ok(doc)
     }
 
     fn applied_as_sole_owner(&self, mut live: Value) -> Result<Value, ApiError> {
@@ -154,6 +181,10 @@ impl<'a> Patch<'a> {
         }
         Ok(merged)
     }
+}
+
+fn to_value<T: Serialize>(obj: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(obj).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// A patch result that does not decode: 422 on field `patch` (Strict unknown fields too).

@@ -53,6 +53,61 @@ pub type MergeKeys<'a> = &'a [(&'a str, &'a str)];
 /// Primitive lists that merge as sets (`patchStrategy:"merge"` without a key).
 const MERGING_PRIMITIVE_LISTS: &[&str] = &["metadata.finalizers"];
 
+/// Whether a patch of this type and body can neither change nor read anything at or under
+/// `metadata.managedFields`, so that the field may be left out of the document it patches and
+/// put back after. Errs on the side of no: a body that does not parse, a JSON patch operation
+/// on the root, on `metadata` as a whole or on anything under managedFields (a `test` or the
+/// `from` of a `copy` read it), a merge patch that sets `metadata` to anything but an object
+/// or names managedFields in it, a strategic merge patch with a directive (`$patch`,
+/// `$retainKeys`, ...) at the root or in `metadata`, and apply (which owns managedFields).
+pub fn leaves_managed_fields_alone(patch_type: PatchType, body: &[u8]) -> bool {
+    let Ok(patch) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    match patch_type {
+        PatchType::Json => json_patch_leaves_managed_fields_alone(&patch),
+        PatchType::Merge => merge_patch_leaves_managed_fields_alone(&patch, false),
+        PatchType::Strategic => merge_patch_leaves_managed_fields_alone(&patch, true),
+        PatchType::Apply => false,
+    }
+}
+
+fn json_patch_leaves_managed_fields_alone(ops: &Value) -> bool {
+    let Some(ops) = ops.as_array() else {
+        return false;
+    };
+    let touches = |pointer: &str| {
+        matches!(pointer, "" | "/metadata" | "/metadata/managedFields")
+            || pointer.starts_with("/metadata/managedFields/")
+    };
+    ops.iter().all(|op| {
+        let path = op.get("path").and_then(Value::as_str);
+        let from = op.get("from").map(Value::as_str);
+        match (path, from) {
+            (Some(path), None) => !touches(path),
+            (Some(path), Some(Some(from))) => !touches(path) && !touches(from),
+            _ => false,
+        }
+    })
+}
+
+fn merge_patch_leaves_managed_fields_alone(patch: &Value, strategic: bool) -> bool {
+    let directive = |key: &String| strategic && key.starts_with('$');
+    let Some(root) = patch.as_object() else {
+        return false;
+    };
+    if root.keys().any(directive) {
+        return false;
+    }
+    match root.get("metadata") {
+        None => true,
+        Some(Value::Object(meta)) => {
+            !meta.contains_key("managedFields") && !meta.keys().any(directive)
+        }
+        Some(_) => false,
+    }
+}
+
 /// A patch body that is not JSON: 400, or the nesting limit by name.
 fn undecodable(e: &serde_json::Error) -> ApiError {
     limits::json_decode_error(e, |e| e.to_string())
@@ -447,6 +502,53 @@ mod tests {
         let mut doc = doc;
         apply_strategic_merge_patch(&mut doc, patch.to_string().as_bytes(), KEYS).expect("smp");
         doc
+    }
+
+    #[test]
+    fn patches_that_leave_managed_fields_alone() {
+        let alone = |patch_type, body: Value| {
+            leaves_managed_fields_alone(patch_type, body.to_string().as_bytes())
+        };
+        let (json, merge, strategic) = (PatchType::Json, PatchType::Merge, PatchType::Strategic);
+        let op = |op: &str, path: &str| json!([{"op": op, "path": path, "value": 1}]);
+        let from = |op: &str, from: &str| json!([{"op": op, "from": from, "path": "/spec/x"}]);
+        assert!(alone(json, op("replace", "/metadata/labels/a")));
+        assert!(alone(json, op("add", "/metadata/managedFieldsX")));
+        assert!(alone(json, from("copy", "/spec/y")));
+        assert!(alone(json, json!([])));
+        for touching in [
+            op("test", "/metadata/managedFields/0/manager"),
+            op("replace", "/metadata/managedFields"),
+            op("add", "/metadata"),
+            op("test", ""),
+            from("copy", "/metadata/managedFields/0"),
+            from("move", "/metadata"),
+            json!([{"op": "add", "value": 1}]),
+            json!({"op": "add"}),
+        ] {
+            assert!(!alone(json, touching.clone()), "{touching}");
+        }
+        assert!(alone(merge, json!({"metadata": {"labels": {"a": null}}})));
+        assert!(alone(merge, json!({"spec": null})));
+        assert!(alone(merge, json!({"metadata": {"$patch": "replace"}})));
+        assert!(!alone(merge, json!({"metadata": {"managedFields": null}})));
+        assert!(!alone(merge, json!({"metadata": null})));
+        assert!(!alone(merge, json!(["metadata"])));
+        assert!(alone(
+            strategic,
+            json!({"metadata": {"labels": {"a": "1"}}})
+        ));
+        assert!(!alone(
+            strategic,
+            json!({"metadata": {"$patch": "replace"}})
+        ));
+        assert!(!alone(strategic, json!({"$retainKeys": ["spec"]})));
+        assert!(!alone(
+            strategic,
+            json!({"metadata": {"$setElementOrder/managedFields": []}})
+        ));
+        assert!(!alone(PatchType::Apply, json!({"metadata": {}})));
+        assert!(!leaves_managed_fields_alone(merge, b"{"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 use apimachinery::discovery::ResourceInfo;
 use apimachinery::errors::ApiError;
 use apimachinery::meta::{ObjectMeta, Time};
+use apimachinery::object::ApiObject;
 use apimachinery::options::{FieldValidation, Query, WriteOptions};
 use apiserver::apply::{self, Applier};
 use apiserver::auth::Attributes;
@@ -60,7 +61,7 @@ fn check_client_error(err: &ApiError) -> Result<(), TestCaseError> {
 const GROUP_VERSION: &str = "things.example.com/v1";
 const MERGE_KEYS: &[(&str, &str)] = &[("spec.tags", "name"), ("status.tags", "tag")];
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Thing {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -75,18 +76,31 @@ struct Thing {
     status: Option<Value>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct ThingSpec {
     #[serde(default)]
     tags: Vec<ThingTag>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct ThingTag {
     #[serde(default)]
     name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     from: Option<Value>,
+}
+
+impl ApiObject for Thing {
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+    fn set_type_meta(&mut self, kind: &str, api_version: &str) {
+        self.kind = kind.to_string();
+        self.api_version = api_version.to_string();
+    }
 }
 
 fn info() -> ResourceInfo {
@@ -272,6 +286,9 @@ const POINTERS: &[&str] = &[
     "/metadata/labels/a",
     "/metadata/finalizers/-",
     "/metadata/finalizers/0",
+    "/metadata/managedFields",
+    "/metadata/managedFields/0",
+    "/metadata/managedFields/-",
     "/metadata/managedFields/0/fieldsV1",
     "/spec",
     "/spec/tags",
@@ -552,6 +569,72 @@ fn apply_patch(
     patch.apply_to(&live(), "one")
 }
 
+/// Where patches near managedFields point, and what they put there.
+const NEAR_MANAGED_FIELDS: &[&str] = &[
+    "",
+    "/metadata",
+    "/metadata/managedFields",
+    "/metadata/managedFields/0",
+    "/metadata/managedFields/0/manager",
+    "/metadata/managedFields/-",
+    "/metadata/labels",
+    "/metadata/labels/b",
+    "/spec/tags/0",
+];
+
+/// A patch of one or two steps that does things at, around or to managedFields: JSON patch
+/// operations whose values are often what is there already (so `test`s pass), and merge
+/// documents that set metadata, name managedFields or carry directives.
+fn near_managed_fields_patch() -> impl Strategy<Value = (Vec<u8>, PatchType)> {
+    let place = || prop::sample::select(NEAR_MANAGED_FIELDS);
+    let op = (
+        prop::sample::select(vec!["add", "replace", "remove", "move", "copy", "test"]),
+        place(),
+        place(),
+        any::<bool>(),
+    )
+        .prop_map(|(op, path, from, same)| {
+            let live = live_json();
+            let here = live.pointer(path).cloned();
+            let value = if same { here } else { None }.unwrap_or(json!({"x": "1"}));
+            let mut operation = json!({"op": op, "path": path, "value": value});
+            if op == "move" || op == "copy" {
+                operation["from"] = from.into();
+            }
+            operation
+        });
+    let json_patch = prop::collection::vec(op, 1..3)
+        .prop_map(|ops| (Value::Array(ops).to_string().into_bytes(), PatchType::Json));
+    let metadata = prop::sample::select(vec![
+        json!(null),
+        json!({}),
+        json!({"labels": {"b": "2"}}),
+        json!({"managedFields": null}),
+        json!({"managedFields": []}),
+        json!({"$patch": "replace", "name": "one"}),
+        json!({"$retainKeys": ["name"], "name": "one"}),
+        json!({"$setElementOrder/managedFields": []}),
+        json!({"$deleteFromPrimitiveList/managedFields": []}),
+        json!("x"),
+    ]);
+    let root = prop::sample::select(vec![
+        json!({}),
+        json!({"$patch": "replace"}),
+        json!({"$retainKeys": ["spec"]}),
+        json!({"spec": {"tags": [{"name": "c"}]}}),
+    ]);
+    let merge_patch = (
+        metadata,
+        root,
+        prop::sample::select(vec![PatchType::Merge, PatchType::Strategic]),
+    )
+        .prop_map(|(metadata, mut root, patch_type)| {
+            root["metadata"] = metadata;
+            (root.to_string().into_bytes(), patch_type)
+        });
+    prop_oneof![json_patch, merge_patch]
+}
+
 /// The largest object a patch may produce: a small multiple of what the client sent (managed
 /// fields included), plus the copy allowance for JSON patches.
 fn size_bound(content_type: &str, body_len: usize) -> usize {
@@ -610,6 +693,44 @@ proptest! {
                 }
                 Err(e) => check_client_error(&e)?,
             }
+        }
+    }
+
+    /// A patch said to leave managedFields alone does the same to the object without them:
+    /// the PATCH path sets them aside for such patches and puts them back after.
+    #[test]
+    fn patches_said_to_leave_managed_fields_alone_do(
+        (body, patch_type) in prop_oneof![
+            near_managed_fields_patch(),
+            (
+                prop_oneof![object_patch_body(), json_patch_body()],
+                prop::sample::select(vec![PatchType::Json, PatchType::Merge, PatchType::Strategic]),
+            ),
+        ],
+    ) {
+        if !patch::leaves_managed_fields_alone(patch_type, &body) {
+            return Ok(());
+        }
+        let apply = |doc: &mut Value| match patch_type {
+            PatchType::Json => patch::apply_json_patch(doc, &body),
+            PatchType::Merge => patch::apply_merge_patch(doc, &body),
+            _ => patch::apply_strategic_merge_patch(doc, &body, MERGE_KEYS),
+        };
+        let mut whole = live_json();
+        let whole_result = apply(&mut whole);
+        let mut bare = live_json();
+        let entries = bare["metadata"]
+            .as_object_mut()
+            .and_then(|meta| meta.remove("managedFields"));
+        let bare_result = apply(&mut bare);
+        prop_assert_eq!(&whole_result, &bare_result);
+        if whole_result.is_ok() {
+            let meta = bare["metadata"].as_object_mut();
+            prop_assert!(meta.is_some(), "metadata is no longer an object: {}", bare);
+            if let (Some(meta), Some(entries)) = (meta, entries) {
+                meta.insert("managedFields".into(), entries);
+            }
+            prop_assert_eq!(whole, bare);
         }
     }
 
