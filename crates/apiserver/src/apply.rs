@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use apimachinery::discovery::ResourceInfo;
 use apimachinery::errors::ApiError;
 use apimachinery::field::{FieldError, FieldPath as ErrPath};
+use apimachinery::meta::{FieldsV1, ManagedFieldsEntry};
 use apimachinery::options::WriteOptions;
 use apimachinery::GroupKind;
 use serde_json::{Map, Value};
@@ -68,15 +69,16 @@ impl Conflicts {
 /// it: the quoted name, the subresource if any, and for `Update` managers the apiVersion and
 /// time they wrote with (`"kubectl-edit" using image.openshift.io/v1 at 2026-01-01T00:00:00Z`).
 /// An `Apply` manager is just its name.
-pub fn manager_identity(entry: &Value) -> String {
-    let field = |name: &str| entry.get(name).and_then(Value::as_str);
-    let mut out = format!("{:?}", field("manager").unwrap_or(""));
-    if let Some(sub) = field("subresource").filter(|s| !s.is_empty()) {
+pub fn manager_identity(entry: &ManagedFieldsEntry) -> String {
+    let mut out = format!("{:?}", entry.manager.as_deref().unwrap_or(""));
+    if let Some(sub) = entry.subresource.as_deref().filter(|s| !s.is_empty()) {
         out.push_str(&format!(" with subresource {sub:?}"));
     }
-    if field("operation") == Some("Update") {
-        out.push_str(&format!(" using {}", field("apiVersion").unwrap_or("")));
-        if let Some(time) = field("time").filter(|t| !t.is_empty()) {
+    if entry.operation.as_deref() == Some("Update") {
+        let version = entry.api_version.as_deref().unwrap_or("");
+        out.push_str(&format!(" using {version}"));
+        let time = serde_json::to_value(&entry.time).unwrap_or_default();
+        if let Some(time) = time.as_str().filter(|t| !t.is_empty()) {
             out.push_str(&format!(" at {time}"));
         }
     }
@@ -228,27 +230,22 @@ fn merge_keyed_items(
     }
 }
 
-fn apply_entry(who: &Applier, set: &FieldTree) -> Value {
-    let mut e = Map::new();
-    e.insert("manager".into(), who.manager.into());
-    e.insert("operation".into(), "Apply".into());
-    e.insert("apiVersion".into(), who.api_version.into());
-    e.insert(
-        "time".into(),
-        serde_json::to_value(now()).unwrap_or_default(),
-    );
-    e.insert("fieldsType".into(), "FieldsV1".into());
-    e.insert("fieldsV1".into(), set.to_fields_v1());
-    if let Some(s) = who.subresource {
-        e.insert("subresource".into(), s.into());
+fn apply_entry(who: &Applier, set: &FieldTree) -> ManagedFieldsEntry {
+    ManagedFieldsEntry {
+        manager: Some(who.manager.to_string()),
+        operation: Some("Apply".to_string()),
+        api_version: Some(who.api_version.to_string()),
+        time: Some(now()),
+        fields_type: Some("FieldsV1".to_string()),
+        fields_v1: Some(FieldsV1::from_value(&set.to_fields_v1())),
+        subresource: who.subresource.map(str::to_string),
     }
-    Value::Object(e)
 }
 
-fn entry_is(e: &Value, manager: &str, op: &str, subresource: Option<&str>) -> bool {
-    e.get("manager").and_then(Value::as_str) == Some(manager)
-        && e.get("operation").and_then(Value::as_str) == Some(op)
-        && e.get("subresource").and_then(Value::as_str) == subresource
+fn entry_is(e: &ManagedFieldsEntry, manager: &str, op: &str, subresource: Option<&str>) -> bool {
+    e.manager.as_deref() == Some(manager)
+        && e.operation.as_deref() == Some(op)
+        && e.subresource.as_deref() == subresource
 }
 
 /// Who applies and how: the manager, the apiVersion it writes, the resource's keyed lists,
@@ -300,27 +297,23 @@ impl<'a> Applier<'a> {
 }
 
 /// The live object's managedFields split into this applier's previous apply and everybody
-/// else's entries (borrowed from the live object), each with its field set.
+/// else's entries (borrowed), each with its field set.
 struct Owners<'a> {
     previous: FieldTree,
-    others: Vec<(&'a Value, FieldTree)>,
+    others: Vec<(&'a ManagedFieldsEntry, FieldTree)>,
 }
 
 impl<'a> Owners<'a> {
-    fn of(live: &'a Value, who: &Applier) -> Self {
-        let entries = live
-            .pointer("/metadata/managedFields")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+    fn of(entries: &'a [ManagedFieldsEntry], who: &Applier) -> Self {
         let mut owners = Owners {
             previous: FieldTree::default(),
             others: Vec::new(),
         };
         for e in entries {
             let set = e
-                .get("fieldsV1")
-                .map(FieldTree::from_fields_v1)
+                .fields_v1
+                .as_ref()
+                .map(|f| FieldTree::from_fields_v1(&f.to_value()))
                 .unwrap_or_default();
             if entry_is(e, who.manager, "Apply", who.subresource) {
                 owners.previous = set;
@@ -385,7 +378,7 @@ impl<'a> Owners<'a> {
         applied_set: &FieldTree,
         changed: &FieldTree,
         taken: &FieldTree,
-    ) -> Vec<Value> {
+    ) -> Vec<ManagedFieldsEntry> {
         // What an entry loses: fields the apply set to a new value, and fields it took.
         let contested = applied_set.select([changed], |[in_changed]| in_changed);
         let mut entries = Vec::new();
@@ -404,38 +397,63 @@ impl<'a> Owners<'a> {
                 !in_contested && !in_taken
             });
             if !kept.is_empty() {
-                entries.push(with_fields_v1(e, kept.to_fields_v1()));
+                entries.push(with_fields_v1(e, &kept.to_fields_v1()));
             }
         }
         entries
     }
 }
 
-/// A copy of the managedFields entry `e` with `fields` for its fieldsV1 (in its place), without
-/// copying the old fieldsV1 first.
-fn with_fields_v1(e: &Value, fields: Value) -> Value {
-    let Some(o) = e.as_object() else {
-        return e.clone();
-    };
-    let mut fields = Some(fields);
-    let mut out: Map<String, Value> = o
-        .iter()
-        .map(|(k, v)| match k.as_str() {
-            "fieldsV1" => (k.clone(), fields.take().unwrap_or_default()),
-            _ => (k.clone(), v.clone()),
-        })
-        .collect();
-    if let Some(fields) = fields {
-        out.insert("fieldsV1".into(), fields);
+/// A copy of the managedFields entry `e` with `fields` for its fieldsV1, without copying the
+/// old fieldsV1 first.
+fn with_fields_v1(e: &ManagedFieldsEntry, fields: &Value) -> ManagedFieldsEntry {
+    ManagedFieldsEntry {
+        api_version: e.api_version.clone(),
+        fields_type: e.fields_type.clone(),
+        fields_v1: Some(FieldsV1::from_value(fields)),
+        manager: e.manager.clone(),
+        operation: e.operation.clone(),
+        subresource: e.subresource.clone(),
+        time: e.time.clone(),
     }
-    Value::Object(out)
 }
 
-/// Applies `applied` to `live` for `who`; returns the new object JSON or the conflicts.
+/// Applies `applied` to `live` (its managedFields in it) for `who`; returns the new object JSON
+/// (with its managedFields) or the conflicts. Entries that do not read as entries are dropped.
 pub fn apply_to(live: &Value, applied: &Value, who: &Applier) -> Result<Value, Conflicts> {
+    let mut bare = live.clone();
+    let entries: Vec<ManagedFieldsEntry> = bare
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .and_then(|meta| meta.remove("managedFields"))
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| serde_json::from_value(e).ok())
+        .collect();
+    let (mut out, entries) = apply_to_entries(&bare, &entries, applied, who)?;
+    if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert(
+            "managedFields".into(),
+            serde_json::to_value(entries).unwrap_or_default(),
+        );
+    }
+    Ok(out)
+}
+
+/// [`apply_to`] with the live object's managedFields `entries` apart from it (its own are
+/// passed over): returns the new object JSON, without managedFields, and its entries. The
+/// update path keeps them apart, so that the largest part of a large object (its creator's
+/// field set) is neither parsed into the object's value nor rendered back from it.
+pub fn apply_to_entries(
+    live: &Value,
+    entries: &[ManagedFieldsEntry],
+    applied: &Value,
+    who: &Applier,
+) -> Result<(Value, Vec<ManagedFieldsEntry>), Conflicts> {
     let ignored = who.ignored();
     let applied_set = FieldTree::of_applied(applied, who.keys, ignored);
-    let owners = Owners::of(live, who);
+    let owners = Owners::of(entries, who);
     let (conflicts, taken) = owners.conflicts(live, applied, &applied_set);
     if !conflicts.is_empty() && !who.force {
         return Err(conflicts);
@@ -456,9 +474,9 @@ pub fn apply_to(live: &Value, applied: &Value, who: &Applier) -> Result<Value, C
         entries.push(apply_entry(who, &applied_set));
     }
     if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert("managedFields".into(), Value::Array(entries));
+        meta.remove("managedFields");
     }
-    Ok(out)
+    Ok((out, entries))
 }
 
 /// An apply body: YAML or JSON, naming this resource's apiVersion and kind, without
@@ -536,12 +554,22 @@ pub(crate) async fn apply<S: Strategy>(
     };
     let updated = registry
         .update_written(&ctx, name, strategy, |old| {
-            let live = serde_json::to_value(old).map_err(|e| ApiError::Internal(e.to_string()))?;
-            let out = apply_to(&live, &applied, &who).map_err(|c| conflict_error(&c))?;
+            // The entries stay typed, apart from the object's value (see `apply_to_entries`).
+            let mut bare = old.clone();
+            let entries = bare
+                .metadata_mut()
+                .managed_fields
+                .take()
+                .unwrap_or_default();
+            let live =
+                serde_json::to_value(&bare).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let (out, entries) = apply_to_entries(&live, &entries, &applied, &who)
+                .map_err(|c| conflict_error(&c))?;
             crate::limits::check_patched_size(&out)?;
             let mut obj: S::Object =
                 crate::decode::typed(out, &info, opts.field_validation, &req.warnings)
                     .map_err(|e| e.for_body(&info))?;
+            obj.metadata_mut().managed_fields = Some(entries);
             registry.strategy().default(&mut obj);
             Ok(obj)
         })
@@ -585,10 +613,7 @@ fn applied_new_object<S: Strategy>(
     let mut obj: S::Object = crate::decode::typed(body, info, opts.field_validation, &req.warnings)
         .map_err(|e| e.for_body(info))?;
     registry.strategy().default(&mut obj);
-    let entry: apimachinery::meta::ManagedFieldsEntry =
-        serde_json::from_value(apply_entry(who, &set))
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-    obj.metadata_mut().managed_fields = (!set.is_empty()).then(|| vec![entry]);
+    obj.metadata_mut().managed_fields = (!set.is_empty()).then(|| vec![apply_entry(who, &set)]);
     Ok(obj)
 }
 
@@ -623,20 +648,25 @@ mod tests {
 
     #[test]
     fn conflicts_name_update_managers_with_version_and_time_and_apply_managers_bare() {
-        let update = json!({"manager": "kubectl-edit", "operation": "Update",
-            "apiVersion": "image.openshift.io/v1", "time": "2026-11-29T10:00:00Z"});
+        let entry = |v: Value| -> ManagedFieldsEntry { serde_json::from_value(v).expect("entry") };
+        let update = entry(json!({"manager": "kubectl-edit", "operation": "Update",
+            "apiVersion": "image.openshift.io/v1", "time": "2026-11-29T10:00:00Z"}));
         assert_eq!(
             manager_identity(&update),
             "\"kubectl-edit\" using image.openshift.io/v1 at 2026-11-29T10:00:00Z"
         );
-        let status = json!({"manager": "m", "operation": "Update", "apiVersion": "g/v1",
-            "subresource": "status"});
+        let status = entry(
+            json!({"manager": "m", "operation": "Update", "apiVersion": "g/v1",
+            "subresource": "status"}),
+        );
         assert_eq!(
             manager_identity(&status),
             "\"m\" with subresource \"status\" using g/v1"
         );
-        let apply = json!({"manager": "mgr-one", "operation": "Apply", "apiVersion": "g/v1",
-            "time": "2026-11-29T10:00:00Z"});
+        let apply = entry(
+            json!({"manager": "mgr-one", "operation": "Apply", "apiVersion": "g/v1",
+            "time": "2026-11-29T10:00:00Z"}),
+        );
         assert_eq!(manager_identity(&apply), "\"mgr-one\"");
         let conflict = |manager: &str, field: &str| Conflict {
             manager: manager.into(),

@@ -165,8 +165,9 @@ impl<'a> Patch<'a> {
             .get_mut("metadata")
             .and_then(Value::as_object_mut)
             .and_then(|m| m.remove("managedFields"));
-        let mut merged = crate::apply::apply_to(
+        let (mut merged, _) = crate::apply::apply_to_entries(
             &live,
+            &[],
             &applied,
             &crate::apply::Applier::new(&manager, &self.info.group_version(), self.merge_keys)
                 .forced(),
