@@ -313,7 +313,7 @@ impl<'a> Owners<'a> {
             let set = e
                 .fields_v1
                 .as_ref()
-                .map(|f| FieldTree::from_fields_v1(&f.to_value()))
+                .map(|f| FieldTree::from_fields_v1_text(f.raw()))
                 .unwrap_or_default();
             if entry_is(e, who.manager, "Apply", who.subresource) {
                 owners.previous = set;

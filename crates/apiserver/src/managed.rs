@@ -226,6 +226,23 @@ impl FieldTree {
         root
     }
 
+    /// [`FieldTree::from_fields_v1`] from the text of a fieldsV1 (as a [`FieldsV1`] holds it),
+    /// read straight into the tree: a stream's creator owns every tag, so a value in between
+    /// would cost as much again. The text holds no repeated name ([`FieldsV1`] refuses one);
+    /// text that is not JSON holds no field.
+    pub fn from_fields_v1_text(text: &RawValue) -> Self {
+        let mut root = FieldTree::default();
+        let mut de = serde_json::Deserializer::from_str(text.get());
+        let seed = ReadFieldsV1 {
+            node: &mut root,
+            is_root: true,
+        };
+        match serde::de::DeserializeSeed::deserialize(seed, &mut de) {
+            Ok(()) => root,
+            Err(_) => FieldTree::default(),
+        }
+    }
+
     fn read_fields_v1(&mut self, v: &Value, is_root: bool) {
         let Some(fields) = v.as_object() else { return };
         if fields.is_empty() {
@@ -288,6 +305,79 @@ impl FieldTree {
 }
 
 /// The fields of an object, as whole paths (see [`FieldTree::of_object`]).
+/// Reads one fieldsV1 level into `node`, as [`FieldTree::read_fields_v1`] reads a value.
+struct ReadFieldsV1<'t> {
+    node: &'t mut FieldTree,
+    is_root: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ReadFieldsV1<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// Anything but an object holds no field, and is passed over.
+impl<'de> serde::de::Visitor<'de> for ReadFieldsV1<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a fieldsV1 value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut empty = true;
+        while let Some(element) = map.next_key::<String>()? {
+            empty = false;
+            if element == "." {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                self.node.member = true;
+                continue;
+            }
+            let mut child = FieldTree::default();
+            map.next_value_seed(ReadFieldsV1 {
+                node: &mut child,
+                is_root: false,
+            })?;
+            self.node.adopt(element, child);
+        }
+        if empty {
+            self.node.member |= !self.is_root;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
 pub fn field_set(object: &Value, merge_keys: &[(&str, &str)], ignored: &[&str]) -> FieldSet {
     FieldTree::of_object(object, merge_keys, ignored).paths()
 }

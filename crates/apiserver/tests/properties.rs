@@ -1102,6 +1102,14 @@ proptest! {
     }
 
     #[test]
+    fn fields_v1_reads_alike_from_text_and_from_value(
+        v in prop_oneof![fields_v1().prop_map(|set| managed::to_fields_v1(&set)), value()],
+    ) {
+        let text = serde_json::value::RawValue::from_string(v.to_string()).expect("JSON text");
+        prop_assert_eq!(FieldTree::from_fields_v1_text(&text), FieldTree::from_fields_v1(&v));
+    }
+
+    #[test]
     fn fields_v1_round_trips(set in fields_v1()) {
         prop_assert_eq!(managed::from_fields_v1(&managed::to_fields_v1(&set)), set);
     }
