@@ -14,6 +14,33 @@
 //! - [`discovery`], [`table`]: discovery documents and server-side printing.
 //! - [`request`]: request info from the URL path.
 
+/// The `serde::de::Visitor` methods of a visitor that reads objects (and arrays) and passes
+/// over every JSON scalar: each accepts its value and reads nothing from it. For visitors
+/// whose `Value` is `()`; expands inside their `impl Visitor`.
+#[macro_export]
+macro_rules! pass_over_json_scalars {
+    () => {
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    };
+}
+
 pub mod continue_token;
 pub mod discovery;
 pub mod duration;
