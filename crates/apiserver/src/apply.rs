@@ -555,14 +555,8 @@ pub(crate) async fn apply<S: Strategy>(
     let updated = registry
         .update_written(&ctx, name, strategy, |old| {
             // The entries stay typed, apart from the object's value (see `apply_to_entries`).
-            let mut bare = old.clone();
-            let entries = bare
-                .metadata_mut()
-                .managed_fields
-                .take()
-                .unwrap_or_default();
-            let live =
-                serde_json::to_value(&bare).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let (live, entries) = crate::body::value_apart_from_managed_fields(old)?;
+            let entries = entries.unwrap_or_default();
             let (out, entries) = apply_to_entries(&live, &entries, &applied, &who)
                 .map_err(|c| conflict_error(&c))?;
             crate::limits::check_patched_size(&out)?;

@@ -6,6 +6,7 @@
 use apimachinery::discovery::ResourceInfo;
 use apimachinery::errors::ApiError;
 use apimachinery::field::{BadValue, FieldError, FieldPath};
+use apimachinery::meta::ManagedFieldsEntry;
 use apimachinery::object::ApiObject;
 use apimachinery::options::WriteOptions;
 use apimachinery::GroupKind;
@@ -120,9 +121,8 @@ impl<'a> Patch<'a> {
     /// limit then counts the document without them, which is what the patch made.
     pub fn apply_to<T: ApiObject>(&self, old: &T, name: &str) -> Result<T, ApiError> {
         let (doc, set_aside) = if patch::leaves_managed_fields_alone(self.patch_type, self.body) {
-            let mut bare = old.clone();
-            let entries = bare.metadata_mut().managed_fields.take();
-            (to_value(&bare)?, Some(entries))
+            let (doc, entries) = value_apart_from_managed_fields(old)?;
+            (doc, Some(entries))
         } else {
             (to_value(old)?, None)
         };
@@ -182,6 +182,16 @@ impl<'a> Patch<'a> {
         }
         Ok(merged)
     }
+}
+
+/// `obj` as a value without its managedFields, and the entries: they are often the largest
+/// part of a large object, and a value would hold their fieldsV1 parsed.
+pub(crate) fn value_apart_from_managed_fields<T: ApiObject>(
+    obj: &T,
+) -> Result<(Value, Option<Vec<ManagedFieldsEntry>>), ApiError> {
+    let mut bare = obj.clone();
+    let entries = bare.metadata_mut().managed_fields.take();
+    Ok((to_value(&bare)?, entries))
 }
 
 fn to_value<T: Serialize>(obj: &T) -> Result<Value, ApiError> {
