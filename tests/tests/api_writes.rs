@@ -454,6 +454,49 @@ async fn server_side_apply(server: &Server) {
         .is_none_or(|l| l.get("owner").is_none()));
 }
 
+/// The fieldsV1 of the entry of `manager` in `obj`.
+fn fields_of<'a>(obj: &'a Value, manager: &str) -> &'a Value {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .and_then(|entries| entries.iter().find(|e| e["manager"] == manager))
+        .map(|e| &e["fieldsV1"])
+        .unwrap_or_else(|| panic!("no entry of {manager}: {obj}"))
+}
+
+/// Tag generations are the strategy's, set after the field manager ran (kube records
+/// managedFields before `BeforeCreate` and `BeforeUpdate`): neither the creator nor a writer
+/// whose change bumped a tag's generation owns it.
+async fn derived_fields_have_no_manager(server: &Server) {
+    let c = server.client();
+    let path = stream("ns1", "derived");
+    let mut body = is("derived");
+    body["spec"] = json!({"tags": [{"name": "a", "from": {"kind": "DockerImage", "name": "example.com/a:1"}}]});
+    let r = c
+        .post(&format!("{}?fieldManager=maker", streams("ns1")), &body)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let created = r.json();
+    assert_eq!(created["spec"]["tags"][0]["generation"], 1);
+    let tag = &fields_of(&created, "maker")["f:spec"]["f:tags"]["k:{\"name\":\"a\"}"];
+    assert!(tag.get("f:from").is_some(), "{created}");
+    assert!(tag.get("f:generation").is_none(), "{created}");
+
+    let patch = r#"{"spec":{"tags":[{"name":"a","from":{"kind":"DockerImage","name":"example.com/a:2"}}]}}"#;
+    let r = c
+        .patch(
+            &format!("{path}?fieldManager=mover"),
+            "application/strategic-merge-patch+json",
+            patch,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let patched = r.json();
+    assert_eq!(patched["spec"]["tags"][0]["generation"], 2, "{patched}");
+    let tag = &fields_of(&patched, "mover")["f:spec"]["f:tags"]["k:{\"name\":\"a\"}"];
+    assert_eq!(tag["f:from"], json!({"f:name": {}}), "{patched}");
+    assert!(tag.get("f:generation").is_none(), "{patched}");
+}
+
 async fn deletes(server: &Server) {
     let c = server.client();
     let uid = c.post(&streams("ns1"), &is("d")).await.json()["metadata"]["uid"]
@@ -712,6 +755,7 @@ both_backends!(
     updates_and_conflicts,
     patches,
     server_side_apply,
+    derived_fields_have_no_manager,
     deletes,
     images,
     concurrent_unconditional_patches,

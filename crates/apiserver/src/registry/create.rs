@@ -86,9 +86,10 @@ impl<S: Strategy> Registry<S> {
         }
     }
 
-    /// Upstream's `BeforeCreate`, in its order: namespace, system fields, generated name,
-    /// `prepare_for_create`, validation, then managedFields. Returns the `generateName`
-    /// prefix, when the name was generated.
+    /// Upstream's create, in its order: namespace, system fields, generated name,
+    /// managedFields (kube's create handler runs the field manager before `BeforeCreate`, so
+    /// what `prepare_for_create` derives belongs to no manager), `prepare_for_create`, then
+    /// validation. Returns the `generateName` prefix, when the name was generated.
     async fn before_create(
         &self,
         ctx: &WriteContext<'_>,
@@ -97,14 +98,14 @@ impl<S: Strategy> Registry<S> {
         self.check_namespace(ctx.namespace, obj)?;
         reject_resource_version(obj)?;
         let generate = reset_system_fields(obj);
+        if ctx.managed_fields == ManagedFields::RecordUpdate {
+            self.record_managed_fields(ctx, None, obj, None)?;
+        }
         self.strategy.prepare_for_create(obj);
         let errs = self.validate_create(ctx, obj).await;
         if !errs.is_empty() {
             let name = obj.metadata().name.clone().unwrap_or_default();
             return Err(self.invalid(&name, errs));
-        }
-        if ctx.managed_fields == ManagedFields::RecordUpdate {
-            self.record_managed_fields(ctx, None, obj, None)?;
         }
         Ok(generate)
     }

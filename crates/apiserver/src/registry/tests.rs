@@ -41,6 +41,14 @@ struct Widget {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 struct WidgetSpec {
     size: i64,
+    /// Derived by the strategy, like an image stream tag's generation: 1 on create, one more
+    /// whenever the size changes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    generation: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -97,6 +105,7 @@ impl Strategy for Widgets {
     }
     fn prepare_for_create(&self, obj: &mut Widget) {
         obj.status = WidgetStatus::default();
+        obj.spec.generation = 1;
     }
     async fn validate_create(
         &self,
@@ -107,6 +116,8 @@ impl Strategy for Widgets {
     }
     fn prepare_for_update(&self, new: &mut Widget, old: &Widget) {
         new.status = old.status.clone();
+        let resized = new.spec.size != old.spec.size;
+        new.spec.generation = old.spec.generation + i64::from(resized);
     }
     async fn validate_update(
         &self,
@@ -270,6 +281,50 @@ async fn create_sets_system_fields_and_runs_the_strategy() {
     let managers = meta.managed_fields.as_ref().expect("managedFields");
     assert_eq!(managers[0].manager.as_deref(), Some("registry-test"));
     assert_eq!(created.kind, "Widget");
+}
+
+/// The fields of the only managedFields entry of `w`, as fieldsV1 text.
+fn only_entry_fields(w: &Widget) -> String {
+    let entries = w.metadata.managed_fields.as_deref().unwrap_or_default();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    entries[0]
+        .fields_v1
+        .as_ref()
+        .map(|f| f.json().to_string())
+        .unwrap_or_default()
+}
+
+/// kube's field manager runs before the strategy prepares the object, on create and on
+/// update: what the strategy derives (here `spec.generation`) belongs to no manager.
+#[tokio::test]
+async fn fields_the_strategy_derives_belong_to_no_manager() {
+    let h = harness();
+    let created = h.create(widget("a", 1)).await.expect("create");
+    assert_eq!(created.spec.generation, 1, "prepare_for_create ran");
+    assert_eq!(only_entry_fields(&created), r#"{"f:spec":{"f:size":{}}}"#);
+
+    let resized = h
+        .update("a", UpdateStrategy::Main, resize(2))
+        .await
+        .expect("update");
+    assert_eq!(resized.spec.generation, 2, "prepare_for_update ran");
+    assert_eq!(only_entry_fields(&resized), r#"{"f:spec":{"f:size":{}}}"#);
+
+    // A writer that sends the derived field back changed does own it, as in kube; the
+    // strategy then puts the old value back.
+    let claimed = h
+        .update("a", UpdateStrategy::Main, |current: &Widget| {
+            let mut next = current.clone();
+            next.spec.generation = 9;
+            Ok(next)
+        })
+        .await
+        .expect("update");
+    assert_eq!(claimed.spec.generation, 2);
+    assert_eq!(
+        only_entry_fields(&claimed),
+        r#"{"f:spec":{"f:generation":{},"f:size":{}}}"#
+    );
 }
 
 #[tokio::test]

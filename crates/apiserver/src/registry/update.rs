@@ -130,8 +130,14 @@ impl<S: Strategy> Registry<S> {
         let mut new = produce(&old)?;
         self.check_identity(ctx.namespace, name, &mut new)?;
         self.check_resource_version(name, &new, current)?;
+        restore_system_fields(&mut new, &old);
+        let records = ctx.managed_fields == ManagedFields::RecordUpdate;
+        if records && records_before_preparing(strategy) {
+            let old = Some((&mut old, old_json.as_deref()));
+            self.record_managed_fields(ctx, old, &mut new, strategy.subresource())?;
+        }
         self.before_update(ctx, strategy, &mut new, &old).await?;
-        if ctx.managed_fields == ManagedFields::RecordUpdate {
+        if records && !records_before_preparing(strategy) {
             let old = Some((&mut old, old_json.as_deref()));
             self.record_managed_fields(ctx, old, &mut new, strategy.subresource())?;
         }
@@ -212,9 +218,9 @@ impl<S: Strategy> Registry<S> {
         }
     }
 
-    /// Upstream's `BeforeUpdate`: system fields from the old object, the immutable uid, the
-    /// chosen strategy's prepare, generic metadata validation, the strategy's validation; then
-    /// decorations.
+    /// Upstream's `BeforeUpdate` once the system fields are the old object's: the immutable
+    /// uid, the chosen strategy's prepare, generic metadata validation, the strategy's
+    /// validation; then decorations.
     async fn before_update(
         &self,
         ctx: &WriteContext<'_>,
@@ -222,7 +228,6 @@ impl<S: Strategy> Registry<S> {
         new: &mut S::Object,
         old: &S::Object,
     ) -> Result<(), ApiError> {
-        restore_system_fields(new, old);
         let mut errs = Vec::new();
         if new.metadata().uid.as_deref().unwrap_or("")
             != old.metadata().uid.as_deref().unwrap_or("")
@@ -327,6 +332,16 @@ impl<S: Strategy> Registry<S> {
         new.metadata_mut().managed_fields = (!entries.is_empty()).then_some(entries);
         Ok(())
     }
+}
+
+/// Whether an update's managedFields are recorded from the object as the writer made it,
+/// before the strategy prepares it, as kube's field manager runs in `UpdatedObject` before
+/// `BeforeUpdate`: fields the strategy derives (a tag's `generation`) belong to no manager.
+/// `/status` is recorded after its prepare, because ours discards the writer's label and
+/// annotation edits there (design.md), a reset that the top-level fields a record leaves out
+/// (`spec`) cannot say; what its prepare derives is in atomic lists the writer set anyway.
+fn records_before_preparing(strategy: UpdateStrategy) -> bool {
+    strategy != UpdateStrategy::Status
 }
 
 /// Where an update attempt starts.
