@@ -422,13 +422,23 @@ async fn growing_updates(on: Backend<'_>, summary: &mut Summary) {
                 let mut n = 0usize;
                 while done.load(Ordering::Relaxed) < target {
                     let path = stream("grow", &format!("g{}", (i * 7 + n) % STREAMS));
-                    n += 1;
                     match append_tag(&c, &path, GROWN_TAGS).await {
-                        Append::Done => done.fetch_add(1, Ordering::Relaxed),
-                        Append::Conflict => conflicts.fetch_add(1, Ordering::Relaxed),
-                        Append::Full => 0,
-                        Append::Failed => errors.fetch_add(1, Ordering::Relaxed),
-                    };
+                        Append::Done => {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // Re-read and retry the same stream, as client-go's RetryOnConflict
+                        // does. Moving on instead kept the loser in step with the winner, to
+                        // meet it again on the next stream.
+                        Append::Conflict => {
+                            conflicts.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        Append::Full => {}
+                        Append::Failed => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    n += 1;
                 }
             })
         })
