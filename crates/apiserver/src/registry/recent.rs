@@ -8,6 +8,12 @@
 //!
 //! Bounded by count and by the size of the objects' bytes, so hot objects stay and the memory
 //! stays small; an object is taken out when used, so concurrent writers of one object read.
+//! Room is made by dropping the object kept longest ago: an object written again is kept
+//! again, so the ones still written stay, and a server's many other objects, each written
+//! once, pass through. (Dropping "any" object, the first a `HashMap` yields, dropped the same
+//! few slots again and again: on a server with more than [`MAX_OBJECTS`] written objects,
+//! hot objects lost their slot to objects never written again, and every update of them
+//! decoded.)
 
 use std::collections::HashMap;
 
@@ -23,9 +29,17 @@ const MAX_OBJECT_BYTES: usize = 2 << 20;
 const MAX_TOTAL_BYTES: usize = 16 << 20;
 
 pub(super) struct Recent<O> {
-    objects: HashMap<String, Kept<O>>,
+    objects: HashMap<String, Slot<O>>,
     /// The size of the kept objects' bytes.
     bytes: usize,
+    /// How many objects were kept so far: the age of each slot.
+    kept: u64,
+}
+
+struct Slot<O> {
+    kept: Kept<O>,
+    /// When it was kept ([`Recent::kept`] then).
+    at: u64,
 }
 
 /// One written object.
@@ -61,6 +75,7 @@ impl<O> Default for Recent<O> {
         Recent {
             objects: HashMap::new(),
             bytes: 0,
+            kept: 0,
         }
     }
 }
@@ -77,50 +92,60 @@ impl<O> Recent<O> {
     /// revision: a write held to another revision is most likely stale and answered 409 after
     /// a read, so it leaves the object to the next writer instead of using it up.
     pub(super) fn take_latest(&mut self, key: &str, wanted: Option<Revision>) -> Option<Kept<O>> {
-        let revision = self.objects.get(key)?.revision;
+        let revision = self.objects.get(key)?.kept.revision;
         if wanted.is_some_and(|w| w != revision) {
             return None;
         }
-        let kept = self.objects.remove(key)?;
-        self.bytes -= kept.size();
-        Some(kept)
+        self.remove(key)
     }
 
-    /// Keeps `kept`, stored under `key`, making room by dropping others (in no particular
-    /// order) when the bounds require. An object kept at a later revision stays: writes of
-    /// one object may finish their replies out of order.
+    /// Keeps `kept`, stored under `key`, making room by dropping the objects kept longest ago
+    /// when the bounds require. An object kept at a later revision stays: writes of one object
+    /// may finish their replies out of order.
     pub(super) fn keep(&mut self, key: &str, kept: Kept<O>) {
         if self
             .objects
             .get(key)
-            .is_some_and(|k| k.revision > kept.revision)
+            .is_some_and(|slot| slot.kept.revision > kept.revision)
         {
             return;
         }
-        if let Some(old) = self.objects.remove(key) {
-            self.bytes -= old.size();
-        }
+        self.remove(key);
         let bytes = kept.size();
         if bytes > MAX_OBJECT_BYTES {
             return;
         }
         while self.objects.len() >= MAX_OBJECTS || self.bytes + bytes > MAX_TOTAL_BYTES {
-            let Some(victim) = self.objects.keys().next().cloned() else {
+            if self.drop_oldest().is_none() {
                 break;
-            };
-            if let Some(gone) = self.objects.remove(&victim) {
-                self.bytes -= gone.size();
             }
         }
         self.bytes += bytes;
-        self.objects.insert(key.to_string(), kept);
+        self.kept += 1;
+        let at = self.kept;
+        self.objects.insert(key.to_string(), Slot { kept, at });
     }
 
     /// Drops what is kept under `key` (the object is gone).
     pub(super) fn forget(&mut self, key: &str) {
-        if let Some(gone) = self.objects.remove(key) {
-            self.bytes -= gone.size();
-        }
+        self.remove(key);
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Kept<O>> {
+        let slot = self.objects.remove(key)?;
+        self.bytes -= slot.kept.size();
+        Some(slot.kept)
+    }
+
+    /// Drops the object kept longest ago. A scan: there are at most [`MAX_OBJECTS`], and room
+    /// is made only when a new object comes in.
+    fn drop_oldest(&mut self) -> Option<Kept<O>> {
+        let oldest = self
+            .objects
+            .iter()
+            .min_by_key(|(_, slot)| slot.at)
+            .map(|(key, _)| key.clone())?;
+        self.remove(&oldest)
     }
 
     #[cfg(test)]
@@ -227,5 +252,50 @@ mod tests {
 
         recent.keep("/s/huge", kept(1, half + 1, 99));
         assert!(recent.take("/s/huge", 1).is_none(), "too large to keep");
+    }
+
+    /// A server's hot objects are written again and again among many written once: the hot
+    /// ones keep their slots, whichever way the keys hash.
+    #[test]
+    fn objects_written_again_outlast_objects_written_once() {
+        let mut recent = Recent::default();
+        for i in 0..MAX_OBJECTS * 4 {
+            recent.keep(&format!("/s/once-{i}"), kept(1, 10, 0));
+        }
+        let hot: Vec<String> = (0..MAX_OBJECTS / 2)
+            .map(|i| format!("/s/hot-{i}"))
+            .collect();
+        for key in &hot {
+            recent.keep(key, kept(2, 10, 0));
+        }
+        for revision in 3..50 {
+            for key in &hot {
+                assert!(
+                    recent.take_latest(key, None).is_some(),
+                    "{key} lost its slot before revision {revision}"
+                );
+                recent.keep(key, kept(revision, 10, 0));
+            }
+        }
+        assert_eq!(recent.len(), MAX_OBJECTS);
+    }
+
+    #[test]
+    fn room_is_made_by_dropping_the_object_kept_longest_ago() {
+        let mut recent = Recent::default();
+        for i in 0..MAX_OBJECTS {
+            recent.keep(&format!("/s/{i}"), kept(1, 10, i));
+        }
+        recent.keep("/s/0", kept(2, 10, 0));
+        recent.keep("/s/new", kept(1, 10, 99));
+        assert!(
+            recent.take_latest("/s/1", None).is_none(),
+            "kept longest ago"
+        );
+        assert!(
+            recent.take_latest("/s/0", None).is_some(),
+            "kept again lately"
+        );
+        assert!(recent.take_latest("/s/2", None).is_some());
     }
 }
