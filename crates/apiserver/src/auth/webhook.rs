@@ -262,34 +262,51 @@ where
     }
 }
 
-/// A bounded map whose entries expire; the caller passes the time, so tests need no clock.
+/// A bounded map whose entries expire, least recently used out first when full (kube's
+/// `LRUExpireCache`); the caller passes the time, so tests need no clock.
 struct TtlCache<K, V> {
-    entries: Mutex<HashMap<K, Entry<V>>>,
+    entries: Mutex<Entries<K, V>>,
     capacity: usize,
+}
+
+struct Entries<K, V> {
+    map: HashMap<K, Entry<V>>,
+    /// Counts uses: an entry's `used` is this count at its last insert or hit.
+    uses: u64,
 }
 
 struct Entry<V> {
     expires: Instant,
     value: V,
+    used: u64,
 }
 
-impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
+impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
     fn new(capacity: usize) -> Self {
         TtlCache {
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries {
+                map: HashMap::new(),
+                uses: 0,
+            }),
             capacity,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<K, Entry<V>>> {
+    fn lock(&self) -> MutexGuard<'_, Entries<K, V>> {
         // Entries are inserted whole, so a poisoned map is still consistent.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn get(&self, key: &K, now: Instant) -> Option<V> {
-        let entries = self.lock();
-        let entry = entries.get(key)?;
-        (entry.expires > now).then(|| entry.value.clone())
+        let mut entries = self.lock();
+        entries.uses += 1;
+        let used = entries.uses;
+        let entry = entries.map.get_mut(key)?;
+        if entry.expires <= now {
+            return None;
+        }
+        entry.used = used;
+        Some(entry.value.clone())
     }
 
     fn insert(&self, key: K, value: V, ttl: Duration, now: Instant) {
@@ -297,29 +314,47 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
             return;
         };
         let mut entries = self.lock();
-        if !entries.contains_key(&key) && entries.len() >= self.capacity {
-            make_room(&mut entries, self.capacity, now);
+        if !entries.map.contains_key(&key) && entries.map.len() >= self.capacity {
+            make_room(&mut entries.map, self.capacity, now);
         }
-        entries.insert(key, Entry { expires, value });
+        entries.uses += 1;
+        let used = entries.uses;
+        entries.map.insert(
+            key,
+            Entry {
+                expires,
+                value,
+                used,
+            },
+        );
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().map.len()
     }
 }
 
-/// Drops expired entries, then arbitrary ones, until one more fits.
-fn make_room<K, V>(entries: &mut HashMap<K, Entry<V>>, capacity: usize, now: Instant) {
+/// Drops expired entries, then the least recently used, until one more fits. Dropping the
+/// first ones a `HashMap` yields instead would drop the same few slots again and again, hot
+/// or not. A scan: it runs only when the cache is full and a review has just been answered,
+/// which costs far more.
+fn make_room<K: Hash + Eq + Clone, V>(
+    entries: &mut HashMap<K, Entry<V>>,
+    capacity: usize,
+    now: Instant,
+) {
     entries.retain(|_, entry| entry.expires > now);
-    let mut excess = (entries.len() + 1).saturating_sub(capacity);
-    entries.retain(|_, _| {
-        if excess == 0 {
-            return true;
-        }
-        excess -= 1;
-        false
-    });
+    while entries.len() >= capacity {
+        let Some(oldest) = entries
+            .iter()
+            .min_by_key(|(_, entry)| entry.used)
+            .map(|(key, _)| key.clone())
+        else {
+            break;
+        };
+        entries.remove(&oldest);
+    }
 }
 
 #[cfg(test)]
@@ -358,7 +393,7 @@ mod tests {
     }
 
     #[test]
-    fn full_cache_drops_expired_entries_first_then_arbitrary_ones() {
+    fn full_cache_drops_expired_entries_first_then_the_least_recently_used() {
         let cache = TtlCache::new(3);
         let t0 = Instant::now();
         cache.insert(1, "short", Duration::from_secs(1), t0);
@@ -370,12 +405,39 @@ mod tests {
         for key in [2, 3, 4] {
             assert!(cache.get(&key, later).is_some(), "{key} kept");
         }
+        // 2, 3 and 4 were just used in that order: 2 goes.
         cache.insert(5, "newer", Duration::from_secs(100), later);
         assert_eq!(cache.len(), 3);
+        assert_eq!(cache.get(&2, later), None, "least recently used");
         assert_eq!(cache.get(&5, later), Some("newer"));
         // Replacing a present key never evicts another.
         cache.insert(5, "again", Duration::from_secs(100), later);
         assert_eq!(cache.len(), 3);
+    }
+
+    /// A few hot keys looked up between many keys seen once keep their entries, whichever
+    /// way the keys hash.
+    #[test]
+    fn hot_entries_outlast_a_stream_of_keys_seen_once() {
+        let cache = TtlCache::new(64);
+        let now = Instant::now();
+        let ttl = Duration::from_secs(100);
+        let hot: Vec<String> = (0..16).map(|i| format!("hot-{i}")).collect();
+        for key in &hot {
+            cache.insert(key.clone(), 0, ttl, now);
+        }
+        for round in 0..100 {
+            for once in 0..8 {
+                cache.insert(format!("once-{round}-{once}"), 0, ttl, now);
+            }
+            for key in &hot {
+                assert_eq!(
+                    cache.get(key, now),
+                    Some(0),
+                    "{key} dropped in round {round}"
+                );
+            }
+        }
     }
 
     #[test]
