@@ -178,10 +178,144 @@ fn compact(text: &str) -> String {
     out
 }
 
-/// Whether some object in the JSON `text` has a key twice. Keys are compared by hash (FNV-1a of
-/// the unescaped text); a collision reads as a repetition, which only costs a decoding through
-/// a value.
+/// Whether some object in the JSON `text` (valid JSON: serde checked it) has a key twice. Keys
+/// are compared by hash (FNV-1a of the unescaped text); a collision reads as a repetition,
+/// which only costs a decoding through a value.
+///
+/// A scan of the bytes, not a serde pass: every fieldsV1 of every request body and stored
+/// object comes through here, and a 1,000-tag stream's creator entry is 187 KB. A key written
+/// with a `\u` escape, which no renderer of fieldsV1 writes, is left to the serde pass.
 fn has_repeated_keys(text: &str) -> bool {
+    KeyScan::default()
+        .repeats(text.as_bytes())
+        .unwrap_or_else(|| has_repeated_keys_by_serde(text))
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv(hash: u64, byte: u8) -> u64 {
+    (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+}
+
+/// Past this many keys an object's hashes go into a set; below, a look along them is cheaper.
+const FEW_KEYS: usize = 16;
+
+#[derive(Default)]
+struct KeyScan {
+    /// The key hashes of the open objects, innermost last.
+    keys: Vec<u64>,
+    levels: Vec<Level>,
+}
+
+struct Level {
+    /// Where its keys start in [`KeyScan::keys`]; None for an array.
+    keys_from: Option<usize>,
+    /// Its key hashes again, once it has more than [`FEW_KEYS`].
+    many: Option<std::collections::HashSet<u64>>,
+    /// Whether the next string is a key.
+    key_next: bool,
+}
+
+impl KeyScan {
+    /// Some(whether a key repeats), or None at a key with a `\u` escape.
+    fn repeats(mut self, text: &[u8]) -> Option<bool> {
+        let mut at = 0;
+        while let Some(&byte) = text.get(at) {
+            at += 1;
+            match byte {
+                b'{' | b'[' => self.levels.push(Level {
+                    keys_from: (byte == b'{').then_some(self.keys.len()),
+                    many: None,
+                    key_next: byte == b'{',
+                }),
+                b'}' | b']' => {
+                    if let Some(Level {
+                        keys_from: Some(from),
+                        ..
+                    }) = self.levels.pop()
+                    {
+                        self.keys.truncate(from);
+                    }
+                }
+                b',' => {
+                    if let Some(level) = self.levels.last_mut() {
+                        level.key_next = level.keys_from.is_some();
+                    }
+                }
+                b'"' => {
+                    let key = self.levels.last().is_some_and(|l| l.key_next);
+                    let (end, hash) = string_end(text, at, key);
+                    at = end;
+                    if key && self.seen(hash?) {
+                        return Some(true);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(false)
+    }
+
+    /// Notes a key of the innermost object; whether it had it already.
+    fn seen(&mut self, hash: u64) -> bool {
+        let Some(level) = self.levels.last_mut() else {
+            return false;
+        };
+        level.key_next = false;
+        let from = level.keys_from.unwrap_or(self.keys.len());
+        if let Some(many) = level.many.as_mut() {
+            return !many.insert(hash);
+        }
+        if self.keys[from..].contains(&hash) {
+            return true;
+        }
+        self.keys.push(hash);
+        if self.keys.len() - from > FEW_KEYS {
+            level.many = Some(self.keys[from..].iter().copied().collect());
+        }
+        false
+    }
+}
+
+/// Where the string whose text starts at `at` ends (after its closing quote) and, when
+/// `hashed`, the hash of its unescaped text: None when it has a `\u` escape.
+fn string_end(text: &[u8], mut at: usize, hashed: bool) -> (usize, Option<u64>) {
+    let mut hash = Some(FNV_OFFSET);
+    while let Some(&byte) = text.get(at) {
+        match byte {
+            b'"' => return (at + 1, hash),
+            b'\\' => {
+                let escaped = text.get(at + 1).copied().unwrap_or(b'\\');
+                at += 2;
+                let unescaped = match escaped {
+                    b'b' => Some(0x08),
+                    b'f' => Some(0x0c),
+                    b'n' => Some(b'\n'),
+                    b'r' => Some(b'\r'),
+                    b't' => Some(b'\t'),
+                    b'u' => {
+                        at += 4;
+                        None
+                    }
+                    other => Some(other),
+                };
+                if hashed {
+                    hash = hash.zip(unescaped).map(|(h, b)| fnv(h, b));
+                }
+            }
+            _ => {
+                at += 1;
+                if hashed {
+                    hash = hash.map(|h| fnv(h, byte));
+                }
+            }
+        }
+    }
+    (at, hash)
+}
+
+/// [`has_repeated_keys`] through serde, which unescapes every key.
+fn has_repeated_keys_by_serde(text: &str) -> bool {
     use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
     struct Walk;
@@ -237,11 +371,7 @@ fn has_repeated_keys(text: &str) -> bool {
                     f.write_str("a key")
                 }
                 fn visit_str<E>(self, v: &str) -> Result<KeyHash, E> {
-                    Ok(KeyHash(
-                        v.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-                        }),
-                    ))
+                    Ok(KeyHash(v.bytes().fold(FNV_OFFSET, fnv)))
                 }
             }
             d.deserialize_str(Hash)
@@ -374,7 +504,100 @@ mod tests {
         })
     }
 
+    /// A JSON string for `text`, each character written as itself (escaped where JSON needs
+    /// it), as its `\u` escape (`spelled` 1), or, for `/`, as `\/` (`spelled` 2).
+    fn json_string(text: &str, spelled: &[u8]) -> String {
+        let mut out = String::from('"');
+        for (i, c) in text.chars().enumerate() {
+            match (spelled.get(i).copied().unwrap_or(0), c) {
+                (1, _) => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                (2, '/') => out.push_str("\\/"),
+                _ => {
+                    let one = serde_json::to_string(&c.to_string()).expect("renders");
+                    out.push_str(&one[1..one.len() - 1]);
+                }
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    /// JSON text whose objects often repeat a key, written with every kind of escape, and
+    /// with whitespace between tokens.
+    fn json_text_with_repeats() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let key = (
+            prop::collection::vec(
+                prop::sample::select(vec!['a', 'b', '"', '\\', '/', '\n', 'é', '{']),
+                0..3,
+            ),
+            prop::collection::vec(0u8..3, 3),
+        )
+            .prop_map(|(chars, spelled)| {
+                json_string(&chars.into_iter().collect::<String>(), &spelled)
+            });
+        let leaf = prop_oneof![
+            Just("null".to_string()),
+            Just("1.5e3".to_string()),
+            key.clone(),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            let space = prop::sample::select(vec!["", " ", "\n  "]);
+            prop_oneof![
+                (prop::collection::vec(inner.clone(), 0..6), space.clone())
+                    .prop_map(|(items, sp)| format!("[{sp}{}]", items.join(","))),
+                (prop::collection::vec((key.clone(), inner), 0..20), space).prop_map(
+                    |(pairs, sp)| {
+                        let fields: Vec<String> = pairs
+                            .iter()
+                            .map(|(k, v)| format!("{k}{sp}:{sp}{v}"))
+                            .collect();
+                        format!("{{{sp}{}}}", fields.join(&format!(",{sp}")))
+                    }
+                ),
+            ]
+        })
+    }
+
+    /// What random texts seldom hold: a repetition after more than [`FEW_KEYS`] keys, and one
+    /// key written two ways without a `\u` escape.
+    #[test]
+    fn the_key_scan_sees_repeats_past_many_keys_and_through_escapes() {
+        let object = |keys: &[String]| {
+            let fields: Vec<String> = keys.iter().map(|k| format!("\"{k}\":{{}}")).collect();
+            format!("{{\"f:spec\":{{{}}},\"f:status\":{{}}}}", fields.join(","))
+        };
+        let distinct: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+        let mut cases = vec![(object(&distinct), false)];
+        for (at, again) in [(17, 3), (25, 24), (40, 39), (30, 0)] {
+            let mut keys = distinct.clone();
+            keys.insert(at, keys[again].clone());
+            cases.push((object(&keys), true));
+        }
+        cases.extend([
+            (r#"{"/":1,"\/":2}"#.to_string(), true),
+            (r#"{"a\/b":{},"x":{"a/b":{}},"a/b":{}}"#.to_string(), true),
+            (r#"{"a\/b":{},"x":{"a/b":{}}}"#.to_string(), false),
+            (r#"{"\"":[{"\"":1},{"\"":2}],"\\":{}}"#.to_string(), false),
+            (r#"{"\n":1,"\u000a":2}"#.to_string(), true),
+        ]);
+        for (text, repeats) in cases {
+            assert_eq!(has_repeated_keys(&text), repeats, "{text}");
+            assert_eq!(has_repeated_keys_by_serde(&text), repeats, "{text}");
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn the_key_scan_finds_what_serde_finds(text in json_text_with_repeats()) {
+            proptest::prop_assume!(serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok());
+            proptest::prop_assert_eq!(
+                has_repeated_keys(&text),
+                has_repeated_keys_by_serde(&text),
+                "{}", text
+            );
+        }
+
         #[test]
         fn compacting_undoes_pretty_printing(value in json_value()) {
             let pretty = serde_json::to_string_pretty(&value).expect("renders");
