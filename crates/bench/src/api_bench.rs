@@ -426,9 +426,10 @@ async fn growing_updates(on: Backend<'_>, summary: &mut Summary) {
                         Append::Done => {
                             done.fetch_add(1, Ordering::Relaxed);
                         }
-                        // Re-read and retry the same stream, as client-go's RetryOnConflict
-                        // does. Moving on instead kept the loser in step with the winner, to
-                        // meet it again on the next stream.
+                        // Re-read and retry the same stream at once (client-go's
+                        // RetryOnConflict re-reads too, after a short backoff). Moving on
+                        // instead kept the loser in step with the winner, to meet it again on
+                        // the next stream.
                         Append::Conflict => {
                             conflicts.fetch_add(1, Ordering::Relaxed);
                             continue;

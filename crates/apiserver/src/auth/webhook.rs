@@ -27,7 +27,8 @@ use crate::resource::UserInfo;
 
 /// How long one review may take (k8s.io/apiserver's delegating clients wait 10 s).
 const REVIEW_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most answers kept per cache; a full cache drops expired answers, then arbitrary ones.
+/// Most answers kept per cache; a full cache drops expired answers, then the least recently
+/// used.
 const CACHE_CAPACITY: usize = 4096;
 
 /// Why a review got no answer.

@@ -275,6 +275,8 @@ mod tests {
                     "{key} lost its slot before revision {revision}"
                 );
                 recent.keep(key, kept(revision, 10, 0));
+                // Objects written once keep coming between the hot ones' writes.
+                recent.keep(&format!("/s/once-{revision}-{key}"), kept(1, 10, 0));
             }
         }
         assert_eq!(recent.len(), MAX_OBJECTS);
