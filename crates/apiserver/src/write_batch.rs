@@ -24,8 +24,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes held before they must go out, whatever the flushes say: a few TLS records' worth.
 pub const HIGH_WATER: usize = 64 * 1024;
-/// A buffer larger than this after a burst is released rather than kept for the connection's
-/// life (idle connections should cost little).
+/// A buffer larger than this after a small batch is released rather than kept for the
+/// connection's life (idle connections should cost little).
 const KEEP_CAPACITY: usize = 16 * 1024;
 
 /// A stream whose writes are batched (when `enabled`) as the module says.
@@ -77,7 +77,8 @@ impl<S> BatchedWrites<S> {
 }
 
 impl<S: AsyncWrite + Unpin> BatchedWrites<S> {
-    /// Writes everything buffered to `inner` (not flushing it).
+    /// Writes everything buffered to `inner` (not flushing it), keeping the buffer for the rest
+    /// of a burst: a large response passes through it 64 KiB at a time.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.unsent() > 0 {
             let n = std::task::ready!(
@@ -90,10 +91,16 @@ impl<S: AsyncWrite + Unpin> BatchedWrites<S> {
         }
         self.buf.clear();
         self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// After a small batch, the end of a burst: a buffer grown past [`KEEP_CAPACITY`] is
+    /// released. A large batch is kept for the next: a response of megabytes leaves a batch of
+    /// tens of kilobytes at a time, and growing a fresh buffer for each copied it twice more.
+    fn release_large_buffer(&mut self) {
         if self.buf.capacity() > KEEP_CAPACITY {
             self.buf = Vec::new();
         }
-        Poll::Ready(Ok(()))
     }
 
     fn poll_batched_write(
@@ -150,14 +157,22 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for BatchedWrites<S> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.unsent() > 0 {
+        if this.unsent() == 0 {
+            // Nothing since the last batch: the burst is over (h2 flushes on each turn of the
+            // connection, and hyper's keep-alive pings bring one to an idle connection).
+            this.release_large_buffer();
+        } else {
             if this.written_since_yield {
                 // Let the other streams' tasks add their frames before this batch leaves.
                 this.written_since_yield = false;
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
+            let batch = this.unsent();
             std::task::ready!(this.poll_drain(cx))?;
+            if batch < KEEP_CAPACITY {
+                this.release_large_buffer();
+            }
         }
         Pin::new(&mut this.inner).poll_flush(cx)
     }
@@ -305,6 +320,42 @@ mod tests {
         ready_ok(h.flush());
         assert_eq!(h.inner().writes, vec![b"onetwothree".to_vec()]);
         assert_eq!(h.inner().flushes, 1);
+    }
+
+    /// Drains a batch the way h2 does: a flush that yields, then the flush that writes.
+    fn send(h: &mut Harness, data: &[u8]) {
+        assert_eq!(ready_ok(h.write(data)), data.len());
+        assert!(h.flush().is_pending());
+        ready_ok(h.flush());
+    }
+
+    #[test]
+    fn a_large_response_keeps_its_buffer_until_a_small_batch_ends_it() {
+        let mut h = Harness::new(true);
+        let chunk = vec![7u8; 48 * 1024];
+        send(&mut h, &chunk);
+        let kept = h.stream.buf.capacity();
+        assert!(kept >= chunk.len(), "the buffer grew to {kept}");
+        for _ in 0..8 {
+            send(&mut h, &chunk);
+            assert_eq!(
+                h.stream.buf.capacity(),
+                kept,
+                "a large batch keeps the buffer"
+            );
+        }
+        send(&mut h, b"the last frame");
+        assert_eq!(h.stream.buf.capacity(), 0, "a small batch releases it");
+        assert_eq!(h.inner().writes.len(), 10);
+    }
+
+    #[test]
+    fn a_flush_with_nothing_to_send_releases_a_large_buffer() {
+        let mut h = Harness::new(true);
+        send(&mut h, &vec![7u8; 48 * 1024]);
+        assert!(h.stream.buf.capacity() > KEEP_CAPACITY);
+        ready_ok(h.flush());
+        assert_eq!(h.stream.buf.capacity(), 0, "an idle turn releases it");
     }
 
     #[test]

@@ -459,15 +459,22 @@ impl Rendering<'_> {
     }
 }
 
+/// Room for a whole compact list, commas included: a list of 500 large items is megabytes, and
+/// growing the buffer would copy it again. `kind` and `apiVersion` fit in the slack.
+fn compact_json_list_size(metadata: &[u8], items: &[Bytes]) -> usize {
+    items.iter().map(|i| i.len() + 1).sum::<usize>() + metadata.len() + 256
+}
+
 /// The common case, compact JSON, splices the items' cached bytes instead of parsing them.
 fn compact_json_list(kind: &str, api_version: &str, metadata: &Value, items: &[Bytes]) -> Bytes {
-    let mut out = BytesMut::with_capacity(items.iter().map(Bytes::len).sum::<usize>() + 256);
+    let metadata = serde_json::to_vec(&metadata).unwrap_or_default();
+    let mut out = BytesMut::with_capacity(compact_json_list_size(&metadata, items));
     out.put_slice(b"{\"kind\":");
     out.put_slice(&serde_json::to_vec(&kind).unwrap_or_default());
     out.put_slice(b",\"apiVersion\":");
     out.put_slice(&serde_json::to_vec(&api_version).unwrap_or_default());
     out.put_slice(b",\"metadata\":");
-    out.put_slice(&serde_json::to_vec(&metadata).unwrap_or_default());
+    out.put_slice(&metadata);
     out.put_slice(b",\"items\":[");
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
@@ -482,6 +489,33 @@ fn compact_json_list(kind: &str, api_version: &str, metadata: &Value, items: &[B
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compact_list_fits_the_room_made_for_it() {
+        let items: Vec<Bytes> = (0..600)
+            .map(|i| Bytes::from(format!("{{\"n\":{i}}}")))
+            .collect();
+        let metadata = json!({"resourceVersion": "12345", "continue": "x".repeat(300)});
+        for count in [0, 1, 257, 600] {
+            let list = compact_json_list(
+                "ImageStreamList",
+                "image.openshift.io/v1",
+                &metadata,
+                &items[..count],
+            );
+            let room = compact_json_list_size(
+                &serde_json::to_vec(&metadata).expect("json"),
+                &items[..count],
+            );
+            assert!(
+                list.len() <= room,
+                "{count} items: {} bytes in {room}",
+                list.len()
+            );
+            let parsed: Value = serde_json::from_slice(&list).expect("a list is JSON");
+            assert_eq!(parsed["items"].as_array().map(Vec::len), Some(count));
+        }
+    }
 
     #[test]
     fn statuses_keep_go_field_order() {
