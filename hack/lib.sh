@@ -111,7 +111,7 @@ ensure() {
 
 build_checks() {
   need_by_hand cargo "the Rust toolchain (rustup; rust-version in Cargo.toml)"
-  need_command cc gcc "the linker, and ring's C code"
+  need_command cc gcc "the linker, and the C code of ring and mimalloc"
   need_protoc
 }
 

@@ -2,6 +2,7 @@
 //! → the generic API server over HTTPS.
 
 mod access;
+mod allocator;
 mod cluster;
 mod config;
 mod controllers;
@@ -96,14 +97,25 @@ impl Health for ServerHealth {
     }
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // Before the runtime's threads exist: mimalloc's options are plain globals.
+    allocator::return_freed_memory_at_once();
     // Flags first: a bad one is clap's error on standard error, before any logging.
     let config = ServerConfig::parse();
     logging::init(config.logging_format, config.verbosity);
     // The cluster client (kube) builds its TLS from the process-wide provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    if let Err(e) = run(config).await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "image-apiserver could not start its runtime");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(config)) {
         // The log is the one place it goes, so a JSON log stays one object per line.
         tracing::error!(error = %e, "image-apiserver failed");
         std::process::exit(1);
