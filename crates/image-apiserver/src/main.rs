@@ -99,7 +99,7 @@ impl Health for ServerHealth {
 
 fn main() {
     // Before the runtime's threads exist: mimalloc's options are plain globals.
-    allocator::return_freed_memory_at_once();
+    allocator::configure();
     // Flags first: a bad one is clap's error on standard error, before any logging.
     let config = ServerConfig::parse();
     logging::init(config.logging_format, config.verbosity);
@@ -115,6 +115,7 @@ fn main() {
             std::process::exit(1);
         }
     };
+    runtime.spawn(allocator::return_idle_memory());
     if let Err(e) = runtime.block_on(run(config)) {
         // The log is the one place it goes, so a JSON log stays one object per line.
         tracing::error!(error = %e, "image-apiserver failed");
