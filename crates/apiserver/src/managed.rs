@@ -20,6 +20,10 @@ use apimachinery::meta::{FieldsV1, ManagedFieldsEntry, Time};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+mod scan;
+
+use scan::Tapes;
+
 /// One path in a field set, each element already in fieldsV1 form (`f:spec`, `k:{"name":"a"}`).
 pub type FieldPath = Vec<String>;
 /// A field set as whole paths: the form tests and small sets are easiest to write in. Requests
@@ -764,11 +768,13 @@ impl FieldChanges {
         merge_keys: &[(&str, &str)],
         ignored: &[&str],
     ) -> Self {
+        let unread = scan::Tapes::default();
         let differ = Differ {
             walker: Walker {
                 merge_keys,
                 map_members: true,
             },
+            tapes: &unread,
         };
         let mut out = FieldChanges::default();
         for (name, old_v, new_v) in union_fields(old.as_object(), new.as_object()) {
@@ -810,13 +816,16 @@ impl FieldChanges {
         merge_keys: &[(&str, &str)],
         ignored: &[&str],
     ) -> Result<Self, serde_json::Error> {
+        let (old, new) = (utf8(old)?, utf8(new)?);
+        let tapes = scan::Tapes::of(&[old, new]);
         let differ = Differ {
             walker: Walker {
                 merge_keys,
                 map_members: true,
             },
+            tapes: &tapes,
         };
-        let (old, new) = differing_fields(old, new, raw_object)?;
+        let (old, new) = differing_fields(old, new, raw_object, &tapes)?;
         let mut out = FieldChanges::default();
         for (name, old_v, new_v) in union_raw(old.as_ref(), new.as_ref()) {
             if name == "apiVersion" || name == "kind" || ignored.contains(&name) {
@@ -827,7 +836,7 @@ impl FieldChanges {
             let mut node = FieldChanges::default();
             if name == "metadata" {
                 // As in `between`: a metadata that is not an object holds no field.
-                let (old_m, new_m) = raw_field_pairs(old_v, new_v)?;
+                let (old_m, new_m) = raw_field_pairs(old_v, new_v, &tapes)?;
                 for (field, old_f, new_f) in union_raw(old_m.as_ref(), new_m.as_ref()) {
                     if SYSTEM_METADATA.contains(&field) {
                         continue;
@@ -900,10 +909,14 @@ fn differing_items<'m, K: Eq + std::hash::Hash, V: Copy>(
 
 /// The leading fields of a JSON document as unparsed text (see [`leading_fields`]); None when
 /// it is valid JSON but no object.
-fn raw_object(json: &[u8], tail: usize) -> Result<Option<Leading<'_>>, serde_json::Error> {
-    match leading_fields(json, tail) {
+fn raw_object<'j>(
+    json: &'j str,
+    tail: usize,
+    tapes: &Tapes<'_>,
+) -> Result<Option<Leading<'j>>, serde_json::Error> {
+    match leading_fields(json, tail, tapes) {
         Ok(leading) => Ok(Some(leading)),
-        Err(e) => match serde_json::from_slice::<&RawValue>(json) {
+        Err(e) => match serde_json::from_str::<&RawValue>(json) {
             Ok(_) => Ok(None),
             Err(_) => Err(e),
         },
@@ -911,26 +924,30 @@ fn raw_object(json: &[u8], tail: usize) -> Result<Option<Leading<'_>>, serde_jso
 }
 
 /// The leading fields of a raw JSON value (see [`leading_fields`]); None when it is no object.
-fn raw_fields(json: &[u8], tail: usize) -> Result<Option<Leading<'_>>, serde_json::Error> {
-    if json.first() != Some(&b'{') {
+fn raw_fields<'j>(
+    json: &'j str,
+    tail: usize,
+    tapes: &Tapes<'_>,
+) -> Result<Option<Leading<'j>>, serde_json::Error> {
+    if !json.starts_with('{') {
         return Ok(None);
     }
-    leading_fields(json, tail).map(Some)
+    leading_fields(json, tail, tapes).map(Some)
 }
 
 /// [`differing_fields`] of two raw values, each side present or not.
 #[allow(clippy::type_complexity)]
 fn raw_field_pairs<'j>(
-    old: Option<&'j RawValue>,
-    new: Option<&'j RawValue>,
+    old: Option<&'j str>,
+    new: Option<&'j str>,
+    tapes: &Tapes<'_>,
 ) -> Result<(Option<RawFields<'j>>, Option<RawFields<'j>>), serde_json::Error> {
-    let text = |raw: Option<&'j RawValue>| raw.map(|r| r.get().as_bytes());
-    match (text(old), text(new)) {
-        (Some(old), Some(new)) => differing_fields(old, new, raw_fields),
+    match (old, new) {
+        (Some(old), Some(new)) => differing_fields(old, new, raw_fields, tapes),
         (old, new) => {
-            let all = |json: Option<&'j [u8]>| -> Result<Option<RawFields<'j>>, serde_json::Error> {
+            let all = |json: Option<&'j str>| -> Result<Option<RawFields<'j>>, serde_json::Error> {
                 Ok(json
-                    .map(|j| raw_fields(j, 0))
+                    .map(|j| raw_fields(j, 0, tapes))
                     .transpose()?
                     .flatten()
                     .map(|l| l.fields.by_name()))
@@ -947,12 +964,13 @@ fn raw_field_pairs<'j>(
 /// A label edit of a stream passes over its metadata only, not over its tags and history.
 #[allow(clippy::type_complexity)]
 fn differing_fields<'j>(
-    old: &'j [u8],
-    new: &'j [u8],
-    read: fn(&'j [u8], usize) -> Result<Option<Leading<'j>>, serde_json::Error>,
+    old: &'j str,
+    new: &'j str,
+    read: fn(&'j str, usize, &Tapes<'_>) -> Result<Option<Leading<'j>>, serde_json::Error>,
+    tapes: &Tapes<'_>,
 ) -> Result<(Option<RawFields<'j>>, Option<RawFields<'j>>), serde_json::Error> {
-    let tail = common_suffix_len(old, new);
-    let (old_lead, new_lead) = (read(old, tail)?, read(new, tail)?);
+    let tail = common_suffix_len(old.as_bytes(), new.as_bytes());
+    let (old_lead, new_lead) = (read(old, tail, tapes)?, read(new, tail, tapes)?);
     let unread = |lead: &Option<Leading<'_>>| lead.as_ref().and_then(|l| l.unread);
     let (old_lead, new_lead) = if unread(&old_lead) == unread(&new_lead) {
         (old_lead, new_lead)
@@ -960,7 +978,7 @@ fn differing_fields<'j>(
         // One stopped where the other did not: the text left is the same, but it may not hold
         // the same fields. Two renderings of valid JSON have not been seen to come here, so
         // this only guards the reasoning above; it reads both whole.
-        (read(old, 0)?, read(new, 0)?)
+        (read(old, 0, tapes)?, read(new, 0, tapes)?)
     };
     let by_name = |lead: Option<Leading<'j>>| lead.map(|l| l.fields.by_name());
     Ok((by_name(old_lead), by_name(new_lead)))
@@ -993,77 +1011,45 @@ struct Leading<'j> {
 }
 
 /// An object's fields, read from the start of `json` until a field leaves at most `tail`
-/// bytes of the text after its value (the object's close at least, so 0 reads all). The
-/// text read is valid JSON; the rest is not looked at.
-fn leading_fields(json: &[u8], tail: usize) -> Result<Leading<'_>, serde_json::Error> {
-    let mut fields = Vec::new();
-    let stopped = std::cell::Cell::new(None);
-    let reader = LeadingFields {
-        text_end: json.as_ptr() as usize + json.len(),
-        tail,
-        fields: &mut fields,
-        stopped: &stopped,
-    };
-    let mut de = serde_json::Deserializer::from_slice(json);
-    let read = serde::Deserializer::deserialize_map(&mut de, reader);
-    if let Some(unread) = stopped.get() {
-        return Ok(Leading {
-            fields: RawElements(fields),
-            unread: Some(unread),
-        });
-    }
-    read?;
-    de.end()?;
+/// bytes of the text after its value (the object's close at least, so 0 reads all). Only the
+/// syntax that splits the text is looked at ([`scan`]); the values read later are parsed.
+fn leading_fields<'j>(
+    json: &'j str,
+    tail: usize,
+    tapes: &Tapes<'_>,
+) -> Result<Leading<'j>, serde_json::Error> {
+    let read = scan::object_fields(json, tail, tapes).map_err(malformed)?;
     Ok(Leading {
-        fields: RawElements(fields),
-        unread: None,
+        fields: RawElements(read.fields),
+        unread: read.unread,
     })
 }
 
-/// [`leading_fields`]' visitor: it ends the reading early with an error, marked in `stopped`.
-struct LeadingFields<'a, 'j> {
-    /// The address just past the text, which the values' texts are slices of.
-    text_end: usize,
-    tail: usize,
-    fields: &'a mut Vec<(Cow<'j, str>, &'j RawValue)>,
-    stopped: &'a std::cell::Cell<Option<usize>>,
+fn malformed(e: impl std::fmt::Display) -> serde_json::Error {
+    serde::de::Error::custom(e)
 }
 
-impl<'de> serde::de::Visitor<'de> for LeadingFields<'_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(name) = map.next_key::<ElementName<'de>>()? {
-            let value = map.next_value::<&'de RawValue>()?;
-            self.fields.push((name.0, value));
-            let value_end = value.get().as_ptr() as usize + value.get().len();
-            let unread = self.text_end.saturating_sub(value_end);
-            if unread <= self.tail {
-                self.stopped.set(Some(unread));
-                return Err(serde::de::Error::custom("the rest is known to be the same"));
-            }
-        }
-        Ok(())
-    }
+/// The objects' texts compared are serde_json's renderings, so UTF-8; the check is one quick
+/// pass, where a text taken unchecked would make every slice of it unsound to trust.
+fn utf8(json: &[u8]) -> Result<&str, serde_json::Error> {
+    std::str::from_utf8(json).map_err(malformed)
 }
 
 /// The items of a raw JSON value; None when it is no list.
-fn raw_items(raw: &RawValue) -> Result<Option<Vec<&RawValue>>, serde_json::Error> {
-    if !raw.get().starts_with('[') {
+fn raw_items<'j>(
+    raw: &'j str,
+    tapes: &Tapes<'_>,
+) -> Result<Option<Vec<&'j str>>, serde_json::Error> {
+    if !raw.starts_with('[') {
         return Ok(None);
     }
-    serde_json::from_str(raw.get()).map(Some)
+    scan::list_items(raw, tapes).map(Some).map_err(malformed)
 }
 
 /// A raw list item's merge key, under the rule of [`items_by_key`]; None when it has no
 /// usable key of its own.
-fn raw_item_key(item: &RawValue, key: &str) -> Option<Value> {
-    let mut read = serde_json::Deserializer::from_str(item.get());
-    let id = serde::de::DeserializeSeed::deserialize(FieldValue(key), &mut read).ok()??;
+fn raw_item_key(item: &str, key: &str, tapes: &Tapes<'_>) -> Option<Value> {
+    let id: Value = serde_json::from_str(scan::field_text(item, key, tapes).ok()??).ok()?;
     let scalar = matches!(id, Value::String(_) | Value::Number(_) | Value::Bool(_));
     (scalar && !is_empty_leaf(&id)).then_some(id)
 }
@@ -1079,14 +1065,17 @@ struct ItemKeys {
 
 impl ItemKeys {
     /// None when an item has no usable key.
-    fn read(old: &[&RawValue], new: &[&RawValue], key: &str) -> Option<Self> {
-        let new_keys: Option<Vec<Value>> = new.iter().map(|item| raw_item_key(item, key)).collect();
+    fn read(old: &[&str], new: &[&str], key: &str, tapes: &Tapes<'_>) -> Option<Self> {
+        let new_keys: Option<Vec<Value>> = new
+            .iter()
+            .map(|item| raw_item_key(item, key, tapes))
+            .collect();
         let old_own: Option<Vec<Option<Value>>> = old
             .iter()
             .enumerate()
             .map(|(i, item)| match new.get(i) {
-                Some(same) if same.get() == item.get() => Some(None),
-                _ => raw_item_key(item, key).map(Some),
+                Some(same) if same == item => Some(None),
+                _ => raw_item_key(item, key, tapes).map(Some),
             })
             .collect();
         Some(ItemKeys {
@@ -1100,12 +1089,9 @@ impl ItemKeys {
     #[allow(clippy::type_complexity)]
     fn by_key<'k, 'j>(
         &'k self,
-        old: &[&'j RawValue],
-        new: &[&'j RawValue],
-    ) -> Option<(
-        HashMap<&'k Value, &'j RawValue>,
-        HashMap<&'k Value, &'j RawValue>,
-    )> {
+        old: &[&'j str],
+        new: &[&'j str],
+    ) -> Option<(HashMap<&'k Value, &'j str>, HashMap<&'k Value, &'j str>)> {
         let old_keys: Option<Vec<&Value>> = (self.old_own.iter().enumerate())
             .map(|(i, own)| own.as_ref().or(self.new.get(i)))
             .collect();
@@ -1117,8 +1103,8 @@ impl ItemKeys {
 
 /// Items by their keys; None when two items share a key.
 fn by_unique_key<'v, 'j>(
-    pairs: impl ExactSizeIterator<Item = (&'v Value, &'j RawValue)>,
-) -> Option<HashMap<&'v Value, &'j RawValue>> {
+    pairs: impl ExactSizeIterator<Item = (&'v Value, &'j str)>,
+) -> Option<HashMap<&'v Value, &'j str>> {
     let mut by_key = HashMap::with_capacity(pairs.len());
     for (id, item) in pairs {
         if by_key.insert(id, item).is_some() {
@@ -1130,13 +1116,13 @@ fn by_unique_key<'v, 'j>(
 
 /// An object's fields by name, each value as text; names are borrowed from the text unless
 /// they hold escapes.
-type RawFields<'j> = BTreeMap<Cow<'j, str>, &'j RawValue>;
+type RawFields<'j> = BTreeMap<Cow<'j, str>, &'j str>;
 
 /// The fields of two raw objects by name whose text differs, each side's text when present.
 fn union_raw<'m, 'j>(
     old: Option<&'m RawFields<'j>>,
     new: Option<&'m RawFields<'j>>,
-) -> impl Iterator<Item = (&'m str, Option<&'j RawValue>, Option<&'j RawValue>)> {
+) -> impl Iterator<Item = (&'m str, Option<&'j str>, Option<&'j str>)> {
     let from_old = old.into_iter().flatten().map(move |(name, v)| {
         (
             name.as_ref(),
@@ -1149,13 +1135,11 @@ fn union_raw<'m, 'j>(
         .flatten()
         .filter(move |(name, _)| !old.is_some_and(|o| o.contains_key(name.as_ref())))
         .map(|(name, v)| (name.as_ref(), None, Some(*v)));
-    from_old
-        .chain(only_new)
-        .filter(|(_, o, n)| o.map(RawValue::get) != n.map(RawValue::get))
+    from_old.chain(only_new).filter(|(_, o, n)| o != n)
 }
 
-fn parse_raw(raw: Option<&RawValue>) -> Result<Option<Value>, serde_json::Error> {
-    raw.map(|r| serde_json::from_str(r.get())).transpose()
+fn parse_raw(raw: Option<&str>) -> Result<Option<Value>, serde_json::Error> {
+    raw.map(serde_json::from_str).transpose()
 }
 
 /// How a value takes part in a field set.
@@ -1169,6 +1153,8 @@ enum Shape<'v> {
 /// [`FieldChanges::between`]'s walk.
 struct Differ<'k> {
     walker: Walker<'k>,
+    /// The tapes of the two texts [`FieldChanges::between_json`] compares.
+    tapes: &'k Tapes<'k>,
 }
 
 impl Differ<'_> {
@@ -1177,20 +1163,21 @@ impl Differ<'_> {
     /// rest is parsed and left to `diff`.
     fn diff_raw(
         &self,
-        old: Option<&RawValue>,
-        new: Option<&RawValue>,
+        old: Option<&str>,
+        new: Option<&str>,
         out: &mut FieldChanges,
         element: &str,
         path: Option<&str>,
     ) -> Result<(), serde_json::Error> {
         if let (Some(old), Some(new)) = (old, new) {
-            if old.get() == new.get() {
+            if old == new {
                 return Ok(());
             }
             let free_form = element.strip_prefix("f:").is_some_and(is_free_form_map);
-            if let (false, (Some(old_f), Some(new_f))) =
-                (free_form, raw_field_pairs(Some(old), Some(new))?)
-            {
+            if let (false, (Some(old_f), Some(new_f))) = (
+                free_form,
+                raw_field_pairs(Some(old), Some(new), self.tapes)?,
+            ) {
                 for (name, old_v, new_v) in union_raw(Some(&old_f), Some(&new_f)) {
                     let child_element = format!("f:{name}");
                     let below = child_path(path, name, self.walker.merge_keys);
@@ -1216,26 +1203,27 @@ impl Differ<'_> {
     /// the items by key, or either side is no list or an empty one (a leaf to `diff`).
     fn keyed_raw(
         &self,
-        old: &RawValue,
-        new: &RawValue,
+        old: &str,
+        new: &str,
         key: &str,
         out: &mut FieldChanges,
         path: Option<&str>,
     ) -> Result<bool, serde_json::Error> {
-        let (Some(old), Some(new)) = (raw_items(old)?, raw_items(new)?) else {
+        let (Some(old), Some(new)) = (raw_items(old, self.tapes)?, raw_items(new, self.tapes)?)
+        else {
             return Ok(false);
         };
         if old.is_empty() || new.is_empty() {
             return Ok(false);
         }
-        let Some(keys) = ItemKeys::read(&old, &new, key) else {
+        let Some(keys) = ItemKeys::read(&old, &new, key, self.tapes) else {
             return Ok(false);
         };
         let Some((old_items, new_items)) = keys.by_key(&old, &new) else {
             return Ok(false);
         };
         let item_path = path.and_then(|p| tracked(format!("{p}[]"), self.walker.merge_keys));
-        let same_text = |a: &RawValue, b: &RawValue| a.get() == b.get();
+        let same_text = |a: &str, b: &str| a == b;
         for (id, old_item, new_item) in differing_items(&old_items, &new_items, same_text) {
             let element = key_element(key, id);
             let mut child = FieldChanges::default();
@@ -1552,7 +1540,9 @@ fn record_changes(
             continue;
         };
         // An entry the change does not reach is read once, to see that it still holds a field.
-        let untouched = RawNode::of(fields.raw()).filter(|node| {
+        let text = fields.raw().get();
+        let tapes = Tapes::of(&[text]);
+        let untouched = RawNode::of(text, &tapes).filter(|node| {
             !node.edited_by_unmark(&changes.changed) && !node.edited_by_unmark(&changes.removed)
         });
         let holds_field = match untouched {
@@ -1596,7 +1586,9 @@ fn writers_fields(fields: Option<FieldsV1>, changes: &FieldChanges) -> FieldsV1 
         Marked(FieldsV1),
         Parse,
     }
-    let edit = match fields.as_ref().and_then(|f| RawNode::of(f.raw())) {
+    let text = fields.as_ref().map(|f| f.raw().get());
+    let tapes = Tapes::of(text.as_slice());
+    let edit = match text.and_then(|text| RawNode::of(text, &tapes)) {
         Some(node) if !node.edited_by_unmark(&changes.removed) => {
             match node.marked(&changes.changed) {
                 Some(marked) => {
@@ -1624,14 +1616,14 @@ fn writers_fields(fields: Option<FieldsV1>, changes: &FieldChanges) -> FieldsV1 
 
 /// A fieldsV1 element's value while a level is being marked: the text read, or text made.
 enum ElementText<'j> {
-    Read(&'j RawValue),
+    Read(&'j str),
     Made(String),
 }
 
 impl ElementText<'_> {
     fn get(&self) -> &str {
         match self {
-            ElementText::Read(raw) => raw.get(),
+            ElementText::Read(raw) => raw,
             ElementText::Made(text) => text,
         }
     }
@@ -1679,20 +1671,23 @@ fn settle_elements(elements: &mut MarkedElements<'_>, member: bool) {
 /// One level of a fieldsV1 object read from its text: each element with its value's text,
 /// nothing below parsed. Most writes leave most entries as they are, and finding that out
 /// this way costs a scan of the text, where parsing it costs a map and a string per node.
-struct RawNode<'j> {
-    elements: Vec<(Cow<'j, str>, &'j RawValue)>,
+struct RawNode<'t, 'j> {
+    elements: Vec<(Cow<'j, str>, &'j str)>,
+    /// The tape of the fieldsV1 text, so that a level is scanned only once.
+    tapes: &'t Tapes<'j>,
 }
 
-impl<'j> RawNode<'j> {
+impl<'t, 'j> RawNode<'t, 'j> {
     /// The node of `raw`; None when it is not an object.
-    fn of(raw: &'j RawValue) -> Option<RawNode<'j>> {
-        let leading = raw_fields(raw.get().as_bytes(), 0).ok()??;
+    fn of(raw: &'j str, tapes: &'t Tapes<'j>) -> Option<RawNode<'t, 'j>> {
+        let leading = raw_fields(raw, 0, tapes).ok()??;
         Some(RawNode {
             elements: leading.fields.0,
+            tapes,
         })
     }
 
-    fn get(&self, element: &str) -> Option<&'j RawValue> {
+    fn get(&self, element: &str) -> Option<&'j str> {
         RawElements::raw(&self.elements, element)
     }
 
@@ -1708,9 +1703,10 @@ impl<'j> RawNode<'j> {
 
     /// [`holds_field`].
     fn holds_field(&self) -> bool {
-        fn below(node: &RawNode<'_>) -> bool {
+        fn below(node: &RawNode<'_, '_>) -> bool {
             node.elements.iter().any(|(element, v)| {
-                element != "." && RawNode::of(v).is_some_and(|n| n.is_member() || below(&n))
+                element != "."
+                    && RawNode::of(v, node.tapes).is_some_and(|n| n.is_member() || below(&n))
             })
         }
         self.get(".").is_some() || below(self)
@@ -1720,7 +1716,7 @@ impl<'j> RawNode<'j> {
     /// member here, or a node it passes is unsettled.
     fn edited_by_unmark(&self, set: &FieldTree) -> bool {
         set.children.iter().any(|(element, below)| {
-            let Some(node) = self.get(element).and_then(RawNode::of) else {
+            let Some(node) = self.get(element).and_then(|v| RawNode::of(v, self.tapes)) else {
                 return false;
             };
             (below.member && node.is_member())
@@ -1740,7 +1736,7 @@ impl<'j> RawNode<'j> {
         for (element, below) in &set.children {
             let at = elements.iter().position(|(e, _)| e == element);
             let node = match at.map(|i| &elements[i].1) {
-                Some(ElementText::Read(raw)) => RawNode::of(raw),
+                Some(ElementText::Read(raw)) => RawNode::of(raw, self.tapes),
                 _ => None,
             };
             let existing = node.as_ref().map(RawNode::is_member);
@@ -1749,6 +1745,7 @@ impl<'j> RawNode<'j> {
                 .is_some_and(|n| (n.is_member() || !below.member) && !n.is_unsettled());
             let node = node.unwrap_or(RawNode {
                 elements: Vec::new(),
+                tapes: self.tapes,
             });
             let mut below_elements = match node.marked(below) {
                 Some(marked) => marked,
@@ -1787,12 +1784,12 @@ impl<'j> RawNode<'j> {
 
 /// The fields of one JSON object, each with its value's text, nothing below parsed: the
 /// elements of one fieldsV1 level, or the fields of a list item read for its key.
-struct RawElements<'j>(Vec<(Cow<'j, str>, &'j RawValue)>);
+struct RawElements<'j>(Vec<(Cow<'j, str>, &'j str)>);
 
 impl<'j> RawElements<'j> {
     /// The text of field `name` in `fields` (the last, if it repeats, as a parse into a map
     /// keeps).
-    fn raw(fields: &[(Cow<'j, str>, &'j RawValue)], name: &str) -> Option<&'j RawValue> {
+    fn raw(fields: &[(Cow<'j, str>, &'j str)], name: &str) -> Option<&'j str> {
         fields
             .iter()
             .rev()
@@ -1803,82 +1800,6 @@ impl<'j> RawElements<'j> {
     /// The fields by name (the last of a repeated one, as a parse into a map keeps).
     fn by_name(self) -> RawFields<'j> {
         self.0.into_iter().collect()
-    }
-}
-
-/// The value of one field of a JSON object (the last, if the name repeats, as a parse into a
-/// map keeps), the other fields passed over unread: a list item's merge key, without
-/// listing the item's fields. None when the object lacks the field; an error when the text
-/// is no object.
-struct FieldValue<'n>(&'n str);
-
-impl<'de> serde::de::DeserializeSeed<'de> for FieldValue<'_> {
-    type Value = Option<Value>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<Value>, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for FieldValue<'_> {
-    type Value = Option<Value>;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an object")
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> Result<Option<Value>, A::Error> {
-        let mut found = None;
-        while let Some(wanted) = map.next_key_seed(NameIs(self.0))? {
-            if wanted {
-                found = Some(map.next_value::<Value>()?);
-            } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
-}
-
-/// Whether a field's name is the one given, read without copying it.
-struct NameIs<'n>(&'n str);
-
-impl<'de> serde::de::DeserializeSeed<'de> for NameIs<'_> {
-    type Value = bool;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for NameIs<'_> {
-    type Value = bool;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a field name")
-    }
-    fn visit_str<E>(self, name: &str) -> Result<bool, E> {
-        Ok(name == self.0)
-    }
-}
-
-/// A field's (or an element's) name, borrowed from the text unless it holds escapes (`k:{\"name\":...}`).
-struct ElementName<'j>(Cow<'j, str>);
-
-impl<'de: 'j, 'j> serde::Deserialize<'de> for ElementName<'j> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Name;
-        impl<'de> serde::de::Visitor<'de> for Name {
-            type Value = ElementName<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an element")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<ElementName<'de>, E> {
-                Ok(ElementName(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<ElementName<'de>, E> {
-                Ok(ElementName(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_str(Name)
     }
 }
 
