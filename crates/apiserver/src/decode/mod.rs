@@ -392,8 +392,14 @@ pub fn typed_json<T: DeserializeOwned>(
     body: &[u8],
     info: &ResourceInfo,
 ) -> Result<Option<T>, DecodeError> {
+    // Checked as a whole, the body's UTF-8 costs one quick pass; read from bytes, serde_json
+    // checks it string by string, which cost a tenth of decoding a stream of a hundred tags.
+    // A body that is not UTF-8 goes the long way, which says why.
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Ok(None);
+    };
     let findings = single_pass::Findings::default();
-    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut de = serde_json::Deserializer::from_str(text);
     let decoded: Result<T, _> = single_pass::decode(&mut de, &findings);
     let Ok(obj) = decoded.and_then(|obj| de.end().map(|()| obj)) else {
         return Ok(None);
@@ -674,6 +680,32 @@ mod tests {
             stored: true,
             subresources: vec![],
         }
+    }
+
+    /// A body read as text in one pass: the same object as from bytes, and a body that is not
+    /// UTF-8 (inside a string, where serde_json would find it) left to the long way, whose
+    /// error names it.
+    #[test]
+    fn the_fast_path_reads_utf8_bodies_and_leaves_the_others() {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        #[allow(dead_code)]
+        struct Typed {
+            api_version: String,
+            kind: String,
+            spec: Spec,
+        }
+        let body = r#"{"apiVersion":"g.io/v1","kind":"Thing","spec":{"tags":[{"name":"é"}]}}"#;
+        let thing: Typed = typed_json(body.as_bytes(), &info())
+            .expect("decodes")
+            .expect("fast");
+        assert_eq!(thing.spec.tags[0].name, "é");
+        let mut broken = body.as_bytes().to_vec();
+        let at = body.find('é').expect("é");
+        broken[at] = 0xff;
+        assert!(matches!(typed_json::<Typed>(&broken, &info()), Ok(None)));
+        let err = body_value(&broken, Some("application/json")).expect_err("not UTF-8");
+        assert!(format!("{err:?}").contains("invalid unicode"), "{err:?}");
     }
 
     #[test]
