@@ -57,8 +57,8 @@ impl<'j> Tape<'j> {
     }
 }
 
-/// The tapes of the texts being compared. A text that is a slice of none (a fieldsV1 of a
-/// managedFields entry) is scanned without one.
+/// The tapes of the texts being compared (two objects, or one managedFields entry's fieldsV1).
+/// A text that is a slice of none of them is scanned without one.
 #[derive(Default)]
 pub(super) struct Tapes<'j>(Vec<Tape<'j>>);
 
@@ -165,9 +165,10 @@ pub(super) fn list_items<'j>(text: &'j str, tapes: &Tapes<'_>) -> Result<Vec<&'j
     Ok(items)
 }
 
-/// The text of field `name` of the object `text` holds, the fields after it not looked at:
-/// the texts compared here come from one serializer, which writes a name once per object.
-/// None when the object lacks it; an error when the text is no object.
+/// The text of the first field `name` of the object `text` holds, the fields after it not
+/// looked at: the texts compared here come from one serializer, which writes a name once per
+/// object (a map parse would keep the last of repeated names). None when the object lacks
+/// it; an error when the text is no object.
 pub(super) fn field_text<'j>(
     text: &'j str,
     name: &str,
@@ -247,9 +248,10 @@ fn string_end(bytes: &[u8], at: usize) -> Result<usize, Malformed> {
 }
 
 /// One past the bracket that closes the object or list opened at `at`: from the tape when a
-/// scan passed it, else counted and recorded. Brackets are counted, not matched by kind: a
-/// text mixing them up is not one the comparison is given, and the values it reads from such
-/// a text fail serde_json's parse.
+/// scan passed it, else counted and recorded. Brackets are counted, not matched by kind, and
+/// scalars are skipped, not validated: the texts compared are serde_json's renderings, or
+/// kept JSON that debug builds check against one, and a malformed value is only caught when
+/// it is read as a value (serde_json's parse), not when it is skipped.
 fn container_end(bytes: &[u8], at: usize, memo: Option<Memo<'_, '_>>) -> Result<usize, Malformed> {
     if let Some(end) = memo.and_then(|m| m.tape.end_of(m.base + at)) {
         return Ok(end - memo.map_or(0, |m| m.base));
