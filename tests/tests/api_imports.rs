@@ -908,6 +908,50 @@ async fn hostile_registries_are_contained() {
     );
 }
 
+/// A registry that refuses connections is pinged once per import (with its retries) and its
+/// error given to every image it serves, as upstream's importer does; an image of another
+/// registry in the same import is not held up. Each image paying its own ping and retries
+/// (2 s) would need 64 / 8 x 2 s = 16 s, past the 6 s deadline: most would end in Timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_registry_fails_all_its_images_with_its_own_error() {
+    let reg = registry(RegistryOptions::default());
+    blocking(|| {
+        reg.push(
+            &test_image("u", "amd64", "linux"),
+            "a/b",
+            "1",
+            PushFormat::Oci,
+        )
+    });
+    let server =
+        start_embedded(&["--disable-import-controller", "--image-import-timeout=6s"]).await;
+    let c = server.client();
+    let dead = "127.0.0.1:1/a/b";
+    let mut images: Vec<Value> = (0..64)
+        .map(|i| image(&format!("{dead}:v{i}"), None, true))
+        .collect();
+    images.push(image(&format!("{}/a/b:1", reg.host), None, true));
+
+    let done = post(&c, "ns", &isi("app", false, images)).await;
+    let statuses: Vec<&Value> = done["status"]["images"]
+        .as_array()
+        .map(|a| a.iter().map(|i| &i["status"]).collect())
+        .unwrap_or_default();
+    assert_eq!(statuses.len(), 65, "{done}");
+    let mut errors = std::collections::BTreeSet::new();
+    for (i, status) in statuses[..64].iter().enumerate() {
+        assert_eq!(status["code"], 500, "image {i}: {status}");
+        assert_eq!(status["reason"], "InternalError", "image {i}: {status}");
+        let message = status["message"].as_str().unwrap_or("");
+        let prefix = format!("Internal error occurred: {dead}:v{i}: ");
+        let error = message.strip_prefix(&prefix);
+        assert!(error.is_some(), "image {i}: {message}");
+        errors.extend(error.map(str::to_string));
+    }
+    assert_eq!(errors.len(), 1, "one ping, one error for all: {errors:?}");
+    assert_eq!(statuses[64]["status"], "Success", "{}", statuses[64]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_creates_imports_and_lists_istags() {
     let reg = registry(RegistryOptions::default());

@@ -583,6 +583,23 @@ impl Repository {
         &self.inner.name
     }
 
+    /// Whether certificates go unverified and plain HTTP is tried after HTTPS.
+    pub fn insecure(&self) -> bool {
+        self.inner.insecure
+    }
+
+    /// Whether the registry answers `GET /v2/` as a registry, with the usual retries: what
+    /// every call asks first. A success is cached for the client's other calls, a failure is
+    /// not, so a caller fetching many images of one registry asks once and shares the answer.
+    pub async fn ping(&self) -> Result<(), Error> {
+        let repo = &self.inner;
+        let client = &repo.client.inner;
+        retry::with_retries(&client.options.retry, || async {
+            client.ping(&repo.registry, repo.insecure).await.map(|_| ())
+        })
+        .await
+    }
+
     /// `GET /v2/<name>/manifests/<reference>` (a tag or a `sha256:` digest) with every known
     /// manifest type accepted. A digest reference is verified against the content; for a tag,
     /// the digest is computed from the content (never taken from a header).
