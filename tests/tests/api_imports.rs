@@ -909,9 +909,10 @@ async fn hostile_registries_are_contained() {
 }
 
 /// A registry that refuses connections is pinged once per import (with its retries) and its
-/// error given to every image it serves, as upstream's importer does; an image of another
-/// registry in the same import is not held up. Each image paying its own ping and retries
-/// (2 s) would need 64 / 8 x 2 s = 16 s, past the 6 s deadline: most would end in Timeout.
+/// error given to every image it serves, whatever their repositories, as upstream's importer
+/// does; an image of another registry in the same import still succeeds. Each image paying
+/// its own ping and retries (2 s) would need 64 / 8 x 2 s = 16 s, past the 6 s deadline: the
+/// later ones would end in a 504 Timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_registry_fails_all_its_images_with_its_own_error() {
     let reg = registry(RegistryOptions::default());
@@ -926,30 +927,37 @@ async fn an_unreachable_registry_fails_all_its_images_with_its_own_error() {
     let server =
         start_embedded(&["--disable-import-controller", "--image-import-timeout=6s"]).await;
     let c = server.client();
-    let dead = "127.0.0.1:1/a/b";
-    let mut images: Vec<Value> = (0..64)
-        .map(|i| image(&format!("{dead}:v{i}"), None, true))
-        .collect();
+    let dead = |i: usize| format!("127.0.0.1:1/a/b{i}:v{i}");
+    let mut images: Vec<Value> = (0..64).map(|i| image(&dead(i), None, true)).collect();
     images.push(image(&format!("{}/a/b:1", reg.host), None, true));
+    // A reference the client cannot ask for fails as it is, without waiting for the ping.
+    let sha512 = format!("127.0.0.1:1/a/c@sha512:{}", "ab".repeat(64));
+    images.push(image(&sha512, None, true));
 
     let done = post(&c, "ns", &isi("app", false, images)).await;
     let statuses: Vec<&Value> = done["status"]["images"]
         .as_array()
         .map(|a| a.iter().map(|i| &i["status"]).collect())
         .unwrap_or_default();
-    assert_eq!(statuses.len(), 65, "{done}");
+    assert_eq!(statuses.len(), 66, "{done}");
     let mut errors = std::collections::BTreeSet::new();
     for (i, status) in statuses[..64].iter().enumerate() {
         assert_eq!(status["code"], 500, "image {i}: {status}");
         assert_eq!(status["reason"], "InternalError", "image {i}: {status}");
         let message = status["message"].as_str().unwrap_or("");
-        let prefix = format!("Internal error occurred: {dead}:v{i}: ");
+        let prefix = format!("Internal error occurred: {}: ", dead(i));
         let error = message.strip_prefix(&prefix);
         assert!(error.is_some(), "image {i}: {message}");
         errors.extend(error.map(str::to_string));
     }
     assert_eq!(errors.len(), 1, "one ping, one error for all: {errors:?}");
     assert_eq!(statuses[64]["status"], "Success", "{}", statuses[64]);
+    let refused = statuses[65]["message"].as_str().unwrap_or("");
+    assert!(
+        refused.contains("only sha256 is supported"),
+        "{}",
+        statuses[65]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -172,10 +172,11 @@ struct Run<'a> {
     pings: Pings,
 }
 
-/// Each registry's ping, asked once per run however many images it serves, as upstream's
-/// importer does: a registry that is down or unknown fails all its images with its own error
-/// after one ping and its retries, instead of each image paying them (300 tags of an
-/// unresolvable registry took the whole deadline, many of them ending in Timeout).
+/// Each registry's ping, asked once per run however many images (and tag listings) it
+/// serves, as upstream's importer does: a registry that is down, unknown or failing its ping
+/// fails all its images with its own error after one ping and its retries, instead of each
+/// image paying them (300 tags of an unresolvable registry took the whole deadline, many of
+/// them ending in Timeout). A failed ping stays failed for the run; the next run asks again.
 #[derive(Default)]
 struct Pings(Mutex<HashMap<(String, bool), Arc<Answer>>>);
 
@@ -428,7 +429,11 @@ impl Importer {
         let mut last = None;
         for source in &sources {
             let repo = self.repository(run, source, insecure);
-            match tokio::time::timeout_at(run.deadline, repo.tags()).await {
+            let listed = async {
+                run.pings.reachable(&repo).await?;
+                repo.tags().await
+            };
+            match tokio::time::timeout_at(run.deadline, listed).await {
                 Ok(Ok(tags)) => return Ok(tags),
                 Ok(Err(e)) => {
                     last = Some(status::from_registry_error(&e, display, &target.written))
@@ -500,6 +505,9 @@ impl Importer {
     /// Tries each pull source in turn (mirrors, then the source); the first success wins.
     async fn fetch(&self, run: &Run<'_>, job: &Job) -> Result<Imported, Refusal> {
         let sources = self.sources(&job.target, &job.reference, &job.display)?;
+        // A reference no registry could be asked for fails as it is, not behind a ping.
+        Repository::check_reference(&job.reference)
+            .map_err(|e| Box::new(FetchError::Registry(e).status(job)))?;
         let mut last = None;
         for source in &sources {
             let repo = self.repository(run, source, job.insecure);

@@ -588,6 +588,12 @@ impl Repository {
         self.inner.insecure
     }
 
+    /// Whether `reference` (a tag or a `sha256:` digest) is one this client can ask for: the
+    /// check `manifest` makes before sending anything.
+    pub fn check_reference(reference: &str) -> Result<(), Error> {
+        manifest::Reference::parse(reference).map(|_| ())
+    }
+
     /// Whether the registry answers `GET /v2/` as a registry, with the usual retries: what
     /// every call asks first. A success is cached for the client's other calls, a failure is
     /// not, so a caller fetching many images of one registry asks once and shares the answer.
