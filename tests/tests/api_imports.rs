@@ -467,6 +467,35 @@ async fn bearer_token_registry() {
         pushed.as_str()
     );
     assert!(tokens.requests() > before, "no token was asked for");
+
+    // Three images of one repository in one import share its token (spec §13.4).
+    blocking(|| {
+        for tag in ["2", "3"] {
+            reg.push(
+                &test_image(&format!("t{tag}"), "amd64", "linux"),
+                "team/app",
+                tag,
+                PushFormat::Oci,
+            );
+        }
+    });
+    let before = tokens.requests();
+    let three = ["1", "2", "3"]
+        .iter()
+        .map(|tag| image(&format!("{}/team/app:{tag}", reg.host), None, true))
+        .collect();
+    let done = post(&server.client(), "ns", &isi("app", false, three)).await;
+    for i in 0..3 {
+        assert_eq!(
+            done["status"]["images"][i]["status"]["status"], "Success",
+            "{done}"
+        );
+    }
+    assert_eq!(
+        tokens.requests() - before,
+        1,
+        "one token for the repository, not one per image"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

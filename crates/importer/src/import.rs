@@ -170,6 +170,29 @@ struct Run<'a> {
     deadline: Instant,
     now: &'a str,
     pings: Pings,
+    repositories: Repositories,
+}
+
+/// The run's handle on each repository, shared by its images so that they share its Bearer
+/// token and the challenges it taught (spec §13.4: credentials are cached per repository for
+/// the request); a handle per image asked the token service once per image.
+#[derive(Default)]
+struct Repositories(Mutex<HashMap<(String, String, bool), Repository>>);
+
+impl Repositories {
+    fn get_or_make(
+        &self,
+        key: (&str, &str, bool),
+        make: impl FnOnce() -> Repository,
+    ) -> Repository {
+        let (registry, name, insecure) = key;
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((registry.to_string(), name.to_string(), insecure))
+            .or_insert_with(make)
+            .clone()
+    }
 }
 
 /// Each registry's ping, asked once per run however many images (and tag listings) it
@@ -258,6 +281,7 @@ impl Importer {
             deadline,
             now: "",
             pings: Pings::default(),
+            repositories: Repositories::default(),
         };
         let sources = self.sources(&target, &reference, from)?;
         let mut last = None;
@@ -292,6 +316,7 @@ impl Importer {
             deadline: Instant::now() + self.options.deadline,
             now: input.now,
             pings: Pings::default(),
+            repositories: Repositories::default(),
         };
         let mut slots: Vec<Slot> = input
             .spec
@@ -536,14 +561,18 @@ impl Importer {
             .repository
             .split_once('/')
             .unwrap_or((source.repository.as_str(), ""));
-        let credentials = run.keyring.as_ref().and_then(|k| k.lookup(host, path));
         let dial = if host == DOCKER_HUB {
             DOCKER_HUB_API
         } else {
             host
         };
-        self.client
-            .repository(dial, path, insecure || source.insecure, credentials)
+        let insecure = insecure || source.insecure;
+        // Keyed by the host as written: docker.io and registry-1.docker.io dial the same host
+        // but may hold different credentials.
+        run.repositories.get_or_make((host, path, insecure), || {
+            let credentials = run.keyring.as_ref().and_then(|k| k.lookup(host, path));
+            self.client.repository(dial, path, insecure, credentials)
+        })
     }
 
     async fn fetch_from(
