@@ -163,8 +163,8 @@ impl FetchError {
     }
 }
 
-/// What one run shares: credentials (or none, for the anonymous retry), the deadline, and
-/// each registry's answer to its ping.
+/// What one run shares: credentials (or none, for the anonymous retry), the deadline, each
+/// registry's answer to its ping, and each repository's handle (with its token).
 struct Run<'a> {
     keyring: Option<Keyring>,
     deadline: Instant,
