@@ -138,6 +138,8 @@ struct Measured {
     load: Load,
     server_cpu: f64,
     etcd_cpu: Option<f64>,
+    /// This process's: the load generator shares the cores with the server and etcd.
+    client_cpu: f64,
     etcd_requests: Option<EtcdRequests>,
 }
 
@@ -163,9 +165,10 @@ impl Measured {
             etcd = format!("{etcd}   {}", requests.per_op(self.successes()));
         }
         format!(
-            "{}   server CPU {:.3} ms/req{etcd}",
+            "{}   server CPU {:.3} ms/req{etcd}   client CPU {:.3} ms/req",
             self.load.line(label),
-            self.server_ms()
+            self.server_ms(),
+            self.client_cpu * 1e3 / self.successes()
         )
     }
 
@@ -206,18 +209,25 @@ impl<'a> Processes<'a> {
     async fn measure(&self, work: impl std::future::Future<Output = Load>) -> Measured {
         let requests_before = self.etcd_requests().await;
         let (server_before, etcd_before) = self.cpu_seconds();
+        let client_before = own_cpu_seconds();
         let load = work.await;
+        let client_cpu = own_cpu_seconds() - client_before;
         let (server_after, etcd_after) = self.cpu_seconds();
         let requests_after = self.etcd_requests().await;
         Measured {
             load,
             server_cpu: server_after - server_before,
             etcd_cpu: etcd_after.zip(etcd_before).map(|(a, b)| a - b),
+            client_cpu,
             etcd_requests: requests_after
                 .zip(requests_before)
                 .map(|(after, before)| after.since(before)),
         }
     }
+}
+
+fn own_cpu_seconds() -> f64 {
+    blackbox::process_cpu_seconds(std::process::id())
 }
 
 /// `list_size` streams to list in `bench-list`, and the stream to get in `bench`.
@@ -297,12 +307,15 @@ async fn creates(on: Backend<'_>, seconds: u64, summary: &mut Summary) {
         );
         if let Some(etcd) = etcd {
             let etcd_before = blackbox::process_cpu_seconds(etcd.pid());
+            let client_before = own_cpu_seconds();
             let raw = raw_etcd_creates(&etcd.endpoint, clients, seconds).await;
+            let client_cpu = own_cpu_seconds() - client_before;
             let etcd_cpu = blackbox::process_cpu_seconds(etcd.pid()) - etcd_before;
             println!(
-                "{}   etcd CPU {:.3} ms/req",
+                "{}   etcd CPU {:.3} ms/req   client CPU {:.3} ms/req",
                 raw.line(&format!("raw etcd Txns ({clients} clients)")),
-                etcd_cpu * 1e3 / raw.ops.max(1) as f64
+                etcd_cpu * 1e3 / raw.ops.max(1) as f64,
+                client_cpu * 1e3 / raw.ops.max(1) as f64
             );
             println!(
                 "  API creates on etcd / raw etcd Txns: {:.0}%",
