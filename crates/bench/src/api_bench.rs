@@ -740,7 +740,7 @@ async fn fanout_round(
         .map(|w| tokio::spawn(read_events(w, updates)))
         .collect();
     let cpu_before = blackbox::process_cpu_seconds(server.pid());
-    let client_cpu_before = blackbox::process_cpu_seconds(std::process::id());
+    let client_cpu_before = own_cpu_seconds();
     let start = Instant::now();
     let acks: std::collections::HashMap<String, Instant> = patch_updates(setup, updates, pace)
         .await
@@ -769,7 +769,7 @@ async fn fanout_round(
         }
     }
     round.server_cpu = blackbox::process_cpu_seconds(server.pid()) - cpu_before;
-    round.client_cpu = blackbox::process_cpu_seconds(std::process::id()) - client_cpu_before;
+    round.client_cpu = own_cpu_seconds() - client_cpu_before;
     round.latency.sort();
     round.elapsed = last.duration_since(start);
     (round, still_open)
